@@ -1,0 +1,18 @@
+# The two commands of the README. Both set up what is missing first (idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo clean-venv lint
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m sing.cli demo --out out/demo
+
+clean-venv:
+	rm -rf $(VENV)

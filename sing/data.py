@@ -1,0 +1,416 @@
+"""Data sets: any image folder, the built-in natural-image set, Fashion-MNIST, mismatch variants.
+
+Natural set (OFFLINE.md): 64×64 crops from the photos and video frames that Debian ships
+(opencv-doc, plasma-workspace-wallpapers, scikit-image). Splits are **by source** (a photo, or a
+whole video), never by crop, and are fixed by the committed manifest `sing/natural_manifest.json`.
+Each source is stored as a small pyramid (shorter side 128/192/256 px); training draws random
+crops (random scale, flip) from the train pyramids; val/test are fixed crops listed in the manifest.
+
+Names accepted by `load_split` / `train_batches`:
+- `natural`            64×64 RGB                       (train/val/test)
+- `fmnist`             32×32 greyscale, 28×28 zero-padded (train = first 55k, val = last 5k, test)
+- `fmnist-rgb64`       Fashion-MNIST resized to 64×64, 3 channels: mismatch set for natural models
+- `natural-gray32`     natural crops as 32×32 greyscale: mismatch set for Fashion-MNIST models
+- `folder:PATH`        any folder of images (recursive); resized (shorter side) + centre-cropped
+                       to the model's resolution; split "all" (or train/val/test by file hash)
+"""
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DataError, InputError
+
+MANIFEST = Path(__file__).with_name("natural_manifest.json")
+NATURAL_VERSION = "natural-v1"
+PYRAMID = (128, 192, 256)          # shorter side of the stored copies of each source
+EVAL_SCALE = 192                   # val/test crops come from this scale
+CROP = 64
+OPENCV_DIR = "/usr/share/doc/opencv-doc/examples/data"
+WALLPAPER_DIR = "/usr/share/wallpapers"
+FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
+DATASETS = ("natural", "fmnist", "fmnist-rgb64", "natural-gray32", "folder:PATH")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+PACKAGE_FOR = {OPENCV_DIR: "opencv-doc", WALLPAPER_DIR: "plasma-workspace-wallpapers",
+               FMNIST_DIR: "dataset-fashion-mnist", "skimage": "python3-skimage"}
+
+
+def cache_dir() -> Path:
+    """Where derived data lives: $SING_CACHE (default ~/.cache/sing)."""
+    return Path(os.environ.get("SING_CACHE", Path.home() / ".cache" / "sing"))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    image_size: int
+    channels: int
+
+
+def info(name: str) -> DatasetInfo:
+    if name == "natural":
+        return DatasetInfo(name, 64, 3)
+    if name == "fmnist":
+        return DatasetInfo(name, 32, 1)
+    if name == "fmnist-rgb64":
+        return DatasetInfo(name, 64, 3)
+    if name == "natural-gray32":
+        return DatasetInfo(name, 32, 1)
+    if name.startswith("folder:"):
+        return DatasetInfo(name, 64, 3)
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Image files
+def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
+    """Read an image file as uint8 (H, W, channels)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB" if channels == 3 else "L")
+            a = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError as e:
+        raise DataError(f"image file {path} not found") from e
+    except OSError as e:
+        raise DataError(f"{path} is not a readable image ({e})") from e
+    return a[..., None] if a.ndim == 2 else a
+
+
+def fit_image(a: np.ndarray, size: int) -> np.ndarray:
+    """The stated rule for images of any size: resize so the shorter side is `size` (area filter),
+    then centre-crop to size×size. Returns uint8 (size, size, C)."""
+    import cv2
+    h, w = a.shape[:2]
+    s = size / min(h, w)
+    nh, nw = max(size, round(h * s)), max(size, round(w * s))
+    if (nh, nw) != (h, w):
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+        r = cv2.resize(a, (nw, nh), interpolation=interp)
+        a = r[..., None] if r.ndim == 2 else r
+    y0, x0 = (nh - size) // 2, (nw - size) // 2
+    return np.ascontiguousarray(a[y0:y0 + size, x0:x0 + size])
+
+
+def to_tensor(batch_hwc: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) → float32 (N, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(batch_hwc)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) in [0, 1] → uint8 (N, H, W, C)."""
+    return (x.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) found under {folder}")
+    return files
+
+
+# ----------------------------------------------------------------------------------------------
+# Natural set: sources and manifest
+def _need(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        pkg = next((p for d, p in PACKAGE_FOR.items() if path.startswith(d)), None)
+        hint = f" (apt-get install -y {pkg})" if pkg else ""
+        raise DataError(f"{what} {path} is missing{hint}; `make setup` installs all data packages")
+
+
+def _skimage_dir() -> str:
+    try:
+        import skimage
+    except ImportError as e:
+        raise DataError("scikit-image is missing (apt-get install -y python3-skimage)") from e
+    return os.path.join(os.path.dirname(skimage.__file__), "data")
+
+
+def _read_source(src: dict) -> list[np.ndarray]:
+    """Decode one manifest source into RGB uint8 frames (one for photos, several for videos)."""
+    import cv2
+    path = src["path"].replace("$SKIMAGE", _skimage_dir())
+    _need(path, f"source {src['id']}")
+    if src["kind"] == "video":
+        cap = cv2.VideoCapture(path)
+        frames, i = [], 0
+        want = set(src["frames"])
+        while True:
+            ok, fr = cap.read()
+            if not ok:
+                break
+            if i in want:
+                frames.append(cv2.cvtColor(fr, cv2.COLOR_BGR2RGB))
+            i += 1
+        cap.release()
+        if len(frames) != len(want):
+            raise DataError(f"video {path} gave {len(frames)} of {len(want)} frames; the file differs "
+                            f"from the one the manifest was made from")
+        return frames
+    return [read_image(path, 3)]
+
+
+def _is_colour(a: np.ndarray) -> bool:
+    return a.ndim == 3 and a.shape[2] == 3 and not (
+        np.abs(a[..., 0].astype(int) - a[..., 1]).mean() < 1 and np.abs(a[..., 1].astype(int) - a[..., 2]).mean() < 1)
+
+
+def _split_of(source_id: str, fractions=(0.65, 0.15, 0.20)) -> str:
+    u = int(hashlib.sha256(source_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if u < fractions[0] else ("val" if u < fractions[0] + fractions[1] else "test")
+
+
+def build_manifest(crops_per_source: dict | None = None, seed: int = 0) -> dict:
+    """Scan the Debian data packages and fix the split by source. Run once; the result is committed."""
+    import cv2
+    sources = []
+    for f in sorted(glob.glob(os.path.join(OPENCV_DIR, "*"))):
+        if Path(f).suffix.lower() not in IMAGE_EXTS:
+            continue
+        a = cv2.imread(f, cv2.IMREAD_COLOR)
+        if a is None or min(a.shape[:2]) < 160 or not _is_colour(a):
+            continue
+        sources.append({"id": "opencv/" + Path(f).name, "kind": "photo", "path": f})
+    for d in sorted(glob.glob(os.path.join(WALLPAPER_DIR, "*", "contents", "images"))):
+        files = [p for p in glob.glob(os.path.join(d, "*")) if Path(p).suffix.lower() in IMAGE_EXTS]
+        if not files:
+            continue
+        # the stored size closest to 1920 px wide: enough detail, quick to decode
+        best = min(files, key=lambda p: abs(int(Path(p).stem.split("x")[0]) - 1920)
+                   if Path(p).stem.split("x")[0].isdigit() else 1e9)
+        sources.append({"id": "wallpaper/" + d.split("/")[-3], "kind": "photo", "path": best})
+    skd = _skimage_dir()
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "ihc",
+                 "motorcycle_left", "color"):
+        for ext in (".png", ".jpg"):
+            p = os.path.join(skd, name + ext)
+            if os.path.exists(p):
+                a = read_image(p, 3)
+                if min(a.shape[:2]) >= 160 and _is_colour(a):
+                    sources.append({"id": "skimage/" + name, "kind": "photo", "path": "$SKIMAGE/" + name + ext})
+    for name, step in (("vtest", 20), ("Megamind", 10), ("tree", 12)):
+        p = os.path.join(OPENCV_DIR, name + ".avi")
+        if os.path.exists(p):
+            cap, n = cv2.VideoCapture(p), 0   # count decodable frames (headers can overstate)
+            while cap.grab():
+                n += 1
+            cap.release()
+            sources.append({"id": "video/" + name, "kind": "video", "path": p,
+                            "frames": list(range(0, n, step))})
+    # Photos are ranked by a hash of their id and cut 65/15/20 %, so the split is exact and stable.
+    # Videos are single scenes with hundreds of near-identical frames: they train only.
+    photos = sorted((s for s in sources if s["kind"] == "photo"),
+                    key=lambda s: hashlib.sha256(s["id"].encode()).hexdigest())
+    n_val, n_test = round(0.15 * len(photos)), round(0.20 * len(photos))
+    for i, s in enumerate(photos):
+        s["split"] = "val" if i < n_val else ("test" if i < n_val + n_test else "train")
+    for s in sources:
+        s.setdefault("split", "train")
+    rng = np.random.default_rng(seed)
+    per = crops_per_source or {"val": 6, "test": 8}
+    crops = {"val": [], "test": []}
+    for s in sources:
+        if s["split"] == "train":
+            continue
+        a = _read_source(s)[0]
+        h, w = _scaled_shape(a.shape[:2], EVAL_SCALE)
+        for i in range(per[s["split"]]):
+            y, x = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
+            crops[s["split"]].append({"id": f"{s['id']}#{i}", "source": s["id"], "scale": EVAL_SCALE,
+                                      "y": y, "x": x})
+    return {"version": NATURAL_VERSION, "crop": CROP, "pyramid": list(PYRAMID), "sources": sources,
+            "crops": crops,
+            "note": "split by source (photo or whole video); regenerate only with a new version name"}
+
+
+def _scaled_shape(hw, short: int) -> tuple[int, int]:
+    h, w = hw
+    s = short / min(h, w)
+    return max(short, round(h * s)), max(short, round(w * s))
+
+
+def _resize_short(a: np.ndarray, short: int) -> np.ndarray:
+    import cv2
+    h, w = _scaled_shape(a.shape[:2], short)
+    interp = cv2.INTER_AREA if short < min(a.shape[:2]) else cv2.INTER_CUBIC
+    return cv2.resize(a, (w, h), interpolation=interp)
+
+
+def load_manifest() -> dict:
+    if not MANIFEST.exists():
+        raise DataError(f"{MANIFEST} is missing: it fixes the natural split; restore it from git")
+    return json.loads(MANIFEST.read_text())
+
+
+def _natural_cache(progress: bool = True) -> Path:
+    """Build (once) the decoded pyramids and fixed crops under $SING_CACHE/data/natural-v1."""
+    man = load_manifest()
+    d = cache_dir() / "data" / man["version"]
+    done = d / "done.json"
+    if done.exists():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+    train_blobs, shapes, src_idx = [], [], []
+    eval_imgs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
+    eval_ids: dict[str, list[str]] = {"val": [], "test": []}
+    by_source = {s: [] for s in ("val", "test")}
+    for c in man["crops"]["val"] + man["crops"]["test"]:
+        by_source.setdefault(c["source"], []).append(c)
+    for si, s in enumerate(tqdm(man["sources"], desc="natural data: decoding sources", disable=not progress)):
+        frames = _read_source(s)
+        if s["split"] == "train":
+            for fr in frames:
+                for short in man["pyramid"]:
+                    p = _resize_short(fr, short)
+                    train_blobs.append(p.reshape(-1))
+                    shapes.append(p.shape)
+                    src_idx.append(si)
+        else:
+            pyr = _resize_short(frames[0], EVAL_SCALE)
+            for c in by_source.get(s["id"], []):
+                eval_imgs[s["split"]].append(pyr[c["y"]:c["y"] + CROP, c["x"]:c["x"] + CROP])
+                eval_ids[s["split"]].append(c["id"])
+    flat = np.concatenate(train_blobs)
+    offsets = np.cumsum([0] + [b.size for b in train_blobs])[:-1]
+    np.savez(d / "train.npz", data=flat, offsets=np.asarray(offsets, np.int64),
+             shapes=np.asarray(shapes, np.int64), source=np.asarray(src_idx, np.int64))
+    for split in ("val", "test"):
+        np.save(d / f"{split}.npy", np.stack(eval_imgs[split]).astype(np.uint8))
+        (d / f"{split}_ids.json").write_text(json.dumps(eval_ids[split]))
+    done.write_text(json.dumps({"version": man["version"], "n_train_images": len(shapes),
+                                "n_val": len(eval_ids["val"]), "n_test": len(eval_ids["test"])}))
+    return d
+
+
+class _NaturalTrain:
+    """Random 64×64 crops (random pyramid level, horizontal flip) from the train sources."""
+
+    def __init__(self, progress: bool = True):
+        d = _natural_cache(progress)
+        z = np.load(d / "train.npz")
+        self.data, self.offsets, self.shapes = z["data"], z["offsets"], z["shapes"]
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        out = np.empty((n, CROP, CROP, 3), np.uint8)
+        idx = rng.integers(0, len(self.shapes), n)
+        for j, i in enumerate(idx):
+            h, w, c = self.shapes[i]
+            img = self.data[self.offsets[i]:self.offsets[i] + h * w * c].reshape(h, w, c)
+            y, x = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
+            crop = img[y:y + CROP, x:x + CROP]
+            out[j] = crop[:, ::-1] if rng.random() < 0.5 else crop
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Fashion-MNIST
+def _read_idx(path: str) -> np.ndarray:
+    _need(path, "Fashion-MNIST file")
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fmnist(split: str) -> tuple[np.ndarray, list[str]]:
+    if split == "test":
+        a = _read_idx(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz"))
+        ids = [f"fmnist/test/{i}" for i in range(len(a))]
+    else:
+        a = _read_idx(os.path.join(FMNIST_DIR, "train-images-idx3-ubyte.gz"))
+        sl = slice(0, 55000) if split == "train" else slice(55000, 60000)
+        ids = [f"fmnist/train/{i}" for i in range(60000)][sl]
+        a = a[sl]
+    a = np.pad(a, ((0, 0), (2, 2), (2, 2)))[..., None]  # 28×28 → 32×32, zero (black) border
+    return a, ids
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+SPLITS = ("train", "val", "test")
+
+
+def load_split(name: str, split: str = "test", n: int | None = None,
+               progress: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """The images of a split as float (N, C, H, W) in [0, 1], with stable ids.
+
+    For `natural` the train split returns deterministic crops (seed 0) — training itself uses
+    `train_batches`. `n` takes the first n images (the order is fixed)."""
+    info(name)
+    if split not in SPLITS + ("all",):
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if n is not None and n < 1:
+        raise InputError(f"n must be ≥ 1, got {n}")
+    if name.startswith("folder:"):
+        files = list_images(name.split(":", 1)[1])
+        if split != "all":
+            files = [f for f in files if _split_of(str(f.name)) == split] or files
+        files = files[:n] if n else files
+        arr = np.stack([fit_image(read_image(f, 3), 64) for f in files])
+        return to_tensor(arr), [f"folder/{f.name}" for f in files]
+    if name in ("natural", "natural-gray32"):
+        if split == "all":
+            raise DataError("split 'all' is only for folder: data sets")
+        if split == "train":
+            rng = np.random.default_rng(0)
+            m = n or 256
+            arr, ids = _NaturalTrain(progress).sample(rng, m), [f"natural/train-crop/{i}" for i in range(m)]
+        else:
+            d = _natural_cache(progress)
+            arr = np.load(d / f"{split}.npy")
+            ids = json.loads((d / f"{split}_ids.json").read_text())
+        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
+        x = to_tensor(arr)
+        if name == "natural-gray32":
+            x = F.interpolate(x.mean(1, keepdim=True), size=32, mode="area")
+            ids = [i.replace("natural", "natural-gray32", 1) for i in ids]
+        return x, ids
+    # Fashion-MNIST family
+    arr, ids = _fmnist("test" if split == "all" else split)
+    arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
+    x = to_tensor(arr)
+    if name == "fmnist-rgb64":
+        x = F.interpolate(x, size=64, mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
+        ids = [i.replace("fmnist", "fmnist-rgb64", 1) for i in ids]
+    return x, ids
+
+
+def train_batches(name: str, batch_size: int, seed: int = 0,
+                  progress: bool = True) -> Iterator[torch.Tensor]:
+    """An endless stream of training batches (B, C, H, W) in [0, 1] (random crops + flips)."""
+    info(name)
+    rng = np.random.default_rng(seed)
+    if name == "natural":
+        src = _NaturalTrain(progress)
+        while True:
+            yield to_tensor(src.sample(rng, batch_size))
+    elif name == "fmnist":
+        arr, _ = _fmnist("train")
+        while True:
+            idx = rng.integers(0, len(arr), batch_size)
+            b = arr[idx]
+            flip = rng.random(batch_size) < 0.5
+            b[flip] = b[flip][:, :, ::-1]
+            yield to_tensor(b)
+    elif name.startswith("folder:"):
+        x, _ = load_split(name, "train", progress=progress)
+        while True:
+            yield x[torch.from_numpy(rng.integers(0, len(x), batch_size))]
+    else:
+        raise DataError(f"{name!r} is an evaluation-only (mismatch) set; train on natural, fmnist "
+                        f"or folder:PATH")

@@ -1,0 +1,7 @@
+"""Diffusion prior (ALGORITHMS.md §3): ε_θ(x_t, t), the ᾱ schedule, DDIM timesteps, loaders,
+training (`sing train-prior`), sampling (`sing sample`), benchmarks and the denoising table."""
+from .model import (DiffusionPrior, PriorConfig, alphas_cumprod_from, build_prior, load_prior,
+                    save_prior, tiny_prior, unet_preset)
+
+__all__ = ["DiffusionPrior", "PriorConfig", "alphas_cumprod_from", "build_prior", "load_prior",
+           "save_prior", "tiny_prior", "unet_preset"]

@@ -1,0 +1,75 @@
+"""Dynamic batching: requests with the same (model, method, output dtype, params) wait at most
+`max_wait_s` for company and leave in batches of at most `max_batch`.
+
+Pure bookkeeping (no sockets, no torch) so that it is easy to test. The server asks `ready(now)`
+whenever its compute thread is idle, and `next_deadline()` to know how long it may sleep.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Pending:
+    key: tuple
+    item: Any                       # the request + its envelope
+    t_arrival: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    def __init__(self, max_batch: int = 16, max_wait_s: float = 0.005, max_queue: int = 256):
+        if max_batch < 1 or max_wait_s < 0 or max_queue < 1:
+            raise ValueError("max_batch ≥ 1, max_wait_s ≥ 0 and max_queue ≥ 1 are required")
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self._groups: "OrderedDict[tuple, deque[Pending]]" = OrderedDict()
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def full(self) -> bool:
+        return self._n >= self.max_queue
+
+    def add(self, key: tuple, item: Any, now: float | None = None) -> bool:
+        """Queue an item; False when the queue is full (the caller replies 'busy')."""
+        if self.full():
+            return False
+        self._groups.setdefault(key, deque()).append(
+            Pending(key, item, time.monotonic() if now is None else now))
+        self._n += 1
+        return True
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time at which the oldest group is due, or None when empty."""
+        if not self._n:
+            return None
+        return min(q[0].t_arrival for q in self._groups.values()) + self.max_wait_s
+
+    def ready(self, now: float | None = None, flush: bool = False) -> list[Pending]:
+        """A batch to run now (one group, oldest first), or [] if nothing is due yet.
+        A group is due when it holds max_batch items or its oldest waited max_wait_s."""
+        now = time.monotonic() if now is None else now
+        best = None
+        for key, q in self._groups.items():
+            due = flush or len(q) >= self.max_batch or now - q[0].t_arrival >= self.max_wait_s
+            if due and (best is None or q[0].t_arrival < self._groups[best][0].t_arrival):
+                best = key
+        if best is None:
+            return []
+        q = self._groups[best]
+        out = [q.popleft() for _ in range(min(self.max_batch, len(q)))]
+        if not q:
+            del self._groups[best]
+        self._n -= len(out)
+        return out
+
+    def drain(self) -> list[Pending]:
+        out = [p for q in self._groups.values() for p in q]
+        self._groups.clear()
+        self._n = 0
+        return out

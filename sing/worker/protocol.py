@@ -1,0 +1,361 @@
+"""The SING worker wire protocol, version 1 (documented in docs/PROTOCOL.md).
+
+A message is a ZeroMQ multipart message:
+
+    [envelope…, b"", header, array…]
+
+- the envelope (routing ids, then one empty delimiter frame) is what REQ/DEALER/ROUTER sockets use;
+- `header` is one UTF-8 JSON object (at most MAX_HEADER_BYTES) with `"v": 1` and a `"type"`;
+- each following frame is one raw little-endian array whose dtype and shape the header names
+  (`dtype`, `shape`); its byte length must equal prod(shape) × itemsize exactly.
+
+Types: request → reply | error; ping → pong; worker↔broker: ready, heartbeat, disconnect.
+No pickle, no filesystem paths: nothing on the wire names a file. This module imports numpy and
+the standard library only (it runs on the radio host, which may have no torch).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import SingError
+
+VERSION = 1
+
+# ---- limits (every one is checked before anything is allocated from a claimed size) -----------
+MAX_HEADER_BYTES = 16 * 1024          # JSON header frame
+MAX_K = 65536                         # complex symbols per request (64×64 RGB at BCR 1/12: 1024)
+MAX_FRAMES = 8                        # frames kept from one message; the rest are drained + refused
+MAX_REQUEST_BYTES = 1 << 20           # ZMQ_MAXMSGSIZE on sockets that take requests (per frame)
+MAX_REPLY_BYTES = 16 << 20            # ZMQ_MAXMSGSIZE on sockets that take replies (per frame)
+MAX_IMAGE_SIDE = 1024
+MAX_ID_LEN = 128
+MAX_META_KEYS = 16
+
+TYPES = ("request", "reply", "error", "ping", "pong", "ready", "heartbeat", "disconnect")
+SNR_SOURCES = ("true", "estimated")
+OUT_DTYPES = ("uint8", "float16")
+METHOD_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,%d}$" % MAX_ID_LEN)
+# model ids look like "name@digest"; a "/" or ".." would smell of a path: refused
+MODEL_RE = re.compile(r"^[A-Za-z0-9._@+=-]{1,%d}$" % MAX_ID_LEN)
+
+# Method parameters allowed on the wire: name -> (type, low, high). Anything else is refused.
+PARAMS: dict[str, tuple[type, float, float]] = {
+    "steps": (int, 1, 1000),
+    "eta": (float, 0.0, 1.0),
+    "seed": (int, 0, 2**31 - 1),
+    "travel_length": (int, 0, 100),
+    "travel_repeat": (int, 0, 100),
+    "guidance_scale": (float, 0.0, 100.0),
+    "zeta": (float, 0.0, 100.0),
+}
+# PDU metadata keys that travel in the request header (`meta`), with their types.
+META: dict[str, tuple[type, ...]] = {
+    "image_id": (str,), "k": (int,), "bcr": (str,), "model_id": (str,), "height": (int,),
+    "width": (int,), "channels": (int,), "snr_db": (int, float), "snr_source": (str,),
+}
+
+# Error codes (the `code` of an error reply)
+BAD_MESSAGE = "bad_message"       # framing, header JSON, unknown type/version
+BAD_REQUEST = "bad_request"       # a field is missing, has the wrong type or is out of range
+BAD_PAYLOAD = "bad_payload"       # array frame: wrong size/dtype, NaN/Inf
+TOO_LARGE = "too_large"           # a claimed or real size above the limits
+UNKNOWN_MODEL = "unknown_model"
+UNKNOWN_METHOD = "unknown_method"
+BUSY = "busy"                     # queue full: try again later / another worker
+UNAVAILABLE = "unavailable"       # no worker could produce the image (broker), or shutting down
+INTERNAL = "internal"             # the restoration failed; the worker carries on
+
+
+class ProtocolError(SingError):
+    """A message that cannot be served; becomes an error reply with `code`."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+class WorkerError(SingError):
+    """The worker (or broker) answered with an error reply; `.code` is one of the codes above."""
+
+    def __init__(self, code: str, message: str, header: dict | None = None):
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.header = header or {}
+
+
+class WorkerUnavailable(WorkerError):
+    """No answer in time (dead/unreachable worker or broker), or the broker gave up on the image."""
+
+    def __init__(self, message: str, header: dict | None = None):
+        super().__init__(UNAVAILABLE, message, header)
+
+
+# ---- envelope ---------------------------------------------------------------------------------
+def split_envelope(frames: Sequence[bytes], min_routing: int = 0) -> tuple[list[bytes], list[bytes]]:
+    """Split [routing…, b"", body…] into (envelope incl. the delimiter, body).
+
+    `min_routing` frames are always routing ids (a ROUTER prepends one). With no delimiter the
+    message is malformed; the envelope is then the first `min_routing` frames so that an error can
+    still be routed back."""
+    for i in range(min_routing, len(frames)):
+        if len(frames[i]) == 0:
+            return list(frames[:i + 1]), list(frames[i + 1:])
+        if i - min_routing >= 4:          # routing stacks deeper than this are not ours
+            break
+    return list(frames[:min_routing]), []
+
+
+# ---- header ------------------------------------------------------------------------------------
+def dumps(header: dict) -> bytes:
+    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_header(frame: bytes) -> dict:
+    if len(frame) > MAX_HEADER_BYTES:
+        raise ProtocolError(TOO_LARGE, f"header frame is {len(frame)} bytes; the limit is "
+                                       f"{MAX_HEADER_BYTES}")
+    try:
+        h = json.loads(bytes(frame).decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ProtocolError(BAD_MESSAGE, f"header frame is not UTF-8 JSON ({str(e)[:80]})") from None
+    if not isinstance(h, dict):
+        raise ProtocolError(BAD_MESSAGE, "header frame must be a JSON object")
+    rid = h.get("id")
+    rid = rid if isinstance(rid, str) and ID_RE.match(rid) else None
+    if h.get("v") != VERSION:
+        raise ProtocolError(BAD_MESSAGE, f"protocol version {h.get('v')!r} is not supported; this "
+                                         f"end speaks v{VERSION}", rid)
+    if h.get("type") not in TYPES:
+        raise ProtocolError(BAD_MESSAGE, f"message type {str(h.get('type'))[:32]!r} is unknown; "
+                                         f"expected one of {list(TYPES)}", rid)
+    return h
+
+
+def request_id_of(h: dict) -> str | None:
+    rid = h.get("id")
+    return rid if isinstance(rid, str) and ID_RE.match(rid) else None
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x) -> bool:
+    return (_is_int(x) or isinstance(x, float)) and math.isfinite(x)
+
+
+def check_params(params: Any, rid: str | None = None) -> dict:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ProtocolError(BAD_REQUEST, "params must be a JSON object", rid)
+    out = {}
+    for k, v in params.items():
+        if k not in PARAMS:
+            raise ProtocolError(BAD_REQUEST, f"parameter {str(k)[:32]!r} is not allowed; allowed: "
+                                             f"{sorted(PARAMS)}", rid)
+        typ, lo, hi = PARAMS[k]
+        ok = _is_int(v) if typ is int else _is_num(v)
+        if not ok or not lo <= v <= hi:
+            raise ProtocolError(BAD_REQUEST, f"parameter {k} must be a {typ.__name__} in "
+                                             f"[{lo}, {hi}], got {str(v)[:32]}", rid)
+        out[k] = typ(v)
+    return out
+
+
+def clean_meta(meta: Any, rid: str | None = None, strict: bool = True) -> dict:
+    """Keep the known PDU metadata keys with scalar values (strings ≤ MAX_ID_LEN)."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        if strict:
+            raise ProtocolError(BAD_REQUEST, "meta must be a JSON object", rid)
+        return {}
+    if strict and len(meta) > MAX_META_KEYS:
+        raise ProtocolError(BAD_REQUEST, f"meta has {len(meta)} keys; the limit is {MAX_META_KEYS}", rid)
+    out = {}
+    for k, v in meta.items():
+        if k not in META:
+            continue                       # unknown PDU keys are not forwarded
+        types = META[k]
+        ok = (isinstance(v, str) and len(v) <= MAX_ID_LEN) if types == (str,) else (
+            _is_int(v) if types == (int,) else _is_num(v))
+        if not ok:
+            if strict:
+                raise ProtocolError(BAD_REQUEST, f"meta[{k!r}] must be {types[0].__name__}"
+                                                 f"{' ≤ %d chars' % MAX_ID_LEN if types == (str,) else ''}", rid)
+            continue
+        out[k] = v
+    return out
+
+
+@dataclass
+class Request:
+    id: str
+    model: str | None
+    method: str
+    k: int
+    snr_db: float
+    snr_source: str
+    params: dict
+    out: str
+    meta: dict
+    symbols: np.ndarray                 # complex64 (k,), owned copy
+    header: dict = field(repr=False, default_factory=dict)
+
+    def group_key(self) -> tuple:
+        """Requests with equal keys may be restored in one batch."""
+        return (self.model, self.method, self.out, json.dumps(self.params, sort_keys=True))
+
+
+def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
+    """Validate a request header + its array frames. Raises ProtocolError (never anything else)."""
+    rid = request_id_of(h)
+    if rid is None:
+        raise ProtocolError(BAD_REQUEST, f"request id must be a string matching {ID_RE.pattern}")
+    model = h.get("model")
+    if model is not None and not (isinstance(model, str) and MODEL_RE.match(model)):
+        raise ProtocolError(BAD_REQUEST, "model must be a model id like 'name@digest' "
+                                         "(no paths) or absent when the worker has one model", rid)
+    method = h.get("method")
+    if not (isinstance(method, str) and METHOD_RE.match(method)):
+        raise ProtocolError(BAD_REQUEST, "method must be a name like 'deepjscc' or 'sing-zero'", rid)
+    k = h.get("k")
+    if not _is_int(k) or k < 1:
+        raise ProtocolError(BAD_REQUEST, "k must be a positive integer (complex symbols)", rid)
+    if k > MAX_K:
+        raise ProtocolError(TOO_LARGE, f"k = {k} exceeds the limit {MAX_K}", rid)
+    snr = h.get("snr_db")
+    if not _is_num(snr) or not -50.0 <= snr <= 100.0:
+        raise ProtocolError(BAD_REQUEST, "snr_db must be a finite number in [-50, 100] dB", rid)
+    src = h.get("snr_source", "true")
+    if src not in SNR_SOURCES:
+        raise ProtocolError(BAD_REQUEST, f"snr_source must be one of {list(SNR_SOURCES)}", rid)
+    out = h.get("out", "uint8")
+    if out not in OUT_DTYPES:
+        raise ProtocolError(BAD_REQUEST, f"out must be one of {list(OUT_DTYPES)}", rid)
+    params = check_params(h.get("params"), rid)
+    meta = clean_meta(h.get("meta"), rid)
+    if h.get("dtype") != "complex64":
+        raise ProtocolError(BAD_PAYLOAD, f"dtype must be 'complex64' (little-endian), got "
+                                         f"{str(h.get('dtype'))[:32]!r}", rid)
+    shape = h.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0])):
+        raise ProtocolError(BAD_PAYLOAD, "shape must be [k]", rid)
+    if shape[0] != k:
+        raise ProtocolError(BAD_PAYLOAD, f"shape {shape} disagrees with k = {k}", rid)
+    if len(arrays) != 1:
+        raise ProtocolError(BAD_PAYLOAD, f"a request carries exactly one array frame, got "
+                                         f"{len(arrays)}", rid)
+    buf = arrays[0]
+    if len(buf) != 8 * k:
+        raise ProtocolError(BAD_PAYLOAD, f"symbol frame is {len(buf)} bytes; k = {k} complex64 "
+                                         f"needs {8 * k}", rid)
+    y = np.frombuffer(buf, dtype="<c8").astype(np.complex64, copy=True)
+    if not np.isfinite(y.view(np.float32)).all():
+        raise ProtocolError(BAD_PAYLOAD, "symbols contain NaN or Inf: check the equaliser / SNR "
+                                         "estimate upstream", rid)
+    return Request(rid, model, method, k, float(snr), src, params, out, meta, y, h)
+
+
+# ---- builders ----------------------------------------------------------------------------------
+def request_frames(symbols: np.ndarray, snr_db: float, method: str, request_id: str, *,
+                   model: str | None = None, snr_source: str = "true", params: dict | None = None,
+                   meta: dict | None = None, out: str = "uint8") -> list[bytes]:
+    """Body frames of a request (the caller prepends its envelope, e.g. b"")."""
+    y = np.ascontiguousarray(np.asarray(symbols).reshape(-1), dtype="<c8")
+    h = {"v": VERSION, "type": "request", "id": request_id, "method": method, "k": int(y.size),
+         "snr_db": float(snr_db), "snr_source": snr_source, "params": params or {},
+         "meta": meta or {}, "out": out, "dtype": "complex64", "shape": [int(y.size)]}
+    if model is not None:
+        h["model"] = model
+    return [dumps(h), y.tobytes()]
+
+
+def reply_frames(req_id: str, image_hwc: np.ndarray, **extra) -> list[bytes]:
+    img = np.ascontiguousarray(image_hwc)
+    dt = {np.dtype(np.uint8): "uint8", np.dtype(np.float16): "float16"}[img.dtype]
+    h = {"v": VERSION, "type": "reply", "id": req_id, "dtype": dt, "shape": list(img.shape)}
+    h.update(extra)
+    return [dumps(h), img.astype(img.dtype.newbyteorder("<"), copy=False).tobytes()]
+
+
+def error_frames(code: str, message: str, req_id: str | None = None, **extra) -> list[bytes]:
+    h = {"v": VERSION, "type": "error", "id": req_id, "code": code, "message": message[:2000]}
+    h.update(extra)
+    return [dumps(h)]
+
+
+def control_frames(type_: str, **fields) -> list[bytes]:
+    h = {"v": VERSION, "type": type_}
+    h.update(fields)
+    return [dumps(h)]
+
+
+def parse_reply_image(h: dict, arrays: Sequence[bytes]) -> np.ndarray:
+    """Validate a reply's image frame against its header (the client trusts no size either)."""
+    dt = h.get("dtype")
+    shape = h.get("shape")
+    if dt not in OUT_DTYPES or not (isinstance(shape, list) and len(shape) == 3
+                                    and all(_is_int(s) and 1 <= s <= MAX_IMAGE_SIDE for s in shape[:2])
+                                    and _is_int(shape[2]) and 1 <= shape[2] <= 4):
+        raise ProtocolError(BAD_MESSAGE, f"reply has a bad dtype/shape ({dt!r}, {shape!r})")
+    itemsize = 1 if dt == "uint8" else 2
+    need = shape[0] * shape[1] * shape[2] * itemsize
+    if len(arrays) != 1 or len(arrays[0]) != need:
+        raise ProtocolError(BAD_MESSAGE, f"reply image frame has {[len(a) for a in arrays]} bytes, "
+                                         f"header says {need}")
+    return np.frombuffer(arrays[0], dtype="<u1" if dt == "uint8" else "<f2").reshape(shape).copy()
+
+
+# ---- bounded receive ---------------------------------------------------------------------------
+def recv_bounded(sock, max_frames: int = MAX_FRAMES, flags: int = 0) -> tuple[list[bytes], bool]:
+    """Receive one multipart message keeping at most `max_frames` frames (the rest are read and
+    dropped so memory stays bounded). Returns (frames, truncated)."""
+    import zmq
+    frames = [sock.recv(flags)]
+    truncated = False
+    while sock.getsockopt(zmq.RCVMORE):
+        f = sock.recv()
+        if len(frames) < max_frames:
+            frames.append(f)
+        else:
+            truncated = True
+    return frames, truncated
+
+
+# ---- endpoints ---------------------------------------------------------------------------------
+def is_loopback(endpoint: str) -> bool:
+    """True for tcp://127.x.x.x:port, tcp://localhost:port, tcp://[::1]:port, ipc://, inproc://."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    m = re.match(r"^tcp://(.+):(\d+|\*)$", endpoint)
+    if not m:
+        return False
+    host = m.group(1)
+    return host == "localhost" or host == "[::1]" or bool(re.match(r"^127\.\d+\.\d+\.\d+$", host))
+
+
+def check_bind(endpoint: str, curve: bool) -> None:
+    """Refuse a non-loopback bind without CURVE keys (it would let anyone on the network in)."""
+    if not is_loopback(endpoint) and not curve:
+        raise SingError(f"refusing to bind {endpoint} without encryption: a non-loopback address "
+                        f"needs CURVE keys (`sing keys --out DIR`, then --curve-secret "
+                        f"DIR/server.key_secret); bind tcp://127.0.0.1:PORT for local use")
+
+
+def iter_chunks(seq: Sequence, n: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]

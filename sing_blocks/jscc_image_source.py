@@ -1,0 +1,135 @@
+"""JSCC image source: image files → DeepJSCC encoder (host CPU) → one symbols PDU per image.
+
+Images come from a folder (recursive, sorted by path, as ``sing.data.list_images``) or a glob
+pattern. Resize/crop rule (``sing.data.fit_image``, the same as ``sing eval`` on ``folder:PATH``):
+resize so the shorter side equals the model's image size (area filter when shrinking, bicubic when
+enlarging), then centre-crop to a square; greyscale models read the file as luminance.
+Image ids are ``id_prefix + file name`` ("folder/<name>", as ``sing eval`` names folder images);
+passes after the first (``loop``) append ``#<pass>``.
+
+Outputs: ``pdus`` — meta (image_id, k, bcr, model_id, height, width, channels, seq) + c32vector of
+k unit-power symbols; ``image`` — the fitted original as an image PDU (u8vector HWC) for displays.
+When the list is exhausted (and ``loop`` is off) the block finishes, which ends a flowgraph run to
+completion once everything downstream has drained.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .pdu_util import image_pdu, symbols_pdu
+
+
+def find_images(path: str) -> list[Path]:
+    from sing.data import IMAGE_EXTS, list_images
+    from sing.errors import DataError
+    p = Path(os.path.expanduser(str(path)))
+    if p.is_dir():
+        return list_images(p)
+    files = sorted(Path(f) for f in glob.glob(os.path.expanduser(str(path)), recursive=True)
+                   if Path(f).suffix.lower() in IMAGE_EXTS and Path(f).is_file())
+    if not files:
+        raise DataError(f"no images found at {path!r}: give a folder or a glob such as "
+                        f"'/data/kodak/*.png' ({', '.join(IMAGE_EXTS)})")
+    return files
+
+
+class jscc_image_source(gr.basic_block):
+    def __init__(self, jscc_dir: str, path: str, snr_db: float = 0.0, interval_s: float = 0.1,
+                 loop: bool = False, max_images: int = 0, id_prefix: str = "folder/",
+                 start_delay_s: float = 0.0, finish_delay_s: float = 0.5):
+        gr.basic_block.__init__(self, name="sing_jscc_image_source", in_sig=None, out_sig=None)
+        from sing.jscc import load_jscc
+        self.model = load_jscc(jscc_dir, device="cpu")
+        self.model.eval()
+        cfg = self.model.config
+        self.image_size = int(cfg.image_size)
+        self.channels = int(cfg.channels)
+        self.files = find_images(path)
+        if max_images and max_images > 0:
+            self.files = self.files[: int(max_images)]
+        self.snr_db = float(snr_db)
+        self.interval_s = max(0.0, float(interval_s))
+        self.loop = bool(loop)
+        self.id_prefix = str(id_prefix)
+        self.start_delay_s = max(0.0, float(start_delay_s))
+        self.finish_delay_s = max(0.0, float(finish_delay_s))
+        self.n_sent = 0
+        self.n_failed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.message_port_register_out(pmt.intern("pdus"))
+        self.message_port_register_out(pmt.intern("image"))
+
+    def set_snr_db(self, snr_db: float) -> None:
+        self.snr_db = float(snr_db)
+
+    def set_interval_s(self, interval_s: float) -> None:
+        self.interval_s = max(0.0, float(interval_s))
+
+    def encode_file(self, f: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(fitted uint8 HWC image, complex64 (k,) unit-power symbols) for one file."""
+        import torch
+        from sing.data import fit_image, read_image, to_tensor
+        a = fit_image(read_image(f, self.channels), self.image_size)
+        with torch.no_grad():
+            z = self.model.encode(to_tensor(a[None]), self.snr_db)
+        return a, z[0].detach().cpu().numpy().astype(np.complex64)
+
+    def start(self) -> bool:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sing-image-source", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> bool:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        return True
+
+    def _run(self) -> None:
+        from fractions import Fraction
+        if self._stop.wait(self.start_delay_s):
+            return
+        n_real = self.channels * self.image_size * self.image_size
+        seq, pass_no = 0, 0
+        while not self._stop.is_set():
+            for f in self.files:
+                if self._stop.is_set():
+                    return
+                t0 = time.monotonic()
+                iid = self.id_prefix + f.name + (f"#{pass_no}" if pass_no else "")
+                try:
+                    img, z = self.encode_file(f)
+                except Exception as e:      # a bad file fails that image only
+                    self.n_failed += 1
+                    self.logger.warn(f"image {iid} skipped: {e}")
+                    continue
+                bcr = getattr(self.model.config, "bcr", None) or Fraction(z.size, n_real)
+                bcr = str(bcr)
+                meta = {"image_id": iid, "k": int(z.size), "bcr": bcr,
+                        "model_id": str(self.model.model_id), "height": self.image_size,
+                        "width": self.image_size, "channels": self.channels, "seq": seq,
+                        "source_path": str(f)}
+                self.message_port_pub(pmt.intern("image"), image_pdu(meta, img))
+                self.message_port_pub(pmt.intern("pdus"), symbols_pdu(meta, z))
+                self.n_sent += 1
+                seq += 1
+                if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0))):
+                    return
+            pass_no += 1
+            if not self.loop:
+                break
+        # Give stream-based downstream blocks (pdu_to_tagged_stream pulls PDUs in work()) time to
+        # take the last PDU before the done message reaches them, then finish this block.
+        if not self._stop.wait(self.finish_delay_s):
+            self.to_basic_block()._post(pmt.intern("system"),
+                                        pmt.cons(pmt.intern("done"), pmt.from_long(1)))

@@ -1,0 +1,114 @@
+"""PDU helpers shared by the SING blocks (CONVENTIONS.md, "GNU Radio").
+
+One image = one PDU = ``pmt.cons(meta_dict, c32vector)``. Metadata keys: ``image_id`` (str),
+``k`` (int), ``bcr`` (str), ``model_id`` (str), ``height``, ``width``, ``channels`` (int),
+``snr_db`` (float, when known), ``snr_source`` ("true" | "estimated").
+
+Image PDUs (what the source sends to a display, what the receiver emits) carry a u8vector of
+``height*width*channels`` bytes in HWC order with the same metadata keys.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pmt
+
+META_KEYS = ("image_id", "k", "bcr", "model_id", "height", "width", "channels", "snr_db",
+             "snr_source")
+
+
+class BadPDU(ValueError):
+    """A PDU that cannot be used; the message names what is wrong. Fails that image only."""
+
+    def __init__(self, reason: str, message: str, image_id: str | None = None):
+        super().__init__(message)
+        self.reason = reason          # short machine-readable reason, used in drop counters
+        self.image_id = image_id
+
+
+def _plain(v):
+    """numpy scalars → Python scalars so pmt.to_pmt makes longs/doubles, not vectors."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def meta_to_pmt(meta: dict) -> pmt.pmt_t:
+    d = pmt.make_dict()
+    for k, v in meta.items():
+        if v is None:
+            continue
+        d = pmt.dict_add(d, pmt.intern(str(k)), pmt.to_pmt(_plain(v)))
+    return d
+
+
+def meta_from_pmt(m: pmt.pmt_t) -> dict:
+    if pmt.is_null(m):
+        return {}
+    if not pmt.is_dict(m):
+        raise BadPDU("bad_pdu", "PDU metadata is not a dictionary")
+    out = pmt.to_python(m)
+    return {str(k): v for k, v in out.items()} if isinstance(out, dict) else {}
+
+
+def symbols_pdu(meta: dict, symbols: np.ndarray) -> pmt.pmt_t:
+    z = np.ascontiguousarray(np.asarray(symbols).reshape(-1), dtype=np.complex64)
+    return pmt.cons(meta_to_pmt(meta), pmt.init_c32vector(z.size, z))
+
+
+def image_pdu(meta: dict, image_hwc: np.ndarray) -> pmt.pmt_t:
+    a = np.ascontiguousarray(image_hwc, dtype=np.uint8)
+    if a.ndim == 2:
+        a = a[..., None]
+    m = dict(meta, height=int(a.shape[0]), width=int(a.shape[1]), channels=int(a.shape[2]))
+    return pmt.cons(meta_to_pmt(m), pmt.init_u8vector(a.size, a.reshape(-1)))
+
+
+def parse_image_pdu(msg: pmt.pmt_t) -> tuple[dict, np.ndarray]:
+    if not pmt.is_pair(msg):
+        raise BadPDU("bad_pdu", "message is not a PDU (pmt.cons(meta, u8vector))")
+    meta = meta_from_pmt(pmt.car(msg))
+    v = pmt.cdr(msg)
+    if not pmt.is_u8vector(v):
+        raise BadPDU("bad_type", "image PDU payload must be a u8vector (HWC bytes)",
+                     meta.get("image_id"))
+    a = np.asarray(pmt.u8vector_elements(v), dtype=np.uint8)
+    try:
+        h, w, c = int(meta["height"]), int(meta["width"]), int(meta.get("channels", 3))
+        a = a.reshape(h, w, c)
+    except (KeyError, ValueError, TypeError) as e:
+        raise BadPDU("bad_length", f"image PDU of {a.size} bytes does not match its "
+                     f"height/width/channels metadata ({e})", meta.get("image_id")) from None
+    return meta, a
+
+
+def parse_symbols_pdu(msg: pmt.pmt_t, expect_k: int | None = None) -> tuple[dict, np.ndarray]:
+    """Validate a symbols PDU; returns (meta, complex64 (k,)). Raises BadPDU with a clear reason."""
+    if not pmt.is_pair(msg):
+        raise BadPDU("bad_pdu", "message is not a PDU: expected pmt.cons(meta_dict, c32vector)")
+    meta = meta_from_pmt(pmt.car(msg))
+    iid = meta.get("image_id")
+    if not isinstance(iid, str) or not iid:
+        raise BadPDU("no_image_id", "PDU metadata has no 'image_id' string")
+    v = pmt.cdr(msg)
+    if not pmt.is_c32vector(v):
+        kind = next((t for t in ("f32vector", "u8vector", "s32vector", "c64vector", "f64vector")
+                     if getattr(pmt, f"is_{t}")(v)), "non-vector")
+        raise BadPDU("bad_type", f"payload is a {kind}; a SING PDU carries a c32vector of complex "
+                     f"symbols", iid)
+    y = np.asarray(pmt.c32vector_elements(v), dtype=np.complex64)
+    k = meta.get("k")
+    if not isinstance(k, int) or k < 1:
+        raise BadPDU("bad_meta", "metadata 'k' (number of symbols) is missing or not a positive int",
+                     iid)
+    if y.size != k or (expect_k is not None and y.size != expect_k):
+        want = k if expect_k is None else expect_k
+        raise BadPDU("bad_length", f"payload has {y.size} symbols, metadata/model say {want}", iid)
+    if not np.isfinite(y.view(np.float32)).all():
+        raise BadPDU("nan_symbols", "symbols contain NaN or Inf (check the equaliser / SNR "
+                     "estimate upstream)", iid)
+    snr = meta.get("snr_db")
+    if snr is not None and (not isinstance(snr, (int, float)) or not math.isfinite(snr)):
+        raise BadPDU("bad_meta", f"metadata snr_db={snr!r} is not a finite number", iid)
+    return meta, y

@@ -1,0 +1,281 @@
+"""SING receiver (sink): symbols PDUs → worker (DeepJSCC decoder + SING restoration) → PNG files.
+
+The message handler only validates the PDU and puts it on a bounded queue (it never blocks the
+scheduler); one background thread talks to the worker with ``sing.worker.client.WorkerClient``
+(timeouts, retries). Per image it writes ``<out_dir>/<image id>.png`` and a ``.json`` sidecar and
+publishes an image PDU on ``images``.
+
+Every image ends in exactly one of three states (``status`` in the sidecar, ``counts()``):
+- ``restored``: the worker returned the image for the requested method;
+- ``local``: the worker was unreachable/failed and ``local_fallback`` decoded it here with the
+  DeepJSCC decoder (``jscc_dir``) — marked ``restored: false``;
+- ``dropped``: with a reason (bad PDU: ``bad_type``/``bad_length``/``nan_symbols``/…,
+  ``unknown_model``, ``queue_full``, ``worker_unavailable``, ``shutdown``…), one log line each.
+``<out_dir>/summary.json`` lists every image and the counts when the block stops.
+
+When the flowgraph ends, ``stop()`` waits up to ``drain_timeout_s`` for queued images; what is left
+then is dropped with reason ``shutdown``. A dead worker is skipped for ``retry_after_s`` after a
+failed request, so a worker that died mid-run costs one timeout, not one per image.
+"""
+from __future__ import annotations
+
+import json
+import math
+import queue
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .pdu_util import BadPDU, image_pdu, parse_symbols_pdu
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RID = re.compile(r"[^A-Za-z0-9._:@/+=-]+")
+# worker error codes that concern the image itself: decoding it locally would not help
+_IMAGE_ERRORS = ("bad_request", "bad_payload", "too_large", "unknown_method", "bad_message")
+
+
+def safe_name(image_id: str) -> str:
+    return _SAFE.sub("_", image_id).strip("._") or "image"
+
+
+class sing_receiver(gr.basic_block):
+    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", method: str = "sing-zero",
+                 out_dir: str = "out/radio", jscc_dir: str = "", local_fallback: bool = True,
+                 timeout_s: float = 10.0, retries: int = 1, queue_size: int = 32,
+                 drain_timeout_s: float = 60.0, retry_after_s: float = 5.0,
+                 assumed_snr_db=None, seed: int = 0, write_files: bool = True):
+        gr.basic_block.__init__(self, name="sing_receiver", in_sig=None, out_sig=None)
+        self.endpoint = str(endpoint or "").strip()
+        self.method = str(method)
+        self.out_dir = Path(out_dir)
+        self.local_fallback = bool(local_fallback)
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.drain_timeout_s = float(drain_timeout_s)
+        self.retry_after_s = float(retry_after_s)
+        self.assumed_snr_db = None if assumed_snr_db is None else float(assumed_snr_db)
+        self.seed = int(seed)
+        self.write_files = bool(write_files)
+        self.jscc = None
+        if jscc_dir:
+            from sing.jscc import load_jscc
+            self.jscc = load_jscc(jscc_dir, device="cpu")   # CheckpointError names what is wrong
+            self.jscc.eval()
+        if not self.endpoint and self.jscc is None:
+            from sing.errors import InputError
+            raise InputError("sing_receiver needs a worker endpoint or a local jscc_dir (or both)")
+        if self.write_files:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, int(queue_size)))
+        self._lock = threading.Lock()
+        self._records: list[dict] = []
+        self._counts = {"received": 0, "restored": 0, "local": 0, "dropped": 0}
+        self._reasons: dict[str, int] = {}
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._worker_down_until = 0.0
+        self.message_port_register_in(pmt.intern("pdus"))
+        self.message_port_register_out(pmt.intern("images"))
+        self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
+
+    # ---- accounting ---------------------------------------------------------------------------
+    def counts(self) -> dict:
+        with self._lock:
+            return dict(self._counts, reasons=dict(self._reasons))
+
+    def records(self) -> list[dict]:
+        with self._lock:
+            return [dict(r) for r in self._records]
+
+    def _account(self, status: str, image_id: str | None, reason: str | None = None, **extra):
+        rec = {"image_id": image_id, "status": status}
+        if reason:
+            rec["reason"] = reason
+        rec.update(extra)
+        with self._lock:
+            self._counts[status] += 1
+            if status == "dropped":
+                self._reasons[reason] = self._reasons.get(reason, 0) + 1
+            self._records.append(rec)
+        return rec
+
+    def _drop(self, image_id, reason: str, message: str):
+        self.logger.warn(f"image {image_id or '?'} dropped ({reason}): {message}")
+        self._account("dropped", image_id, reason, message=message)
+
+    # ---- scheduler side (never blocks) --------------------------------------------------------
+    def set_method(self, method: str) -> None:
+        self.method = str(method)
+
+    def handle_pdu(self, msg) -> None:
+        with self._lock:
+            self._counts["received"] += 1
+        try:
+            meta, y = parse_symbols_pdu(msg)
+            if meta.get("snr_db") is None:
+                if self.assumed_snr_db is None:
+                    raise BadPDU("no_snr", "metadata has no snr_db and the block has no assumed SNR",
+                                 meta.get("image_id"))
+                meta["snr_db"], meta["snr_source"] = self.assumed_snr_db, "true"
+            if self.endpoint == "" and self.jscc is not None:
+                self._check_local(meta, y)
+        except BadPDU as e:
+            self._drop(e.image_id, e.reason, str(e))
+            return
+        try:
+            self._q.put_nowait((meta, y, time.time()))
+        except queue.Full:
+            self._drop(meta.get("image_id"), "queue_full",
+                       f"{self._q.maxsize} images already wait for the worker; slow the source "
+                       f"down or raise queue_size")
+
+    def _check_local(self, meta: dict, y: np.ndarray) -> None:
+        mid = meta.get("model_id")
+        if mid is not None and mid != self.jscc.model_id:
+            raise BadPDU("unknown_model", f"model id {mid!r} is not the local DeepJSCC model "
+                         f"{self.jscc.model_id!r}", meta.get("image_id"))
+        if y.size != self.jscc.k:
+            raise BadPDU("bad_length", f"{y.size} symbols; the local model takes k={self.jscc.k}",
+                         meta.get("image_id"))
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> bool:
+        self._closing.clear()
+        self._thread = threading.Thread(target=self._run, name="sing-receiver", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> bool:
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.drain_timeout_s + self.timeout_s * (self.retries + 1) + 5)
+        while True:
+            try:
+                meta, _, _ = self._q.get_nowait()
+            except queue.Empty:
+                break
+            self._drop(meta.get("image_id"), "shutdown",
+                       f"still queued {self.drain_timeout_s:.0f} s after the flowgraph stopped")
+        self._write_summary()
+        return True
+
+    def _write_summary(self) -> None:
+        if not self.write_files:
+            return
+        try:
+            from sing.checkpoint import write_json
+            write_json(self.out_dir / "summary.json",
+                       {"counts": self.counts(), "method": self.method, "endpoint": self.endpoint,
+                        "images": self.records()})
+        except OSError as e:
+            self.logger.error(f"cannot write {self.out_dir / 'summary.json'}: {e}")
+
+    # ---- worker thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        client = None
+        deadline = None
+        while True:
+            if self._closing.is_set() and deadline is None:
+                deadline = time.monotonic() + self.drain_timeout_s
+            if deadline is not None and (self._q.empty() or time.monotonic() > deadline):
+                break
+            try:
+                item = self._q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            meta, y, t_in = item
+            try:
+                client = self._process(meta, y, t_in, client)
+            except Exception as e:       # never let one image kill the thread
+                self._drop(meta.get("image_id"), "internal", f"{type(e).__name__}: {e}")
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    def _client(self, client):
+        if client is None:
+            from sing.worker.client import WorkerClient
+            client = WorkerClient(self.endpoint, timeout_s=self.timeout_s, retries=self.retries)
+        return client
+
+    def _process(self, meta: dict, y: np.ndarray, t_in: float, client):
+        from sing.worker.protocol import WorkerError, WorkerUnavailable
+        iid = meta["image_id"]
+        why = "no worker endpoint configured"
+        reason = "worker_unavailable"
+        if self.endpoint and time.monotonic() >= self._worker_down_until:
+            rid = _RID.sub("_", f"{meta.get('seq', '')}-{iid}")[:128]
+            wmeta = {k: v for k, v in meta.items() if k in (
+                "image_id", "k", "bcr", "model_id", "height", "width", "channels", "snr_db",
+                "snr_source")}
+            t0 = time.monotonic()
+            try:
+                client = self._client(client)
+                reply = client.restore(y, float(meta["snr_db"]), self.method, wmeta, rid)
+            except WorkerUnavailable as e:
+                self._worker_down_until = time.monotonic() + self.retry_after_s
+                why = f"worker at {self.endpoint} unavailable: {e}"
+                self.logger.warn(f"{why}; local fallback for {self.retry_after_s:.0f} s"
+                                 if self.local_fallback and self.jscc is not None else why)
+                try:
+                    client.close()
+                except Exception:
+                    pass
+                client = None
+            except WorkerError as e:
+                if e.code in _IMAGE_ERRORS:
+                    self._drop(iid, e.code, str(e))
+                    return client
+                why, reason = f"worker error: {e}", e.code
+            else:
+                img = np.asarray(reply.image)
+                if img.dtype != np.uint8:
+                    img = np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                hdr = {k: v for k, v in dict(reply.header).items()
+                       if isinstance(v, (str, int, float, bool)) and k not in ("v", "type", "dtype")}
+                self._deliver(meta, img, "restored", method_used=self.method, worker=hdr,
+                              latency_s=round(time.monotonic() - t0, 4))
+                return client
+        elif self.endpoint:
+            why = f"worker at {self.endpoint} was unavailable less than {self.retry_after_s:.0f} s ago"
+        # ---- local fallback: DeepJSCC decoder on this host, marked unrestored -----------------
+        if not (self.local_fallback and self.jscc is not None):
+            self._drop(iid, reason, why + " and local fallback is off")
+            return client
+        mid = meta.get("model_id")
+        if mid is not None and mid != self.jscc.model_id:
+            self._drop(iid, "unknown_model", f"{why}; the local model is {self.jscc.model_id!r}, "
+                                             f"not {mid!r}")
+            return client
+        if y.size != self.jscc.k:
+            self._drop(iid, "bad_length", f"{why}; the local model takes k={self.jscc.k}, got {y.size}")
+            return client
+        import torch
+        from sing.data import to_uint8
+        with torch.no_grad():
+            x = self.jscc.decode(torch.from_numpy(y)[None], float(meta["snr_db"]))
+        self._deliver(meta, to_uint8(x)[0], "local", method_used="deepjscc", fallback_reason=why)
+        return client
+
+    def _deliver(self, meta: dict, img: np.ndarray, status: str, **extra) -> None:
+        iid = meta["image_id"]
+        info = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
+        info.update(status=status, restored=(status == "restored"), method=self.method, **extra)
+        if self.write_files:
+            from PIL import Image
+            stem = self.out_dir / safe_name(iid)
+            png = stem.parent / (stem.name + ".png")
+            a = img[..., 0] if img.shape[-1] == 1 else img
+            Image.fromarray(a).save(png)
+            info["path"] = str(png)
+            (stem.parent / (stem.name + ".json")).write_text(json.dumps(info, indent=1, default=str) + "\n")
+        self._account(status, iid, **{k: info[k] for k in ("method_used", "path") if k in info})
+        out = {k: v for k, v in info.items() if not isinstance(v, dict)}
+        self.message_port_pub(pmt.intern("images"), image_pdu(out, img))
