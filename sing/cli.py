@@ -37,8 +37,8 @@ def _load(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sing", description=__doc__.split("\n")[0] +
-                                " — SING: diffusion-restored DeepJSCC over GNU Radio.")
+    p = argparse.ArgumentParser(prog="sing", description="SING: diffusion-restored DeepJSCC image "
+                                "transmission over GNU Radio. `sing COMMAND --help` for each command.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():

@@ -15,7 +15,23 @@ try:                                   # needs PyQt5 (a GUI host); headless host
 except ImportError as _e:              # pragma: no cover
     _logging.getLogger(__name__).info("gnuradio.sing: image_display unavailable (%s)", _e)
 
-try:                                   # over-the-air PHY (ofdm_*.py), written separately
-    from .ofdm import *                # noqa: F401,F403
-except ImportError as _e:
-    _logging.getLogger(__name__).info("gnuradio.sing: OFDM blocks unavailable (%s)", _e)
+
+
+def _import_ofdm() -> None:
+    """Over-the-air PHY blocks (``ofdm_*.py``, written separately): each module ``ofdm_x`` that
+    defines a block class ``ofdm_x`` is exported as ``gnuradio.sing.ofdm_x``; a module that fails
+    to import costs one log line, never the rest of the package."""
+    import importlib
+    import pkgutil
+    for _m in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("ofdm")):
+        try:
+            mod = importlib.import_module(f".{_m}", __name__)
+        except ImportError as e:
+            _logging.getLogger(__name__).warning("gnuradio.sing: %s unavailable (%s)", _m, e)
+            continue
+        for name in getattr(mod, "__all__", [_m]):
+            if hasattr(mod, name):
+                globals()[name] = getattr(mod, name)
+
+
+_import_ofdm()

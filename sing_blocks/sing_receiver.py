@@ -2,7 +2,7 @@
 
 The message handler only validates the PDU and puts it on a bounded queue (it never blocks the
 scheduler); one background thread talks to the worker with ``sing.worker.client.WorkerClient``
-(timeouts, retries). Per image it writes ``<out_dir>/<image id>.png`` and a ``.json`` sidecar and
+(timeouts, retries; up to ``max_in_flight`` requests outstanding, which the worker batches). Per image it writes ``<out_dir>/<image id>.png`` and a ``.json`` sidecar and
 publishes an image PDU on ``images``.
 
 Every image ends in exactly one of three states (``status`` in the sidecar, ``counts()``):
@@ -39,8 +39,12 @@ _RID = re.compile(r"[^A-Za-z0-9._:@/+=-]+")
 _IMAGE_ERRORS = ("bad_request", "bad_payload", "too_large", "unknown_method", "bad_message")
 
 
+_IMG_EXT = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ppm|pgm)$", re.IGNORECASE)
+
+
 def safe_name(image_id: str) -> str:
-    return _SAFE.sub("_", image_id).strip("._") or "image"
+    """File stem for an image id: "folder/cat.jpg" → "folder_cat"."""
+    return _SAFE.sub("_", _IMG_EXT.sub("", image_id)).strip("._") or "image"
 
 
 class sing_receiver(gr.basic_block):
@@ -48,7 +52,8 @@ class sing_receiver(gr.basic_block):
                  out_dir: str = "out/radio", jscc_dir: str = "", local_fallback: bool = True,
                  timeout_s: float = 10.0, retries: int = 1, queue_size: int = 32,
                  drain_timeout_s: float = 60.0, retry_after_s: float = 5.0,
-                 assumed_snr_db=None, seed: int = 0, write_files: bool = True):
+                 assumed_snr_db=None, seed: int = 0, write_files: bool = True,
+                 max_in_flight: int = 8):
         gr.basic_block.__init__(self, name="sing_receiver", in_sig=None, out_sig=None)
         self.endpoint = str(endpoint or "").strip()
         self.method = str(method)
@@ -60,6 +65,7 @@ class sing_receiver(gr.basic_block):
         self.retry_after_s = float(retry_after_s)
         self.assumed_snr_db = None if assumed_snr_db is None else float(assumed_snr_db)
         self.seed = int(seed)
+        self.max_in_flight = max(1, int(max_in_flight))
         self.write_files = bool(write_files)
         self.jscc = None
         if jscc_dir:
@@ -79,6 +85,7 @@ class sing_receiver(gr.basic_block):
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._worker_down_until = 0.0
+        self._names: set[str] = set()
         self.message_port_register_in(pmt.intern("pdus"))
         self.message_port_register_out(pmt.intern("images"))
         self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
@@ -153,7 +160,7 @@ class sing_receiver(gr.basic_block):
     def stop(self) -> bool:
         self._closing.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.drain_timeout_s + self.timeout_s * (self.retries + 1) + 5)
+            self._thread.join(timeout=self.drain_timeout_s + 10)
         while True:
             try:
                 meta, _, _ = self._q.get_nowait()
@@ -177,92 +184,118 @@ class sing_receiver(gr.basic_block):
 
     # ---- worker thread ------------------------------------------------------------------------
     def _run(self) -> None:
-        client = None
-        deadline = None
+        """Take images off the queue, keep up to `max_in_flight` requests outstanding (the worker
+        batches concurrent requests), finish each one as its reply, error or timeout comes."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        client, inflight, deadline = None, [], None
         while True:
             if self._closing.is_set() and deadline is None:
                 deadline = time.monotonic() + self.drain_timeout_s
-            if deadline is not None and (self._q.empty() or time.monotonic() > deadline):
+            if deadline is not None and ((self._q.empty() and not inflight)
+                                         or time.monotonic() > deadline):
                 break
-            try:
-                item = self._q.get(timeout=0.05)
-            except queue.Empty:
+            while len(inflight) < self.max_in_flight:
+                try:
+                    meta, y, _ = self._q.get(timeout=0.05 if not inflight else 0)
+                except queue.Empty:
+                    break
+                try:
+                    client, fut = self._submit(client, meta, y)
+                    if fut is None:
+                        self._fallback(meta, y, self._why_down())
+                    else:
+                        inflight.append((meta, y, fut, time.monotonic()))
+                except Exception as e:           # never let one image kill the thread
+                    self._drop(meta.get("image_id"), "internal", f"{type(e).__name__}: {e}")
+            if not inflight:
                 continue
-            meta, y, t_in = item
-            try:
-                client = self._process(meta, y, t_in, client)
-            except Exception as e:       # never let one image kill the thread
-                self._drop(meta.get("image_id"), "internal", f"{type(e).__name__}: {e}")
+            done, _ = wait([f for _, _, f, _ in inflight], timeout=0.05, return_when=FIRST_COMPLETED)
+            keep = []
+            for item in inflight:
+                if item[2] in done:
+                    try:
+                        client = self._finish(client, *item)
+                    except Exception as e:
+                        self._drop(item[0].get("image_id"), "internal", f"{type(e).__name__}: {e}")
+                else:
+                    keep.append(item)
+            inflight = keep
+        for meta, _, fut, _ in inflight:          # drain deadline passed with requests outstanding
+            fut.cancel()
+            self._drop(meta.get("image_id"), "shutdown", "no worker reply before the drain timeout")
         if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+            client.close()
 
-    def _client(self, client):
+    def _why_down(self) -> str:
+        if not self.endpoint:
+            return "no worker endpoint configured"
+        return f"worker at {self.endpoint} did not answer less than {self.retry_after_s:.0f} s ago"
+
+    def _submit(self, client, meta: dict, y: np.ndarray):
+        """(client, Future) — or (client, None) when there is no live worker to ask."""
+        if not self.endpoint or time.monotonic() < self._worker_down_until:
+            return client, None
         if client is None:
             from sing.worker.client import WorkerClient
-            client = WorkerClient(self.endpoint, timeout_s=self.timeout_s, retries=self.retries)
-        return client
+            client = WorkerClient(self.endpoint, timeout_s=self.timeout_s, retries=self.retries,
+                                  max_in_flight=self.max_in_flight)
+        rid = _RID.sub("_", f"{meta.get('seq', '')}-{meta['image_id']}")[:128]
+        wmeta = {k: v for k, v in meta.items() if k in (
+            "image_id", "k", "bcr", "model_id", "height", "width", "channels", "snr_db", "snr_source")}
+        fut = client.submit(y, float(meta["snr_db"]), self.method, wmeta, rid,
+                            params={"seed": self.seed})
+        return client, fut
 
-    def _process(self, meta: dict, y: np.ndarray, t_in: float, client):
+    def _finish(self, client, meta: dict, y: np.ndarray, fut, t0: float):
         from sing.worker.protocol import WorkerError, WorkerUnavailable
         iid = meta["image_id"]
-        why = "no worker endpoint configured"
-        reason = "worker_unavailable"
-        if self.endpoint and time.monotonic() >= self._worker_down_until:
-            rid = _RID.sub("_", f"{meta.get('seq', '')}-{iid}")[:128]
-            wmeta = {k: v for k, v in meta.items() if k in (
-                "image_id", "k", "bcr", "model_id", "height", "width", "channels", "snr_db",
-                "snr_source")}
-            t0 = time.monotonic()
-            try:
-                client = self._client(client)
-                reply = client.restore(y, float(meta["snr_db"]), self.method, wmeta, rid)
-            except WorkerUnavailable as e:
-                self._worker_down_until = time.monotonic() + self.retry_after_s
-                why = f"worker at {self.endpoint} unavailable: {e}"
-                self.logger.warn(f"{why}; local fallback for {self.retry_after_s:.0f} s"
-                                 if self.local_fallback and self.jscc is not None else why)
-                try:
-                    client.close()
-                except Exception:
-                    pass
-                client = None
-            except WorkerError as e:
-                if e.code in _IMAGE_ERRORS:
-                    self._drop(iid, e.code, str(e))
-                    return client
-                why, reason = f"worker error: {e}", e.code
-            else:
-                img = np.asarray(reply.image)
-                if img.dtype != np.uint8:
-                    img = np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-                hdr = {k: v for k, v in dict(reply.header).items()
-                       if isinstance(v, (str, int, float, bool)) and k not in ("v", "type", "dtype")}
-                self._deliver(meta, img, "restored", method_used=self.method, worker=hdr,
-                              latency_s=round(time.monotonic() - t0, 4))
-                return client
-        elif self.endpoint:
-            why = f"worker at {self.endpoint} was unavailable less than {self.retry_after_s:.0f} s ago"
-        # ---- local fallback: DeepJSCC decoder on this host, marked unrestored -----------------
-        if not (self.local_fallback and self.jscc is not None):
-            self._drop(iid, reason, why + " and local fallback is off")
+        try:
+            reply = fut.result(timeout=0)
+        except WorkerUnavailable as e:
+            if time.monotonic() >= self._worker_down_until:   # one log line per outage
+                self.logger.warn(f"worker at {self.endpoint} unavailable ({e}); "
+                                 + ("decoding locally (unrestored)" if self._can_fallback()
+                                    else "dropping images") + f", retry in {self.retry_after_s:.0f} s")
+            self._worker_down_until = time.monotonic() + self.retry_after_s
+            self._fallback(meta, y, f"worker unavailable: {e}")
             return client
+        except WorkerError as e:
+            if e.code in _IMAGE_ERRORS:
+                self._drop(iid, e.code, str(e))
+            else:                                  # busy, internal, unknown_model: try locally
+                self._fallback(meta, y, f"worker error: {e}", reason=e.code)
+            return client
+        img = np.asarray(reply.image)
+        if img.dtype != np.uint8:
+            img = np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        hdr = {k: v for k, v in dict(reply.header).items()
+               if isinstance(v, (str, int, float, bool)) and k not in ("v", "type", "dtype")}
+        self._deliver(meta, img, "restored", method_used=str(reply.header.get("method", self.method)),
+                      worker=hdr, latency_s=round(time.monotonic() - t0, 4))
+        return client
+
+    def _can_fallback(self) -> bool:
+        return self.local_fallback and self.jscc is not None
+
+    def _fallback(self, meta: dict, y: np.ndarray, why: str, reason: str = "worker_unavailable"):
+        """DeepJSCC decoder on this host; the image is marked unrestored. Or drop with `reason`."""
+        iid = meta["image_id"]
+        if not self._can_fallback():
+            self._drop(iid, reason, why + "; no local fallback (set jscc_dir and local_fallback)")
+            return
         mid = meta.get("model_id")
         if mid is not None and mid != self.jscc.model_id:
             self._drop(iid, "unknown_model", f"{why}; the local model is {self.jscc.model_id!r}, "
                                              f"not {mid!r}")
-            return client
+            return
         if y.size != self.jscc.k:
             self._drop(iid, "bad_length", f"{why}; the local model takes k={self.jscc.k}, got {y.size}")
-            return client
+            return
         import torch
         from sing.data import to_uint8
         with torch.no_grad():
             x = self.jscc.decode(torch.from_numpy(y)[None], float(meta["snr_db"]))
         self._deliver(meta, to_uint8(x)[0], "local", method_used="deepjscc", fallback_reason=why)
-        return client
 
     def _deliver(self, meta: dict, img: np.ndarray, status: str, **extra) -> None:
         iid = meta["image_id"]
@@ -270,7 +303,12 @@ class sing_receiver(gr.basic_block):
         info.update(status=status, restored=(status == "restored"), method=self.method, **extra)
         if self.write_files:
             from PIL import Image
-            stem = self.out_dir / safe_name(iid)
+            name = safe_name(iid)
+            with self._lock:
+                if name in self._names:           # two ids with one stem: keep both files
+                    name = f"{name}-{len(self._names)}"
+                self._names.add(name)
+            stem = self.out_dir / name
             png = stem.parent / (stem.name + ".png")
             a = img[..., 0] if img.shape[-1] == 1 else img
             Image.fromarray(a).save(png)

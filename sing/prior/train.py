@@ -273,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
     last_ckpt_t = t_start
     it = batches(step)
     bar = tqdm(total=args.steps, initial=step, desc="train-prior", dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 60,
                disable=not acc.is_main_process or args.no_progress)
     run_loss = None
     model.train()

@@ -45,15 +45,15 @@ ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,%d}$" % MAX_ID_LEN)
 # model ids look like "name@digest"; a "/" or ".." would smell of a path: refused
 MODEL_RE = re.compile(r"^[A-Za-z0-9._@+=-]{1,%d}$" % MAX_ID_LEN)
 
-# Method parameters allowed on the wire: name -> (type, low, high). Anything else is refused.
-PARAMS: dict[str, tuple[type, float, float]] = {
+# Method parameters allowed on the wire (sing.methods.DEFAULTS + seed): name -> (type, low, high)
+# for numbers, (str, allowed values) for names, (list, low, high) for pairs of ints. Nothing else.
+PARAMS: dict[str, tuple] = {
     "steps": (int, 1, 1000),
     "eta": (float, 0.0, 1.0),
     "seed": (int, 0, 2**31 - 1),
-    "travel_length": (int, 0, 100),
-    "travel_repeat": (int, 0, 100),
-    "guidance_scale": (float, 0.0, 100.0),
-    "zeta": (float, 0.0, 100.0),
+    "sigma_scale": (float, 0.0, 100.0),
+    "operator": (str, ("spectral", "identity", "avgpool-2", "avgpool-4", "avgpool-8")),
+    "travel": (list, 0, 100),            # time-travel (length, repeat)
 }
 # PDU metadata keys that travel in the request header (`meta`), with their types.
 META: dict[str, tuple[type, ...]] = {
@@ -166,7 +166,19 @@ def check_params(params: Any, rid: str | None = None) -> dict:
         if k not in PARAMS:
             raise ProtocolError(BAD_REQUEST, f"parameter {str(k)[:32]!r} is not allowed; allowed: "
                                              f"{sorted(PARAMS)}", rid)
-        typ, lo, hi = PARAMS[k]
+        spec = PARAMS[k]
+        if spec[0] is str:
+            if v not in spec[1]:
+                raise ProtocolError(BAD_REQUEST, f"parameter {k} must be one of {list(spec[1])}", rid)
+            out[k] = v
+            continue
+        if spec[0] is list:
+            lo, hi = spec[1], spec[2]
+            if not (isinstance(v, list) and len(v) == 2 and all(_is_int(a) and lo <= a <= hi for a in v)):
+                raise ProtocolError(BAD_REQUEST, f"parameter {k} must be [int, int] in [{lo}, {hi}]", rid)
+            out[k] = tuple(v)
+            continue
+        typ, lo, hi = spec
         ok = _is_int(v) if typ is int else _is_num(v)
         if not ok or not lo <= v <= hi:
             raise ProtocolError(BAD_REQUEST, f"parameter {k} must be a {typ.__name__} in "

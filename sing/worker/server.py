@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jscc", nargs="+", action="extend", required=True, metavar="DIR",
                    help="DeepJSCC model directories (their model ids go on the wire)")
     p.add_argument("--prior", default=None, metavar="DIR", help="diffusion prior (SING methods)")
-    p.add_argument("--calibration", nargs="+", action="extend", default=None, metavar="FILE",
-                   help="SING-Zero calibration(s), each tied to a JSCC model id")
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="SING-Zero calibration (tied to the JSCC model id)")
     p.add_argument("--inn", default=None, metavar="DIR", help="SING-INN model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -181,7 +181,7 @@ class Worker:
             log.warning("reply dropped: peer not reachable / queue full")
 
     def _control(self, type_: str, **fields) -> None:
-        fields.setdefault("capacity", self.batcher.max_queue)
+        fields.setdefault("capacity", min(2 * self.batcher.max_batch, self.batcher.max_queue))
         fields.setdefault("worker", self.name)
         self._send([b""], P.control_frames(type_, **fields))
 

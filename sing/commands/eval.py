@@ -1,0 +1,175 @@
+"""`sing eval`: one operating point → one `sing.eval/1` result file (BENCHMARKS.md).
+
+image → DeepJSCC encoder (at the nominal SNR) → channel (seeded per image: every method sees the same
+noise) → receiver (decoder + method, fed the true or the pilot-estimated SNR) → PSNR/SSIM/LPIPS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..methods import METHODS
+    p.add_argument("--method", default="deepjscc", choices=METHODS)
+    p.add_argument("--data", default="natural", help="natural | fmnist | fmnist-rgb64 | natural-gray32 | folder:PATH")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    p.add_argument("--n-images", type=int, default=64)
+    p.add_argument("--bcr", default="1/48")
+    p.add_argument("--snr-db", type=float, default=0.0)
+    p.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh"))
+    p.add_argument("--snr-source", default="true", choices=("true", "estimated"),
+                   help="SNR given to the receiver: the true (effective) SNR or the pilot estimate")
+    p.add_argument("--n-pilots", type=int, default=16)
+    p.add_argument("--jscc", default=None, help="JSCC model dir (default: the shipped one for data/BCR)")
+    p.add_argument("--prior", default=None, help="prior dir (default: the shipped one for the data)")
+    p.add_argument("--calibration", default=None, help="SING-Zero calibration file (default: next to the JSCC)")
+    p.add_argument("--inn", default=None, help="SING-INN model dir")
+    p.add_argument("--operator", default=None, help="sing-zero operator: spectral | identity | avgpool-s")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--eta", type=float, default=None)
+    p.add_argument("--sigma-scale", type=float, default=None, help="scale of the calibrated σ_y")
+    p.add_argument("--snr-offset-db", type=float, default=0.0,
+                   help="add this to the SNR given to the receiver (mismatch studies)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="result JSON path")
+    p.add_argument("--save-images", default=None, help="folder for restored PNGs (optional)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def git_commit() -> str:
+    try:
+        c = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                           text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return c + ("-dirty" if dirty else "") if c else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu:{platform.processor() or platform.machine()}"
+
+
+def _rel(p) -> str:
+    p = Path(p).resolve()
+    try:
+        return str(p.relative_to(REPO))
+    except ValueError:
+        return str(p)
+
+
+def evaluate(args) -> dict:
+    from tqdm import tqdm
+    from .. import data as D
+    from ..channel import ChannelConfig, apply_channel, generator_for
+    from ..jscc import load_jscc
+    from ..methods import DEFAULTS, DIFFUSION_METHODS, Receiver, model_dir_for, prior_dir_for
+    from ..metrics import compute_metrics, load_lpips
+
+    method = args.method
+    inf = D.info(args.data)  # unknown data set names fail first, listing the choices
+    perceptual = method == "deepjscc-perceptual"
+    jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, perceptual)
+    jscc = load_jscc(jdir, args.device)
+    if (jscc.config.channels, jscc.config.image_size) != (inf.channels, inf.image_size):
+        raise InputError(f"data {args.data} is {inf.channels}×{inf.image_size}² but model {jdir} takes "
+                         f"{jscc.config.channels}×{jscc.config.image_size}²")
+    from fractions import Fraction
+    if Fraction(jscc.config.bcr) != Fraction(args.bcr):
+        raise InputError(f"model {jdir} is for BCR {jscc.config.bcr}, not {args.bcr}")
+    prior = cal = inn = None
+    prior_path = None
+    if method in DIFFUSION_METHODS:
+        from ..prior import load_prior
+        prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)
+        prior = load_prior(prior_path, device=args.device)
+        if method in ("sing-zero", "ddnm-avgpool"):
+            from ..zero import load_calibration
+            cpath = Path(args.calibration) if args.calibration else jdir / "calibration.json"
+            cal = load_calibration(cpath, model_id=jscc.model_id)
+        if method == "sing-inn":
+            from ..inn import load_inn
+            inn = load_inn(args.inn, device=args.device)
+    rx = Receiver(jscc, prior=prior, calibration=cal, inn=inn)
+    params = {}
+    for name in ("operator", "steps", "eta", "sigma_scale"):
+        v = getattr(args, name)
+        if v is not None:
+            if name not in DEFAULTS.get(method, {}):
+                raise InputError(f"--{name.replace('_', '-')} does not apply to {method}")
+            params[name] = v
+    x, ids = D.load_split(args.data, args.split, n=args.n_images, progress=not args.no_progress)
+    csi = "pilot" if (args.snr_source == "estimated" or args.channel == "rayleigh") else "perfect"
+    ch = ChannelConfig(kind=args.channel, snr_db=args.snr_db, csi=csi, n_pilots=args.n_pilots)
+    lp = load_lpips("alex", device=args.device)
+    outs, snr_rx_all, t_restore = [], [], 0.0
+    bar = tqdm(total=len(x), desc=f"eval {method} {args.channel} {args.snr_db:g} dB", disable=args.no_progress)
+    for i in range(0, len(x), args.batch):
+        xb, ib = x[i:i + args.batch], ids[i:i + args.batch]
+        with torch.no_grad():
+            z = jscc.encode(xb.to(args.device), args.snr_db).cpu()
+        co = apply_channel(z, ch, [generator_for(args.seed, f"channel:{j}") for j in ib])
+        snr_rx = (co.snr_db if args.snr_source == "estimated" else co.snr_true_db) + args.snr_offset_db
+        t0 = time.perf_counter()
+        outs.append(rx.restore(method, co.y, snr_rx, ib, seed=args.seed, progress=False, **params).cpu())
+        t_restore += time.perf_counter() - t0
+        snr_rx_all.append(snr_rx)
+        bar.update(len(xb))
+    bar.close()
+    xr = torch.cat(outs)
+    m = compute_metrics(xr, x, lp)
+    snr_rx_all = torch.cat(snr_rx_all)
+    if args.save_images:
+        from PIL import Image
+        d = Path(args.save_images)
+        d.mkdir(parents=True, exist_ok=True)
+        for img, i in zip(D.to_uint8(xr), ids):
+            Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(d / (i.replace("/", "_").replace("#", "_") + ".png"))
+    steps = params.get("steps", DEFAULTS.get(method, {}).get("steps", 0)) if method in DIFFUSION_METHODS else 0
+    return {
+        "schema": "sing.eval/1",
+        "setup": {
+            "dataset": args.data, "split": args.split, "resolution": inf.image_size, "channels": inf.channels,
+            "n_images": len(x), "bcr": jscc.config.bcr, "k": jscc.k, "channel": args.channel,
+            "csi": csi, "snr_db": args.snr_db, "snr_source": args.snr_source,
+            "snr_offset_db": args.snr_offset_db,
+            "snr_rx_mean_db": float(snr_rx_all.mean()),
+            "method": method, "method_config": {**DEFAULTS.get(method, {}), **params},
+            "jscc_model": _rel(jdir), "jscc_model_id": jscc.model_id,
+            "prior_model": _rel(prior_path) if prior_path else None,
+            "seed": args.seed, "commit": git_commit(), "device": device_name(args.device),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "metrics": {k: float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else float("inf")
+                    for k, v in m.items()},
+        "per_image": [{"id": i, **{k: float(v[j]) for k, v in m.items()}} for j, i in enumerate(ids)],
+        "timing": {"seconds_per_image": t_restore / len(x), "unet_evals_per_image": steps},
+    }
+
+
+def run(args) -> int:
+    res = evaluate(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    mm = res["metrics"]
+    print(f"{res['setup']['method']}: PSNR {mm['psnr']:.2f} dB  SSIM {mm['ssim']:.4f}  LPIPS {mm['lpips']:.4f}"
+          f"  ({res['setup']['n_images']} images, {res['setup']['channel']} {res['setup']['snr_db']:g} dB,"
+          f" BCR {res['setup']['bcr']}) → {out}")
+    return 0

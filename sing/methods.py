@@ -1,0 +1,160 @@
+"""The receiver: DeepJSCC decoding followed by a restoration method (ARCHITECTURE.md).
+
+`Receiver.restore(method, y, snr_db, ids, …)` is the one place that maps a method name to code;
+`sing eval`, the worker and the demo all call it.
+
+| method               | what runs                                                              |
+|----------------------|------------------------------------------------------------------------|
+| deepjscc             | x̂ = D(y, SNR)                                                          |
+| deepjscc-perceptual  | the same with the perceptual (MSE + LPIPS) model (its own encoder too) |
+| ddnm-avgpool         | DDNM+ with s×s average pooling on x̂ (Yilmaz et al., arXiv 2309.15889) |
+| sing-zero            | SING-Zero: calibrated linear operator (spectral/identity/avgpool) + DDNM+ |
+| sing-inn             | SING-INN: SNR-conditioned invertible degradation model + guided DDIM   |
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .errors import InputError
+
+METHODS = ("deepjscc", "deepjscc-perceptual", "ddnm-avgpool", "sing-zero", "sing-inn", "dps")
+DIFFUSION_METHODS = ("ddnm-avgpool", "sing-zero", "sing-inn", "dps")
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+# Default restoration settings (ALGORITHMS §3–4): 50 DDIM steps on CPU, η = 0.85.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "ddnm-avgpool": {"operator": "avgpool-4", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
+    "sing-zero": {"operator": "spectral", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
+    "sing-inn": {"steps": 50, "eta": 0.85},
+    "dps": {"steps": 50, "eta": 0.85},
+}
+
+
+def model_dir_for(dataset: str, bcr: str, perceptual: bool = False) -> Path:
+    """The shipped JSCC model for a data set (mismatch sets use the other domain's model)."""
+    domain = "fmnist32" if dataset in ("fmnist", "natural-gray32") else "natural64"
+    d = MODELS_DIR / f"jscc-{domain}-bcr{bcr.replace('/', '_')}{'-perceptual' if perceptual else ''}"
+    return d
+
+
+def prior_dir_for(dataset: str) -> Path:
+    return MODELS_DIR / ("prior-fmnist-32" if dataset in ("fmnist", "natural-gray32") else "prior-natural-64")
+
+
+@dataclass
+class Receiver:
+    """Holds the decoder(s) and whatever the restoration methods need; stateless per call."""
+
+    jscc: Any                                   # DeepJSCC, or dict model_id -> DeepJSCC
+    prior: Any = None                           # sing.prior.DiffusionPrior
+    calibration: Any = None                     # sing.zero Calibration (per JSCC model)
+    inn: Any = None                             # sing.inn model
+    defaults: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULTS.items()})
+
+    def __post_init__(self):
+        if not isinstance(self.jscc, dict):
+            self.jscc = {self.jscc.model_id: self.jscc}
+        if not self.jscc:
+            raise InputError("a Receiver needs at least one DeepJSCC model")
+
+    # -- what is available -----------------------------------------------------------------
+    def model_ids(self) -> list[str]:
+        return list(self.jscc)
+
+    def methods(self) -> list[str]:
+        m = ["deepjscc"]
+        if self.prior is not None:
+            m.append("ddnm-avgpool")
+            if self.calibration is not None:
+                m.append("sing-zero")
+            if self.inn is not None:
+                m.append("sing-inn")
+        return m
+
+    def model(self, model_id: str | None = None):
+        if model_id is None:
+            if len(self.jscc) == 1:
+                return next(iter(self.jscc.values()))
+            raise InputError(f"several JSCC models are loaded; say which: {', '.join(self.jscc)}")
+        if model_id not in self.jscc:
+            raise InputError(f"unknown model id {model_id!r}; this receiver has: {', '.join(self.jscc)}")
+        return self.jscc[model_id]
+
+    # -- the work --------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, y: torch.Tensor, snr_db, model_id: str | None = None) -> torch.Tensor:
+        m = self.model(model_id)
+        dev = next(m.parameters()).device
+        return m.decode(y.to(dev), torch.as_tensor(snr_db, dtype=torch.float32, device=dev)).float()
+
+    def restore(self, method: str, y: torch.Tensor, snr_db, ids: Sequence[str], seed: int = 0,
+                model_id: str | None = None, progress: bool = False, **params) -> torch.Tensor:
+        """Decode received symbols y (B, k) and restore with `method`; images (B, C, H, W) in [0, 1]."""
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        snr = torch.as_tensor(snr_db, dtype=torch.float32)
+        if snr.dim() == 0:
+            snr = snr.expand(y.shape[0]).clone()
+        if len(ids) != y.shape[0]:
+            raise InputError(f"need one id per image: {len(ids)} ids for {y.shape[0]} images")
+        x_hat = self.decode(y, snr, model_id)
+        if method in ("deepjscc", "deepjscc-perceptual"):
+            return x_hat
+        return self.restore_from(method, x_hat, snr, ids, seed=seed, progress=progress, **params)
+
+    def restore_from(self, method: str, x_hat: torch.Tensor, snr_db: torch.Tensor, ids: Sequence[str],
+                     seed: int = 0, progress: bool = False, **params) -> torch.Tensor:
+        """Restoration step alone, from the DeepJSCC output x̂."""
+        if method not in DIFFUSION_METHODS:
+            raise InputError(f"{method!r} is not a restoration method; choose one of {', '.join(DIFFUSION_METHODS)}")
+        if method not in self.methods():
+            need = {"sing-zero": "a prior and a calibration", "sing-inn": "a prior and an INN",
+                    "ddnm-avgpool": "a prior", "dps": "a prior (not available yet)"}[method]
+            raise InputError(f"method {method!r} needs {need}; this receiver offers: {', '.join(self.methods())}")
+        p = dict(self.defaults.get(method, {}))
+        unknown = set(params) - set(p) - {"travel"}
+        if unknown:
+            raise InputError(f"unknown parameters for {method}: {sorted(unknown)}; allowed: {sorted(p)} + travel")
+        p.update(params)
+        from .channel import generator_for
+        gens = [generator_for(seed, f"restore:{i}") for i in ids]
+        dev = self.prior.device
+        if method in ("sing-zero", "ddnm-avgpool"):
+            from .zero import sing_zero
+            out = sing_zero(self.prior, self.calibration, x_hat.to(dev), snr_db.to(dev),
+                            operator=p["operator"], sigma_scale=p["sigma_scale"], steps=p["steps"],
+                            eta=p["eta"], generators=gens, travel=p.get("travel"), progress=progress)
+        elif method == "sing-inn":
+            from .inn import sing_inn
+            out = sing_inn(self.prior, self.inn, x_hat.to(dev), snr_db.to(dev), steps=p["steps"],
+                           eta=p["eta"], generators=gens, progress=progress)
+        else:  # pragma: no cover - listed for completeness, refused above
+            raise InputError(f"{method} is not implemented yet")
+        return out.float().clamp(0, 1).cpu()
+
+
+def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None = None,
+                  calibration: str | Path | None = None, inn_dir: str | Path | None = None,
+                  device: str = "cpu") -> Receiver:
+    """Build a Receiver from model directories (what `sing worker` and `sing eval` load)."""
+    from .jscc import load_jscc
+    models = {}
+    for d in jscc_dirs:
+        m = load_jscc(d, device)
+        models[m.model_id] = m
+    prior = cal = inn = None
+    if prior_dir is not None:
+        from .prior import load_prior
+        prior = load_prior(prior_dir, device=device)
+    if calibration is not None:
+        from .zero import load_calibration
+        ids = list(models)
+        cal = load_calibration(calibration, model_id=ids[0] if len(ids) == 1 else None)
+    if inn_dir is not None:
+        from .inn import load_inn
+        inn = load_inn(inn_dir, device=device)
+    return Receiver(models, prior=prior, calibration=cal, inn=inn)

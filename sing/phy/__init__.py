@@ -1,0 +1,22 @@
+"""OFDM physical layer for analog JSCC symbols (issue 7). Pure numpy: never imports GNU Radio.
+
+Frame (all at one sample rate, FFT N = 64, CP 16, 802.11a subcarrier plan: 48 data, 4 pilots at
+±7, ±21, DC and 11 guard bins null):
+
+    [STF 16×16 samples][LTF: CP 32 + 2×64][header: n_h OFDM symbols][payload: ceil(k/48) symbols]
+
+- ``params``: the subcarrier plan, preamble and pilot sequences, the payload interleaver.
+- ``header``: the digital header (image id, k, model-id hash, shape, BCR, CRC32) with a
+  first-order Reed-Muller (biorthogonal [32, 6, 16]) code, soft ML decoding.
+- ``sync``: Schmidl-Cox detection and coarse CFO, LTF timing and fine CFO.
+- ``chanest``: LS channel estimate from the LTF, smoothed in a delay basis.
+- ``cpe``: pilot common-phase-error tracking over long frames.
+- ``snr``: noise and post-equalisation SNR estimate (LTF repetition, pilot residuals, null bins).
+- ``tx``: frame builder. ``rx``: streaming receiver (state machine over a sample stream).
+"""
+from .params import OfdmParams
+from .header import HeaderFields
+from .tx import build_frame
+from .rx import OfdmReceiver, RxFrame
+
+__all__ = ["OfdmParams", "HeaderFields", "build_frame", "OfdmReceiver", "RxFrame"]
