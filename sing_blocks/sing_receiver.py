@@ -89,6 +89,8 @@ class sing_receiver(gr.basic_block):
         self.message_port_register_in(pmt.intern("pdus"))
         self.message_port_register_out(pmt.intern("images"))
         self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
+        # Upstream finished ('done'): let queued images reach `images` before this block finishes.
+        self.set_msg_handler(pmt.intern("system"), self.handle_system)
 
     # ---- accounting ---------------------------------------------------------------------------
     def counts(self) -> dict:
@@ -140,6 +142,24 @@ class sing_receiver(gr.basic_block):
             self._drop(meta.get("image_id"), "queue_full",
                        f"{self._q.maxsize} images already wait for the worker; slow the source "
                        f"down or raise queue_size")
+
+    def handle_system(self, msg) -> None:
+        """('done', n) from upstream: wait (≤ drain_timeout_s) until every queued image has been
+        accounted for, so its PDU still reaches downstream blocks; then finish as usual."""
+        if pmt.is_pair(msg) and pmt.eq(pmt.car(msg), pmt.intern("done")) and self._thread is not None:
+            self.wait_idle(self.drain_timeout_s)
+        self.to_basic_block().system_handler(msg)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True when no image is queued or in flight (waits up to timeout_s)."""
+        end = time.monotonic() + timeout_s
+        with self._q.all_tasks_done:
+            while self._q.unfinished_tasks:
+                rem = end - time.monotonic()
+                if rem <= 0 or not (self._thread and self._thread.is_alive()):
+                    return False
+                self._q.all_tasks_done.wait(min(rem, 0.1))
+        return True
 
     def _check_local(self, meta: dict, y: np.ndarray) -> None:
         mid = meta.get("model_id")
@@ -203,10 +223,12 @@ class sing_receiver(gr.basic_block):
                     client, fut = self._submit(client, meta, y)
                     if fut is None:
                         self._fallback(meta, y, self._why_down())
+                        self._q.task_done()
                     else:
                         inflight.append((meta, y, fut, time.monotonic()))
                 except Exception as e:           # never let one image kill the thread
                     self._drop(meta.get("image_id"), "internal", f"{type(e).__name__}: {e}")
+                    self._q.task_done()
             if not inflight:
                 continue
             done, _ = wait([f for _, _, f, _ in inflight], timeout=0.05, return_when=FIRST_COMPLETED)
@@ -217,12 +239,14 @@ class sing_receiver(gr.basic_block):
                         client = self._finish(client, *item)
                     except Exception as e:
                         self._drop(item[0].get("image_id"), "internal", f"{type(e).__name__}: {e}")
+                    self._q.task_done()
                 else:
                     keep.append(item)
             inflight = keep
         for meta, _, fut, _ in inflight:          # drain deadline passed with requests outstanding
             fut.cancel()
             self._drop(meta.get("image_id"), "shutdown", "no worker reply before the drain timeout")
+            self._q.task_done()
         if client is not None:
             client.close()
 

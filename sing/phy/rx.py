@@ -97,7 +97,7 @@ class OfdmReceiver:
 
     def _search_step(self) -> bool:
         p = self.p
-        need_hdr = p.stf_len + self.search + p.ltf_len + p.n_header_syms * p.sym_len + 64
+        need_hdr = p.stf_len + self.search + p.ltf_len + p.n_header_syms * p.sym_len + 128
         seg = self.buf[self.pos:]
         if seg.size < self.win + self.lag + 1:
             return False
@@ -113,6 +113,9 @@ class OfdmReceiver:
                 self.pos += i0             # wait for more samples
                 return False
             d = i0 + int(np.argmax(M[i0:i0 + span]))
+            if self.pos + d + need_hdr > self.buf.size:
+                self.pos += i0
+                return False
             if d - i0 < span - 16:
                 break
             i0 = d

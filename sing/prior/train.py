@@ -246,6 +246,9 @@ def run(args: argparse.Namespace) -> int:
     def checkpoint(step: int, elapsed: float, sample: bool) -> None:
         if not acc.is_main_process:
             return
+        if run_loss is not None and (not loss_rows or int(loss_rows[-1]["step"]) != step):
+            loss_rows.append({"step": step, "loss": f"{run_loss:.6f}", "lr": f"{lr:.3g}",
+                              "elapsed_s": f"{elapsed:.1f}"})
         name = f"ckpt-{step:07d}"
         d = run_dir / name
         save_train_state(d, model=acc.unwrap_model(model), optimizer=opt, ema=ema, step=step,

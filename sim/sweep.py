@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Run a grid of `sing eval` operating points, one result file per point; resumable (a point whose
+file exists is skipped). Grids are named below; `--list` prints a grid's points.
+
+    .venv/bin/python sim/sweep.py deepjscc            # DeepJSCC vs SNR, every shipped BCR, AWGN + Rayleigh
+    .venv/bin/python sim/sweep.py deepjscc --list
+    .venv/bin/python sim/report.py                    # tables + plots from all result files
+
+Result files: sim/results/<grid>/<data>_<method>_<bcr>_<channel>_<snr>dB[_<extra>].json
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0]
+
+
+def point(data, method, bcr, channel, snr, n, snr_source="true", **extra):
+    return dict(data=data, method=method, bcr=bcr, channel=channel, snr_db=snr, n_images=n,
+                snr_source=snr_source, **extra)
+
+
+def grid(name: str) -> list[dict]:
+    if name == "deepjscc":
+        pts = [point("natural", "deepjscc", b, c, s, 136)
+               for b, c, s in itertools.product(["1/12", "1/24", "1/48"], ["awgn", "rayleigh"], SNRS)]
+        pts += [point("natural", "deepjscc-perceptual", "1/48", c, s, 136)
+                for c, s in itertools.product(["awgn", "rayleigh"], SNRS)]
+        pts += [point("fmnist", "deepjscc", b, c, s, 256)
+                for b, c, s in itertools.product(["1/12", "1/48"], ["awgn", "rayleigh"], SNRS)]
+        return pts
+    raise SystemExit(f"unknown grid {name!r}; known: deepjscc")
+
+
+def filename(p: dict) -> str:
+    extra = "".join(f"_{k}{v}" for k, v in sorted(p.items())
+                    if k not in ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source"))
+    src = "" if p["snr_source"] == "true" else "_est"
+    return (f"{p['data']}_{p['method']}_{p['bcr'].replace('/', '-')}_{p['channel']}_{p['snr_db']:g}dB"
+            f"{src}{extra}.json")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("grid")
+    ap.add_argument("--out", default=None, help="folder (default sim/results/<grid>)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--force", action="store_true", help="re-run points whose file exists")
+    a = ap.parse_args(argv)
+    pts = grid(a.grid)
+    out = Path(a.out or REPO / "sim" / "results" / a.grid)
+    if a.list:
+        for p in pts:
+            print(filename(p), "(done)" if (out / filename(p)).exists() else "")
+        return 0
+    from sing.commands import eval as ev
+    import argparse as _ap
+    parser = _ap.ArgumentParser()
+    ev.add_arguments(parser)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    todo = [p for p in pts if a.force or not (out / filename(p)).exists()]
+    print(f"{a.grid}: {len(pts)} points, {len(pts) - len(todo)} done, {len(todo)} to run")
+    for i, p in enumerate(todo):
+        args = ["--method", p["method"], "--data", p["data"], "--bcr", p["bcr"], "--channel", p["channel"],
+                "--snr-db", str(p["snr_db"]), "--n-images", str(p["n_images"]), "--snr-source", p["snr_source"],
+                "--out", str(out / filename(p)), "--no-progress"]
+        for k, v in p.items():
+            if k not in ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source"):
+                args += [f"--{k.replace('_', '-')}", str(v)]
+        ev.run(parser.parse_args(args))
+        print(f"  [{i + 1}/{len(todo)}] {time.time() - t0:.0f} s", flush=True)
+    print(f"{a.grid}: finished in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`sing eval` writes a valid sing.eval/1 file; every subcommand has --help; names are validated."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sing.cli import COMMANDS, main
+
+
+def _eval(tiny_jscc_dir, tmp_path, *extra):
+    out = tmp_path / "r.json"
+    rc = main(["eval", "--method", "deepjscc", "--data", f"folder:{tmp_path / 'imgs'}", "--split", "all",
+               "--bcr", "1/12", "--jscc", str(tiny_jscc_dir), "--n-images", "4", "--out", str(out),
+               "--no-progress", *extra])
+    return rc, out
+
+
+@pytest.fixture
+def img_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+    (tmp_path / "imgs").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    return tmp_path
+
+
+def test_eval_result_file_schema(tiny_jscc_dir, img_folder, monkeypatch):
+    # the folder loader fits images to 64×64; the tiny model takes 32×32
+    import sing.data as D
+    monkeypatch.setattr(D, "info", lambda name: D.DatasetInfo(name, 32, 3))
+    orig_fit = D.fit_image
+    monkeypatch.setattr(D, "fit_image", lambda a, size: orig_fit(a, 32))
+    rc, out = _eval(tiny_jscc_dir, img_folder, "--channel", "rayleigh", "--snr-source", "estimated")
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["schema"] == "sing.eval/1"
+    s = r["setup"]
+    for key in ("dataset", "split", "resolution", "n_images", "bcr", "k", "channel", "snr_db", "snr_source",
+                "method", "method_config", "jscc_model", "prior_model", "seed", "commit", "device", "torch_threads"):
+        assert key in s, key
+    assert s["k"] == 256 and s["bcr"] == "1/12" and s["snr_source"] == "estimated" and s["csi"] == "pilot"
+    assert set(r["metrics"]) == {"psnr", "ssim", "lpips"} and len(r["per_image"]) == 4
+    assert 0 < r["metrics"]["lpips"] < 1.5
+    # same seed → same numbers; another seed → other channel noise
+    rc, out2 = _eval(tiny_jscc_dir, img_folder, "--channel", "rayleigh", "--snr-source", "estimated")
+    assert json.loads(out2.read_text())["metrics"] == r["metrics"]
+    rc, out3 = _eval(tiny_jscc_dir, img_folder, "--channel", "rayleigh", "--snr-source", "estimated", "--seed", "1")
+    assert json.loads(out3.read_text())["metrics"] != r["metrics"]
+
+
+def test_eval_refuses_bad_names_and_mismatched_models(tiny_jscc_dir, tmp_path, capsys):
+    assert main(["eval", "--data", "celeba", "--out", str(tmp_path / "x.json")]) == 2
+    assert "choose one of" in capsys.readouterr().err
+    assert main(["eval", "--data", "natural", "--jscc", str(tiny_jscc_dir), "--bcr", "1/12", "--n-images", "2",
+                 "--out", str(tmp_path / "x.json"), "--no-progress"]) == 2
+    assert "takes 3×32²" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--method", "magic", "--out", "x.json"])
+    assert main(["eval", "--data", "natural", "--jscc", str(tmp_path / "none"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", sorted(COMMANDS))
+def test_every_subcommand_has_help(cmd):
+    r = subprocess.run([sys.executable, "-m", "sing.cli", cmd, "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "usage: sing " + cmd in r.stdout

@@ -1,0 +1,127 @@
+"""sing.phy (pure numpy): OFDM round trip through CFO, timing offset, multipath and noise; header;
+bad input (corrupted header, truncated frame, noise only); SNR estimate."""
+import logging
+
+import numpy as np
+import pytest
+
+from sing.phy import HeaderFields, OfdmParams, OfdmReceiver, build_frame
+from sing.phy.header import decode_header, encode_header, fields_to_meta
+from sing.phy.tx import ofdm_modulate
+
+TAPS = (1.0, 0.35 * np.exp(0.7j), 0.12 * np.exp(-2.1j))
+
+
+def unit(rng, k):
+    z = rng.standard_normal(k) + 1j * rng.standard_normal(k)
+    return (z / np.sqrt(np.mean(np.abs(z) ** 2))).astype(np.complex64)
+
+
+def channel(x, snr_db, rng, cfo=0.0, taps=(1.0,), delay=100, tail=300):
+    """Per-subcarrier SNR snr_db (time-domain signal power 1 ⇒ noise var 64/52·10^(-snr/10))."""
+    t = np.asarray(taps, complex)
+    y = np.convolve(x, t / np.linalg.norm(t))
+    y = np.r_[np.zeros(delay), y, np.zeros(tail)]
+    y = y * np.exp(2j * np.pi * cfo * np.arange(y.size))
+    s = np.sqrt(64 / 52 * 10 ** (-snr_db / 10) / 2)
+    return (y + s * (rng.standard_normal(y.size) + 1j * rng.standard_normal(y.size))).astype(np.complex64)
+
+
+def hdr(i, k=256):
+    return HeaderFields(str(i), k, "jscc-natural-1/48", 64, 64, 3, "1/48")
+
+
+def test_header_roundtrip_and_ids():
+    p = OfdmParams()
+    s = encode_header(p, HeaderFields("123456", 70000, "m1", 64, 32, 3, "1/12"))
+    f = decode_header(p, s)
+    meta = fields_to_meta(f, model_ids=["m0", "m1"])
+    assert meta == {"image_id": "123456", "k": 70000, "model_id": "m1", "height": 64, "width": 32,
+                    "channels": 3, "bcr": "1/12"}
+    assert fields_to_meta(f)["model_id"].startswith("#")
+    s[0, :20] *= -1                                  # flip 20 soft symbols: the code corrects them
+    assert decode_header(p, s) is not None
+    bad = encode_header(p, hdr(1)) * np.exp(1j * np.linspace(0, 6, 48))[None, :]
+    assert decode_header(p, -encode_header(p, hdr(1))) is None   # all bits wrong: CRC rejects
+    del bad
+
+
+@pytest.mark.parametrize("mod", ["qpsk", "bpsk-x2"])
+def test_roundtrip_cfo_timing_multipath_noise(mod):
+    p = OfdmParams(header_mod=mod)
+    rng = np.random.default_rng(0)
+    rx = OfdmReceiver(p)
+    sent, got = [], []
+    for i in range(8):
+        k = [256, 100, 1000, 48][i % 4]
+        z = unit(rng, k)
+        sent.append(z)
+        got += rx.push(channel(build_frame(p, z, hdr(i, k)), 20, rng, cfo=0.004, taps=TAPS, delay=50 + 13 * i))
+    assert [f.meta["image_id"] for f in got] == [str(i) for i in range(8)]
+    for z, f in zip(sent, got):
+        assert f.symbols.dtype == np.complex64 and f.symbols.size == z.size
+        evm_db = 10 * np.log10(np.mean(np.abs(f.symbols - z) ** 2))
+        assert evm_db < -15, evm_db
+        assert f.meta["k"] == z.size and f.meta["snr_source"] == "estimated"
+        assert abs(f.meta["snr_db"] + evm_db) < 1.0 + 12 / np.sqrt(z.size)   # truth itself is noisy for small k
+        assert abs(f.meta["cfo_cycles_per_sample"] - 0.004) < 2e-4
+    assert rx.counters.bad_headers == rx.counters.truncated == 0
+
+
+def test_stream_in_small_chunks_matches():
+    p = OfdmParams()
+    rng = np.random.default_rng(1)
+    z = [unit(rng, 256) for _ in range(3)]
+    y = np.concatenate([channel(build_frame(p, zi, hdr(i)), 15, rng, cfo=-0.003, taps=TAPS) for i, zi in enumerate(z)])
+    rx = OfdmReceiver(p)
+    out = []
+    for c in np.array_split(y, 37):
+        out += rx.push(c)
+    assert [f.meta["image_id"] for f in out] == ["0", "1", "2"]
+
+
+def test_noise_only_gives_no_frames():
+    rng = np.random.default_rng(2)
+    rx = OfdmReceiver(OfdmParams())
+    out = []
+    for _ in range(20):
+        out += rx.push(((rng.standard_normal(20000) + 1j * rng.standard_normal(20000)) / np.sqrt(2)).astype(np.complex64))
+    out += rx.push(np.zeros(5000, np.complex64))
+    assert out == [] and rx.counters.frames == 0
+
+
+def test_corrupted_header_and_truncated_frame_dropped_stream_continues(caplog):
+    p = OfdmParams()
+    rng = np.random.default_rng(3)
+    z = [unit(rng, 256) for _ in range(3)]
+    f0 = build_frame(p, z[0], hdr(0))
+    hs = p.stf_len + p.ltf_len
+    h = encode_header(p, hdr(0))
+    h[:6] *= np.where(rng.random((6, 48)) < 0.5, -1, 1)            # pilots intact, bits wrong
+    f0[hs:hs + p.n_header_syms * p.sym_len] = ofdm_modulate(p, h)
+    f1 = build_frame(p, z[1], hdr(1))
+    f1 = f1[: f1.size - 4 * p.sym_len]               # cut short: next frame follows at once
+    f2 = build_frame(p, z[2], hdr(2))
+    y = np.concatenate([channel(f0, 25, rng), channel(f1, 25, rng, tail=0), channel(f2, 25, rng)])
+    rx = OfdmReceiver(p)
+    with caplog.at_level(logging.WARNING):
+        out = rx.push(y)
+    assert [f.meta["image_id"] for f in out] == ["2"]
+    assert rx.counters.bad_headers == 1 and rx.counters.truncated == 1
+    msgs = [r.getMessage() for r in caplog.records]
+    assert sum("CRC" in m for m in msgs) == 1 and sum("truncated" in m for m in msgs) == 1
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
+def test_snr_estimate_unbiased_awgn(snr_db):
+    p = OfdmParams(header_mod="bpsk")
+    rng = np.random.default_rng(4)
+    rx = OfdmReceiver(p)
+    meas, est = [], []
+    for i in range(15):
+        z = unit(rng, 256)
+        for f in rx.push(channel(build_frame(p, z, hdr(i)), snr_db, rng, cfo=0.001, taps=TAPS)):
+            meas.append(-10 * np.log10(np.mean(np.abs(f.symbols - z) ** 2)))
+            est.append(f.meta["snr_db"])
+    assert len(est) >= 14
+    assert abs(np.mean(est) - np.mean(meas)) < 0.5
