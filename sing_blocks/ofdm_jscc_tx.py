@@ -43,7 +43,7 @@ class ofdm_framer(gr.sync_block):
             if not pmt.is_pair(msg) or not pmt.is_c32vector(pmt.cdr(msg)):
                 raise ValueError("not a PDU of complex symbols (pmt.cons(dict, c32vector))")
             meta = _py(pmt.car(msg))
-            z = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), np.complex64)
+            z = np.asarray(pmt.to_python(pmt.cdr(msg)), np.complex64)
             h = HeaderFields(image_id=str(meta.get("image_id", self.sent)), k=int(meta.get("k", z.size)),
                              model_id=str(meta.get("model_id", "")), height=int(meta.get("height", 0)),
                              width=int(meta.get("width", 0)), channels=int(meta.get("channels", 0)),

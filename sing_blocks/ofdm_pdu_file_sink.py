@@ -32,7 +32,7 @@ class ofdm_pdu_file_sink(gr.basic_block):
 
     def handle(self, msg):
         meta = pmt.to_python(pmt.car(msg)) if pmt.is_dict(pmt.car(msg)) else {}
-        z = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), "<c8")
+        z = np.asarray(pmt.to_python(pmt.cdr(msg)), "<c8")
         meta["symbols_b64"] = base64.b64encode(z.tobytes()).decode()
         self.f.write(json.dumps(meta) + "\n")
 

@@ -86,6 +86,7 @@ class sing_receiver(gr.basic_block):
         self._thread: threading.Thread | None = None
         self._worker_down_until = 0.0
         self._names: set[str] = set()
+        self._done_msg, self._done_at = None, 0.0
         self.message_port_register_in(pmt.intern("pdus"))
         self.message_port_register_out(pmt.intern("images"))
         self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
@@ -144,11 +145,24 @@ class sing_receiver(gr.basic_block):
                        f"down or raise queue_size")
 
     def handle_system(self, msg) -> None:
-        """('done', n) from upstream: wait (≤ drain_timeout_s) until every queued image has been
-        accounted for, so its PDU still reaches downstream blocks; then finish as usual."""
-        if pmt.is_pair(msg) and pmt.eq(pmt.car(msg), pmt.intern("done")) and self._thread is not None:
-            self.wait_idle(self.drain_timeout_s)
+        """('done', n) from upstream: finish only once every queued image has been accounted for
+        (≤ drain_timeout_s), so its PDU still reaches downstream blocks. The background thread calls
+        the stock system handler then; the scheduler re-checks `finished()` every 250 ms."""
+        if (pmt.is_pair(msg) and pmt.eq(pmt.car(msg), pmt.intern("done"))
+                and self._thread is not None and self._thread.is_alive()):
+            self._done_msg, self._done_at = msg, time.monotonic()
+            return
         self.to_basic_block().system_handler(msg)
+
+    def _maybe_finish(self) -> None:
+        """Called by the background thread: pass a deferred 'done' on once idle (or timed out).
+        The short grace lets PDUs handled in the same scheduler pass as 'done' enqueue first."""
+        if self._done_msg is None:
+            return
+        waited = time.monotonic() - self._done_at
+        if (waited > 0.2 and self._q.unfinished_tasks == 0) or waited > self.drain_timeout_s:
+            msg, self._done_msg = self._done_msg, None
+            self.to_basic_block().system_handler(msg)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """True when no image is queued or in flight (waits up to timeout_s)."""
@@ -156,7 +170,7 @@ class sing_receiver(gr.basic_block):
         with self._q.all_tasks_done:
             while self._q.unfinished_tasks:
                 rem = end - time.monotonic()
-                if rem <= 0 or not (self._thread and self._thread.is_alive()):
+                if rem <= 0:
                     return False
                 self._q.all_tasks_done.wait(min(rem, 0.1))
         return True
@@ -209,6 +223,7 @@ class sing_receiver(gr.basic_block):
         from concurrent.futures import FIRST_COMPLETED, wait
         client, inflight, deadline = None, [], None
         while True:
+            self._maybe_finish()
             if self._closing.is_set() and deadline is None:
                 deadline = time.monotonic() + self.drain_timeout_s
             if deadline is not None and ((self._q.empty() and not inflight)
@@ -249,6 +264,7 @@ class sing_receiver(gr.basic_block):
             self._q.task_done()
         if client is not None:
             client.close()
+        self._maybe_finish()
 
     def _why_down(self) -> str:
         if not self.endpoint:

@@ -149,8 +149,10 @@ def test_worker_killed_mid_run_every_image_accounted(tmp_path, jscc, worker):
                                  finish_delay_s=0.2)
     rx = sing.sing_receiver(ep, "deepjscc", str(tmp_path / "out"), jscc_dir=str(jscc), timeout_s=1.0,
                             retries=0, retry_after_s=1.0, drain_timeout_s=20)
+    chan = sing.pdu_channel("awgn", snr_db=0.0)
     dbg = blocks.message_debug()
-    tb.msg_connect(src, "pdus", rx, "pdus")
+    tb.msg_connect(src, "pdus", chan, "pdus")
+    tb.msg_connect(chan, "pdus", rx, "pdus")
     tb.msg_connect(rx, "images", dbg, "store")
     t0 = time.monotonic()
     tb.start()
@@ -163,6 +165,7 @@ def test_worker_killed_mid_run_every_image_accounted(tmp_path, jscc, worker):
     assert c["received"] == 10
     assert c["restored"] >= 2 and c["local"] >= 1, c
     assert c["restored"] + c["local"] + c["dropped"] == 10, c
+    assert dbg.num_messages() == c["restored"] + c["local"]
     recs = json.loads((tmp_path / "out" / "summary.json").read_text())["images"]
     assert sorted(r["image_id"] for r in recs) == [f"folder/img{i:03d}.png" for i in range(10)]
     for r in recs:

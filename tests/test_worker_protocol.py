@@ -11,8 +11,8 @@ from sing.worker import protocol as P
 from sing.worker.batching import Batcher
 
 
-def _req(k=8, **over):
-    y = (np.arange(k) + 1j).astype(np.complex64)
+def _req(n=8, **over):
+    y = (np.arange(n) + 1j).astype(np.complex64)
     h, payload = P.request_frames(y, 3.0, "deepjscc", "r1", model="m@1", meta={"image_id": "a"})
     h = json.loads(h)
     h.update(over)

@@ -24,6 +24,16 @@ SIZE = 16
 STEPS = 8
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Tiny tensors: intra-op threads only add synchronisation, and on a shared 2-core machine
+    # oversubscription made this file ~10× slower. Restored afterwards.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def prior3():
     return tiny_prior(SIZE, 3, seed=0)
@@ -280,3 +290,10 @@ def test_calibration_of_a_tiny_jscc_and_sing_zero(tmp_path, prior3):
     assert info["sigma_source"] == "blind"
     with pytest.raises(InputError, match="needs a calibration"):
         sing_zero(prior3, None, xh, 5.0, operator="spectral", steps=2, progress=False)
+
+
+def test_guidance_bench_runs(prior3):
+    from sing.zero.bench import measure
+    res = measure(prior3, ["spectral", "avgpool-4"], batch=1, steps=2, repeats=1)
+    assert set(res["ratio"]) == {"spectral", "avgpool-4"} and res["seconds_per_step"]["plain"] > 0
+    assert all(v > 1.0 for v in res["ratio_from_isolated"].values())

@@ -80,11 +80,12 @@ def _crc(info_bits: np.ndarray) -> int:
 
 def pack_bits(h: HeaderFields) -> np.ndarray:
     w = h.words()
-    bits = []
+    v = 0
     for name, width in _FIELDS:
-        bits += _to_bits(w[name], width)
-    info = np.array(bits, dtype=np.uint8)
-    return np.r_[info, np.array(_to_bits(_crc(info), 32), dtype=np.uint8)]
+        v = (v << width) | w[name]
+    info = np.unpackbits(np.frombuffer(v.to_bytes(17, "big"), np.uint8))[-N_INFO:]
+    crc = np.unpackbits(np.frombuffer(_crc(info).to_bytes(4, "big"), np.uint8))
+    return np.concatenate([info, crc])
 
 
 def unpack_bits(bits: np.ndarray) -> dict | None:

@@ -92,11 +92,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="fp32 | fp16 | bf16 (default: fp16 on GPU, fp32 on CPU)")
     p.add_argument("--scale", type=int, default=0, help="upscale the grid (default: 4 below 64 px, 2 at 64)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--out", default="samples.png", help="output PNG grid")
 
 
 def run(args: argparse.Namespace) -> int:
     from .model import load_prior
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     prior = load_prior(args.prior, device=args.device, dtype=args.dtype)
     x = ddim_sample(prior, args.n, args.steps, args.eta,
                     torch.Generator().manual_seed(args.seed), batch=args.batch)

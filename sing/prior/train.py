@@ -343,6 +343,12 @@ def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, 
                     "command": "sing train-prior " + " ".join(shlex.quote(a) for a in
                                                               _cli_args(args))}
     export.mkdir(parents=True, exist_ok=True)
+    if grid is not None:
+        cfg.training["samples_step"] = step
+    elif (export / "config.json").exists():
+        prev = load_config(export).get("training", {}).get("samples_step")
+        if prev is not None:
+            cfg.training["samples_step"] = prev
     save_prior(export, ema, cfg, fp16=args.fp16_export)
     raw = {k: v.detach().half() if v.is_floating_point() else v
            for k, v in model.state_dict().items()}
@@ -412,7 +418,7 @@ directory (raw weights + EMA + step counter; the AdamW state starts fresh).
 
 ![loss](loss.png)
 
-## Samples (DDIM 50 steps, η 0.85, EMA weights)
+## Samples (EMA weights at step {tr.get('samples_step', '?')}, DDIM 50 steps, η 0.85)
 
 ![samples](samples.png)
 

@@ -198,7 +198,11 @@ def _lerp(t: torch.Tensor, i0, i1, w) -> torch.Tensor:
 
 
 def load_calibration(path: str | Path, model_id: str | None = None) -> Calibration:
-    """Load a calibration directory; with `model_id`, refuse one fitted for another JSCC model."""
+    """Load a calibration directory (or its config.json); with `model_id`, refuse one fitted for
+    another JSCC model."""
+    path = Path(path)
+    if path.is_file() and path.name == "config.json":
+        path = path.parent
     cfg = load_config(path, kind=KIND)
     if int(cfg.get("version", 0)) > VERSION:
         raise CheckpointError(f"{path} is a calibration of version {cfg['version']}; this sing reads up "

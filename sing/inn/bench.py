@@ -1,0 +1,124 @@
+"""Guidance overhead of SING-INN: seconds per guided sampling step ÷ seconds per plain DDIM step,
+same UNet, same batch, same loop code (guidance.sample with guided=True/False). BENCHMARKS.md, Speed.
+
+Runs alternate plain and guided chains `--repeats` times and take the median of each, so that a
+shared, loaded CPU biases both alike. Writes a JSON result file (schema sing.bench.inn-guidance/1).
+Without --prior / --inn, a randomly initialised UNet of the named preset and an INN of the default
+architecture are used: the cost does not depend on the weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "sim" / "results" / "inn" / "guidance_overhead.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prior", default=None, help="prior directory (default: random UNet of --preset)")
+    p.add_argument("--preset", default="base", help="UNet preset when no --prior is given")
+    p.add_argument("--inn", default=None, help="SING-INN directory (default: random default INN)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=4, help="sampling steps per timed chain")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--grad-scale", type=float, default=0.0, help="also time the INDIGO+ term (> 0)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+
+
+def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale: float = 0.0) -> dict:
+    """{'plain_s_per_step', 'guided_s_per_step', 'ratio', …} for one prior/INN/batch."""
+    from .guidance import observation, sample
+    if steps < 1 or repeats < 1 or batch < 1:
+        raise InputError("batch, steps and repeats must be ≥ 1")
+    dev = torch.device(prior.device)
+    inn = inn.to(dev).eval()
+    x_hat = torch.rand(batch, prior.channels, prior.image_size, prior.image_size, device=dev)
+    snr = inn.snr(0.0, batch, dev)
+    gy = observation(inn, x_hat)
+
+    def chain(guided):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        sample(prior, inn, batch, gy, snr, steps, 0.85, None, False, grad_scale=grad_scale,
+               guided=guided)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) / steps
+
+    chain(False), chain(True)                                    # warm-up
+    plain, guided = [], []
+    for _ in range(repeats):
+        plain.append(chain(False))
+        guided.append(chain(True))
+    p, g = statistics.median(plain), statistics.median(guided)
+    return {"plain_s_per_step": round(p, 5), "guided_s_per_step": round(g, 5),
+            "ratio": round(g / p, 4), "plain_all": [round(v, 5) for v in plain],
+            "guided_all": [round(v, 5) for v in guided]}
+
+
+def _models(args):
+    from ..prior import PriorConfig, build_prior, load_prior
+    from .model import INNConfig, build_inn, load_inn
+    if args.prior:
+        prior = load_prior(args.prior, device=args.device)
+        src = args.prior
+    else:
+        prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
+        src = f"random UNet preset {args.preset}"
+    if args.inn:
+        inn, isrc = load_inn(args.inn, device=args.device), args.inn
+    else:
+        cfg = INNConfig(image_size=prior.image_size, channels=prior.channels)
+        cfg.sigma_c = {"snr_db": [-5.0, 15.0], "std": [[0.1] * prior.channels] * 2}
+        inn, isrc = build_inn(cfg, seed=0), "random INN (default architecture)"
+    return prior, src, inn, isrc
+
+
+def run(args) -> int:
+    from ..checkpoint import write_json
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prior, src, inn, isrc = _models(args)
+    res = measure(prior, inn, args.batch, args.steps, args.repeats, args.grad_scale)
+    dev = torch.device(args.device)
+    device = f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else \
+        f"cpu:{platform.processor() or platform.machine()}"
+    out = {"schema": "sing.bench.inn-guidance/1",
+           "setup": {"prior": src, "inn": isrc, "inn_config": {k: v for k, v in inn.config.to_dict().items()
+                                                               if k not in ("sigma_c", "training")},
+                     "unet_params": sum(p.numel() for p in prior.parameters()),
+                     "inn_params": sum(p.numel() for p in inn.parameters()),
+                     "image": [prior.channels, prior.image_size, prior.image_size],
+                     "batch": args.batch, "steps_per_chain": args.steps, "repeats": args.repeats,
+                     "grad_scale": args.grad_scale, "device": device,
+                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "target_ratio": 1.3},
+           "result": res}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, out)
+    print(json.dumps(res))
+    print(f"guided ÷ plain step: {res['ratio']:.3f} (target ≤ 1.3) → {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

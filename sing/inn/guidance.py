@@ -1,0 +1,166 @@
+"""INN-guided DDIM (SING-INN, ALGORITHMS.md §5; INDIGO, You & Dragotti; DDNM+ arXiv 2212.00490).
+
+Observation: g(y) with y = x̂ the DeepJSCC output on diffusion scale (2·x̂ − 1) and g the L-level
+Haar low-pass (haar.py). The INN was trained so that c(x; snr) ≈ g(x̂); its residual std per SNR
+and channel, σ_c(snr) (calibrated at training time, stored in the INN config), is the observation
+noise σ_y of DDNM+ in c-space, where c has unit "singular values". One step from x_t (ᾱ_t) to x_{t'}:
+
+    x0_t    = (x_t − √(1−ᾱ_t)·ε_θ(x_t, t)) / √ᾱ_t                     (DDIM / DDNM Eq. 12), clipped
+    (c, d)  = f(x0_t; snr)
+    λ       = 1 if σ_t ≥ a_t·ν else σ_t/(a_t·ν),  ν = s·σ_c(snr)      (DDNM+ Eq. 19, per channel;
+                                                                        a_t = √ᾱ_{t'}, σ_t = √(1−ᾱ_{t'}),
+                                                                        s = sigma_scale)
+    c'      = c − λ·(c − g(y))                                          (DDNM+ Eq. 17 in c-space)
+    x0_hat  = f⁻¹(c', d; snr)                                           (keep d: the null part)
+    [INDIGO+ option: x0_hat ← x0_hat − ζ·∇‖g(y) − c(x0_hat)‖² / ‖g(y) − c(x0_hat)‖  (through f only)]
+    x_{t'}  = a_t·x0_hat + σ_t·w + (r − σ_t)·P w,   w = η·z + √(1−η²)·ε_θ    (DDNM+ Eq. 18, DDIM form)
+
+with z ~ N(0, I) fresh, r = √(σ_t² − (a_t·λ·ν)²) the rest of the noise budget of the c components
+(the correction already injected observation noise of std a_t·λ·ν there), and P the orthogonal
+projection onto the L-level Haar LL band in image space (block averages, upsampled). Approximation,
+on purpose: the noise budget of c-space is applied to the image-space Haar LL band, which is what c
+is for an untrained f (exact then) and what it stays close to. η is DDNM's (sing.zero.ddnm): the
+fraction of fresh noise in σ_t; with λ = 1 at σ_y = 0 the step is DDNM's. At the last step (a = 1,
+σ = 0) λ = 0 where σ_c > 0: the output is not forced onto g(y).
+
+SNR: the receiver's estimate per image, clamped (warning) to the INN's trained range.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from .haar import haar_lowpass
+from .model import InvertibleDegradation
+
+
+def _randn(shape, generators, device) -> torch.Tensor:
+    if generators is None:
+        return torch.randn(*shape, device=device)
+    return torch.stack([torch.randn(*shape[1:], generator=g) for g in generators]).to(device)
+
+
+def lambda_weight(a: float, sig: float, nu: torch.Tensor) -> torch.Tensor:
+    """DDNM+ Eq. 19: λ = 1 where σ_t ≥ a·ν, σ_t/(a·ν) otherwise."""
+    an = a * nu
+    big = an > sig
+    return torch.where(big, sig / torch.where(big, an, torch.ones_like(an)), torch.ones_like(an))
+
+
+def guided_x0(inn: InvertibleDegradation, x0: torch.Tensor, gy: torch.Tensor, snr: torch.Tensor,
+              lam: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The range-null-space correction: returns (x0_hat, c', d) with c' = c − λ(c − g(y))."""
+    c, d, _ = inn(x0, snr, warn=False)
+    c2 = c - lam * (c - gy)
+    return inn.inverse(c2, d, snr, warn=False), c2, d
+
+
+def indigo_gradient(inn: InvertibleDegradation, x0: torch.Tensor, gy: torch.Tensor,
+                    snr: torch.Tensor, scale: float) -> torch.Tensor:
+    """INDIGO+-style data-consistency step through f only: x ← x − ζ ∇_x‖g(y) − c(x)‖ (normalised)."""
+    with torch.enable_grad():
+        x = x0.detach().requires_grad_(True)
+        c, _, _ = inn(x, snr, warn=False)
+        res = (gy - c).flatten(1)
+        nrm = res.norm(dim=1)
+        (g,) = torch.autograd.grad(nrm.sum(), x)
+    return (x0 - scale * g).detach()
+
+
+def observation(inn: InvertibleDegradation, x_hat01: torch.Tensor) -> torch.Tensor:
+    """g(y): the Haar low-pass of the DeepJSCC output on diffusion scale."""
+    return haar_lowpass(2.0 * x_hat01 - 1.0, inn.config.levels)
+
+
+def _lowpass_projection(w: torch.Tensor, levels: int) -> torch.Tensor:
+    """P w: orthogonal projection onto the L-level Haar LL band (block means, upsampled)."""
+    s = 2 ** levels
+    return F.interpolate(F.avg_pool2d(w, s), scale_factor=s, mode="nearest")
+
+
+@torch.no_grad()
+def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tensor | None,
+           snr: torch.Tensor | None, steps: int, eta: float, generators, progress: bool,
+           sigma_scale: float = 1.0, grad_scale: float = 0.0, clip_x0: bool = True,
+           guided: bool = True, desc: str = "SING-INN") -> torch.Tensor:
+    """The DDIM loop on diffusion scale; guided=False is plain DDIM (same code, the overhead floor)."""
+    if not 0.0 <= eta <= 1.0:
+        raise InputError(f"eta must lie in [0, 1], got {eta}")
+    if int(steps) < 1:
+        raise InputError(f"steps must be ≥ 1, got {steps}")
+    if generators is not None and len(generators) != batch:
+        raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
+    device = torch.device(prior.device)
+    shape = (batch, int(prior.channels), int(prior.image_size), int(prior.image_size))
+    ts = prior.ddim_timesteps(int(steps)).to("cpu").long()
+    abar_all = prior.alphas_cumprod.to("cpu", torch.float64)
+    abar = [float(abar_all[t]) for t in ts] + [1.0]
+    c_eps = math.sqrt(max(0.0, 1.0 - eta * eta))
+    pdtype = getattr(prior, "dtype", torch.float32)
+    if guided:
+        nu = sigma_scale * inn.sigma_c(snr)                                  # (B, C, 1, 1)
+        L = inn.config.levels
+    x = _randn(shape, generators, device)
+    for q in tqdm(range(len(ts)), desc=desc, disable=not progress, leave=False):
+        at = abar[q]
+        t = torch.full((batch,), int(ts[q]), dtype=torch.long, device=device)
+        eps = prior.eps(x.to(pdtype), t).float()
+        x0 = (x - math.sqrt(1.0 - at) * eps) / math.sqrt(at)
+        if clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
+        a, sig = math.sqrt(abar[q + 1]), math.sqrt(max(0.0, 1.0 - abar[q + 1]))
+        w = eta * _randn(shape, generators, device) + c_eps * eps
+        if not guided:
+            x = a * x0 + sig * w
+            continue
+        lam = lambda_weight(a, sig, nu)                                      # Eq. 19
+        x0h, _, _ = guided_x0(inn, x0, gy, snr, lam)                         # Eq. 17 in c-space
+        if grad_scale > 0:
+            x0h = indigo_gradient(inn, x0h, gy, snr, grad_scale)
+        r = (sig * sig - (a * lam * nu) ** 2).clamp_min(0.0).sqrt()          # Φ_t, Eq. 18
+        x = a * x0h + sig * w + (r - sig) * _lowpass_projection(w, L)
+    return x
+
+
+def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, steps: int = 50,
+             eta: float = 0.85, generators: Sequence[torch.Generator] | None = None,
+             progress: bool = True, sigma_scale: float = 1.0, grad_scale: float = 0.0,
+             model_id: str | None = None, clamp: bool = True, clip_x0: bool = True,
+             snr_offset_db: float = 0.0) -> torch.Tensor:
+    """Restore DeepJSCC outputs x_hat01 (B, C, H, W) in [0, 1] with SING-INN; returns x01 (B, C, H, W).
+
+    snr_db:      float or (B,): the receiver's SNR estimate (clamped to the INN's range, warned).
+    sigma_scale: multiplies the calibrated σ_c (0 → hard replacement of c, DDNM-like).
+    grad_scale:  ζ of the optional INDIGO+ gradient term (0: off).
+    model_id:    the DeepJSCC model_id that produced x̂; an INN trained for another one is refused.
+    snr_offset_db: added to the SNR given to the INN only (robustness study: the estimate off by ±2 dB).
+    """
+    if inn is None or not isinstance(inn, InvertibleDegradation):
+        raise InputError("sing_inn needs a SING-INN model (sing.inn.load_inn DIR)")
+    inn.check_jscc(model_id)
+    if not torch.is_tensor(x_hat01) or x_hat01.dim() != 4:
+        raise InputError(f"x_hat must be DeepJSCC outputs (B, C, H, W) in [0, 1], got "
+                         f"{tuple(getattr(x_hat01, 'shape', ()))}")
+    inn.check_images(x_hat01)
+    pshape = (int(prior.channels), int(prior.image_size), int(prior.image_size))
+    if tuple(x_hat01.shape[1:]) != pshape:
+        raise InputError(f"the prior generates {pshape} images but x̂ is {tuple(x_hat01.shape[1:])}: "
+                         f"use a prior trained at the DeepJSCC's resolution")
+    if not (sigma_scale >= 0) or not (grad_scale >= 0):
+        raise InputError("sigma_scale and grad_scale must be ≥ 0")
+    device = torch.device(prior.device)
+    inn = inn.to(device)
+    b = x_hat01.shape[0]
+    if not math.isfinite(snr_offset_db):
+        raise InputError(f"snr_offset_db must be finite, got {snr_offset_db}")
+    snr = inn.snr(torch.as_tensor(snr_db, dtype=torch.float32) + float(snr_offset_db), b, device)
+    gy = observation(inn, x_hat01.to(device, torch.float32))
+    x = sample(prior, inn, b, gy, snr, steps, eta, generators, progress, sigma_scale, grad_scale,
+               clip_x0, guided=True)
+    x01 = (x + 1.0) / 2.0
+    return x01.clamp(0.0, 1.0) if clamp else x01

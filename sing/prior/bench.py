@@ -1,0 +1,101 @@
+"""`sing bench prior`: UNet seconds per image (one ε_θ evaluation) at batch 1 and 16.
+
+This is the floor of every sampler: DDIM/SING-Zero/SING-INN each cost (steps × this) per image
+plus their guidance overhead. Median over repeats after a warm-up; no_grad; the device named.
+Result file: sim/results/prior/bench-<prior>-<device>.json (schema sing.bench.prior/1).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prior", default="models/prior-natural-64",
+                   help="prior directory (ours or a local diffusers model)")
+    p.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default=None, help="fp32 | fp16 | bf16 (default fp16 on GPU, fp32 on CPU)")
+    p.add_argument("--out-dir", default="sim/results/prior")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def bench_unet(prior, batches=(1, 16), repeats: int = 5) -> list[dict]:
+    rows = []
+    dev = prior.device
+    for b in batches:
+        x = torch.randn(b, prior.channels, prior.image_size, prior.image_size, device=dev,
+                        dtype=prior.dtype)
+        t = torch.full((b,), 500, dtype=torch.long, device=dev)
+        prior.unet(x, t)                      # warm-up (allocations, cudnn autotune)
+        _sync(dev)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            prior.unet(x, t)
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        rows.append({"batch": b, "seconds_per_call": med, "seconds_per_image": med / b,
+                     "images_per_second": b / med, "repeats": repeats,
+                     "min_s": min(times), "max_s": max(times)})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from .denoise_table import commit
+    from .model import load_prior
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    prior = load_prior(args.prior, device=args.device, dtype=args.dtype)
+    batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
+    rows = bench_unet(prior, batches, args.repeats)
+    dev = prior.device
+    dev_name = (f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda"
+                else f"cpu:{platform.processor() or platform.machine()}")
+    res = {"schema": "sing.bench.prior/1",
+           "setup": {"prior": str(args.prior), "image_size": prior.image_size,
+                     "channels": prior.channels,
+                     "parameters": sum(p.numel() for p in prior.unet.parameters()),
+                     "dtype": str(prior.dtype).replace("torch.", ""), "device": dev_name,
+                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "load_average_1min": os.getloadavg()[0],
+                     "commit": commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
+                     "command": " ".join(sys.argv)},
+           "results": rows}
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    f = out / f"bench-{Path(args.prior).name}-{dev.type}.json"
+    f.write_text(json.dumps(res, indent=2) + "\n")
+    for r in rows:
+        print(f"batch {r['batch']:3d}: {r['seconds_per_image'] * 1e3:8.2f} ms/image "
+              f"({r['images_per_second']:.1f} images/s) on {dev_name}, {res['setup']['dtype']}, "
+              f"{res['setup']['torch_threads']} threads")
+    print(f"wrote {f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sing.prior.bench", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Guidance overhead of SING-Zero: seconds per guided step ÷ seconds per plain DDIM step, same UNet,
+batch and loop (BENCHMARKS.md, Speed). The floor is the UNet itself; the target for `spectral` on
+the 2-core CPU is ≤ 1.10.
+
+    sing bench guidance [--prior DIR | --preset base --size 64 --channels 3] --batch 4 --steps 10 \
+        --operators spectral identity avgpool-4 --repeats 5 --out sim/results/zero/bench_guidance.json
+
+Plain and guided runs are interleaved (plain, op1, op2, …, repeated) and the median time of each is
+used, so that load from other processes hits both alike. Operator parameters are random (the cost
+does not depend on the values); the UNet weights do not matter either, only its architecture.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from ..channel import generator_for
+from ..errors import InputError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prior", default=None, help="prior directory (default: a random UNet of --preset)")
+    p.add_argument("--preset", default="base", help="UNet preset when no --prior (default base: the "
+                   "OFFLINE.md prototype size)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps per timed run")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--operators", nargs="+", default=["spectral", "identity", "avgpool-4"])
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="sim/results/zero/bench_guidance.json")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5) -> dict:
+    """Median seconds per step for plain DDIM and for each guided operator (σ_y > 0: DDNM+ path)."""
+    from .ddnm import _sample, _prior_shape, restore
+    from .operators import make_operator
+    shape = _prior_shape(prior)
+    g = torch.Generator().manual_seed(0)
+    ops = {}
+    for name in operators:
+        op = make_operator(name, shape, h=torch.rand(*shape, generator=g))
+        y = op.A(torch.rand(batch, *shape, generator=g))
+        ops[name] = (op, y)
+    gens = lambda: [generator_for(0, i) for i in range(batch)]
+    plain = lambda: _sample(prior, batch, steps, 0.85, gens(), None, False, None, True, "DDIM")
+    guided = {n: (lambda o=o, y=y: restore(prior, o, y, 0.05, steps=steps, generators=gens(), progress=False))
+              for n, (o, y) in ops.items()}
+    plain(); [f() for f in guided.values()]          # warm-up (allocator, lazy init, DCT caches)
+    times = {"plain": []} | {n: [] for n in guided}
+    for _ in range(repeats):
+        for name, f in [("plain", plain), *guided.items()]:
+            t0 = time.perf_counter()
+            f()
+            times[name].append((time.perf_counter() - t0) / steps)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    # The guidance arithmetic alone (2 forward + 1 inverse transform + Eq. 17-19 elementwise), timed
+    # without the UNet: much less sensitive to load from other processes than the ratio above.
+    iso = {}
+    for name, (op, y) in ops.items():
+        x = torch.randn(batch, *shape)
+        P, nu, Y = (op.singular_values > 0).float(), torch.full((1, *shape), 0.1), op.pinv_spectral(y)
+        reps = 20
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            X0, E = op.to_spectral(x), op.to_spectral(x)
+            lam = torch.where(nu > 0.5, 0.5 / nu, torch.ones_like(nu)) * P
+            X0h = X0 - lam * (P * X0 - Y)
+            r = (0.25 - (lam * nu) ** 2).clamp_min(0).sqrt()
+            op.from_spectral(X0h + r * (0.85 * torch.randn_like(x) + 0.5 * E))
+        iso[name] = (time.perf_counter() - t0) / reps
+    return {"seconds_per_step": med, "runs": times,
+            "ratio": {n: med[n] / med["plain"] for n in guided},
+            "guidance_seconds_per_step_isolated": iso,
+            "ratio_from_isolated": {n: 1 + iso[n] / med["plain"] for n in guided}}
+
+
+def run(args) -> int:
+    from ..prior import PriorConfig, build_prior, load_prior
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch < 1 or args.steps < 1 or args.repeats < 1:
+        raise InputError("--batch, --steps and --repeats must be ≥ 1")
+    if args.prior:
+        prior = load_prior(args.prior, device=args.device)
+        prior_desc = args.prior
+    else:
+        prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
+        prior_desc = f"random {args.preset} UNet {args.channels}×{args.size}²"
+    n_params = sum(p.numel() for p in prior.parameters())
+    res = measure(prior, args.operators, args.batch, args.steps, args.repeats)
+    dev = (f"cuda:{torch.cuda.get_device_name(torch.device(args.device))}" if args.device.startswith("cuda")
+           else f"cpu:{platform.processor() or platform.machine()}")
+    out = {"schema": "sing.bench.guidance/1",
+           "setup": {"prior": prior_desc, "unet_parameters": n_params, "image": [prior.channels, prior.image_size,
+                     prior.image_size], "batch": args.batch, "steps_per_run": args.steps, "repeats": args.repeats,
+                     "sigma_y": 0.05, "eta": 0.85, "device": dev, "torch_threads": torch.get_num_threads(),
+                     "commit": _commit(), "command": "sing bench guidance " + " ".join(
+                         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                         for k, v in vars(args).items() if k in ("prior", "preset", "size", "channels", "batch",
+                                                                  "steps", "repeats", "operators", "threads")
+                         and v is not None)},
+           "target": {"operator": "spectral", "max_ratio": 1.10},
+           **res}
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    plain = res["seconds_per_step"]["plain"]
+    print(f"plain DDIM step: {plain * 1e3:.1f} ms (batch {args.batch}, {prior_desc}, {dev})")
+    for n, r in res["ratio"].items():
+        print(f"  {n:12s} {res['seconds_per_step'][n] * 1e3:8.1f} ms/step   ratio {r:.3f}   (guidance alone "
+              f"{res['guidance_seconds_per_step_isolated'][n] * 1e3:.2f} ms → {res['ratio_from_isolated'][n]:.3f})")
+    print(f"→ {path}")
+    return 0

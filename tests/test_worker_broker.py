@@ -1,0 +1,116 @@
+"""Two real workers behind a real broker: kill -9 one mid-stream → every image comes back or is
+reported failed (none silently lost); a restarted worker rejoins. Plus CURVE on 127.0.0.1."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from sing.worker import protocol as P
+from sing.worker.client import WorkerClient, WorkerError, WorkerUnavailable
+from sing.worker.keys import ClientCurve, write_keypair
+from test_worker_helpers import (ep, procs, reference_image, symbols, tiny_jscc,  # noqa: F401
+                                 worker_args)
+
+HB = "0.2"
+
+
+def _wait_workers(c: WorkerClient, n: int, timeout: float = 30.0) -> dict:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        st = c.ping(timeout_s=2)
+        if sum(not w["draining"] for w in st["workers"]) == n:
+            return st
+        time.sleep(0.1)
+    raise AssertionError(f"broker never saw {n} workers: {st}")
+
+
+def test_kill9_mid_stream_nothing_lost_and_rejoin(procs, tiny_jscc):
+    front, back = ep(), ep()
+    procs.start("broker", "--frontend", front, "--backend", back, "--heartbeat-s", HB,
+                "--max-attempts", "3", "--request-timeout-s", "20")
+    wargs = lambda name: worker_args(tiny_jscc[0], "--connect", back, "--heartbeat-s", HB,
+                                     "--name", name, "--max-batch", "4")
+    wa = procs.start(*wargs("wA"))
+    procs.start(*wargs("wB"))
+    model = tiny_jscc[1]
+    with WorkerClient(front, timeout_s=15, retries=0, max_in_flight=256) as c:
+        _wait_workers(c, 2)
+        n = 120
+        ys = [symbols(64, 1000 + i) for i in range(n)]
+        futs = []
+        for i in range(n):
+            futs.append(c.submit(ys[i], 2.0, "deepjscc", {"image_id": f"k{i}"}, f"k-{i}"))
+            if i == 40:
+                os.kill(wa.pid, signal.SIGSTOP)   # freeze: the broker keeps wA's share in flight…
+            if i == 80:
+                time.sleep(0.1)
+                os.kill(wa.pid, signal.SIGKILL)   # …then kill -9 with requests on it
+            time.sleep(0.005)
+        ok, failed = {}, {}
+        for i, f in enumerate(futs):
+            try:
+                ok[i] = f.result(timeout=60)       # a timeout here would be silence: test fails
+            except WorkerError as e:
+                failed[i] = e.code
+        assert len(ok) + len(failed) == n
+        assert not failed, f"with wB alive every image should be retried there: {failed}"
+        for i, r in ok.items():
+            assert r.request_id == f"k-{i}"
+            assert np.abs(r.image.astype(int) - reference_image(model, ys[i], 2.0)).max() <= 1
+        st = c.ping()
+        assert st["retried"] >= 1, st           # some image really was on the killed worker
+        assert "wA" in {r.header["worker"] for r in ok.values()}
+
+        procs.start(*wargs("wC"))               # a restarted worker rejoins and gets work
+        _wait_workers(c, 2)
+        futs = [c.submit(symbols(64, i), 0.0, "deepjscc") for i in range(64)]
+        who = {f.result(timeout=30).header["worker"] for f in futs}
+        assert who == {"wB", "wC"}
+
+
+def test_broker_without_workers_says_unavailable(procs):
+    front, back = ep(), ep()
+    procs.start("broker", "--frontend", front, "--backend", back, "--request-timeout-s", "1")
+    with WorkerClient(front, timeout_s=10, retries=0) as c:
+        t0 = time.monotonic()
+        with pytest.raises(WorkerUnavailable, match="no worker answered"):
+            c.restore(symbols(64), 0.0, "deepjscc")
+        assert time.monotonic() - t0 < 5
+        with pytest.raises(WorkerError) as e:          # junk is refused by the broker itself
+            c.restore(symbols(64), 0.0, "deepjscc", params={"rm": 1})
+        assert e.value.code == P.BAD_REQUEST
+
+
+def test_curve_on_loopback(procs, tiny_jscc, tmp_path):
+    keys = tmp_path / "keys"
+    _, server_secret = write_keypair(keys, "server")
+    write_keypair(keys, "client")
+    write_keypair(tmp_path / "stranger", "client")
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "client.key").write_text((keys / "client.key").read_text())
+    endpoint = ep()
+    procs.start(*worker_args(tiny_jscc[0], "--bind", endpoint, "--curve-secret", str(server_secret),
+                             "--curve-clients", str(allowed)))
+    good = ClientCurve.from_files(keys / "server.key", keys / "client.key_secret")
+    with WorkerClient(endpoint, timeout_s=10, curve=good) as c:
+        assert c.restore(symbols(64), 0.0, "deepjscc").image.shape == (16, 16, 3)
+    # no CURVE at all, the right server key with an unknown client key, a wrong server key:
+    stranger = ClientCurve.from_files(keys / "server.key", tmp_path / "stranger" / "client.key_secret")
+    wrong_server = ClientCurve(zmq.curve_keypair()[0], good.public, good.secret)
+    for curve in (None, stranger, wrong_server):
+        with WorkerClient(endpoint, timeout_s=1.0, retries=0, curve=curve) as c:
+            with pytest.raises(WorkerUnavailable):
+                c.restore(symbols(64), 0.0, "deepjscc")
+            with pytest.raises(WorkerUnavailable):
+                c.ping(timeout_s=0.5)
+    # a raw plaintext socket gets nothing back either
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    s.send_multipart([b"", b"garbage"])
+    assert s.poll(1000) == 0
+    s.close()
