@@ -62,6 +62,7 @@ def gr_loopback(n, k, snr_db, cfo, taps, seed):
     zs = [unit(rng, k) for _ in range(n)]
     tb = gr.top_block()
     tx = sing.ofdm_jscc_tx(gap=200)
+    tx.framer.max_queue = n + 1
     ch = channels.channel_model(noise_voltage=nv(snr_db), frequency_offset=cfo, epsilon=1.0,
                                 taps=list(taps), noise_seed=seed + 1)
     rx = sing.ofdm_jscc_rx(samp_rate=1e6)
@@ -136,6 +137,7 @@ def throughput(n_frames, k):
     # ours, TX
     tb = gr.top_block()
     tx = sing.ofdm_jscc_tx(gap=0)
+    tx.framer.max_queue = n_frames + 1
     cnt = blocks.null_sink(gr.sizeof_gr_complex)
     tb.connect(tx, cnt)
     post = tx.framer.to_basic_block()._post
@@ -143,7 +145,7 @@ def throughput(n_frames, k):
         post(pmt.intern("in"), pmt.cons(pmt.to_pmt({"image_id": str(i), "k": k}), pmt.init_c32vector(k, z)))
     t0 = time.perf_counter()
     tb.start()
-    while tx.framer.sent < n_frames:
+    while tx.framer.sent < n_frames and time.perf_counter() - t0 < 300:
         time.sleep(0.001)
     dt = time.perf_counter() - t0
     tb.stop(); tb.wait()

@@ -104,10 +104,12 @@ class Receiver:
         x_hat = self.decode(y, snr, model_id)
         if method in ("deepjscc", "deepjscc-perceptual"):
             return x_hat
-        return self.restore_from(method, x_hat, snr, ids, seed=seed, progress=progress, **params)
+        return self.restore_from(method, x_hat, snr, ids, seed=seed, progress=progress,
+                                 model_id=self.model(model_id).model_id, **params)
 
     def restore_from(self, method: str, x_hat: torch.Tensor, snr_db: torch.Tensor, ids: Sequence[str],
-                     seed: int = 0, progress: bool = False, **params) -> torch.Tensor:
+                     seed: int = 0, progress: bool = False, model_id: str | None = None,
+                     **params) -> torch.Tensor:
         """Restoration step alone, from the DeepJSCC output x̂."""
         if method not in DIFFUSION_METHODS:
             raise InputError(f"{method!r} is not a restoration method; choose one of {', '.join(DIFFUSION_METHODS)}")
@@ -127,7 +129,8 @@ class Receiver:
             from .zero import sing_zero
             out = sing_zero(self.prior, self.calibration, x_hat.to(dev), snr_db.to(dev),
                             operator=p["operator"], sigma_scale=p["sigma_scale"], steps=p["steps"],
-                            eta=p["eta"], generators=gens, travel=p.get("travel"), progress=progress)
+                            eta=p["eta"], generators=gens, travel=p.get("travel"), progress=progress,
+                            model_id=model_id)
         elif method == "sing-inn":
             from .inn import sing_inn
             out = sing_inn(self.prior, self.inn, x_hat.to(dev), snr_db.to(dev), steps=p["steps"],

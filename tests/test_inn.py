@@ -204,6 +204,9 @@ def test_snr_outside_range_is_clamped_with_warning(inn3, prior3):
     x_hat = (_x(1, seed=11) + 1) / 2
     with pytest.warns(UserWarning, match=r"outside SING-INN's trained range"):
         sing_inn(prior3, inn3, x_hat, 25.0, steps=2, generators=_gens(1), progress=False)
+    with pytest.warns(UserWarning, match=r"\[16\.0\] dB"):       # estimate off by +2 dB → 16 dB
+        sing_inn(prior3, inn3, x_hat, 14.0, steps=1, generators=_gens(1), progress=False,
+                 snr_offset_db=2.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         inn3.snr(3.0, 1)                                        # in range: silent

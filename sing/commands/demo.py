@@ -36,9 +36,9 @@ def available_methods(args) -> tuple[list[str], dict]:
     have_prior = (pdir / "config.json").exists()
     methods = ["deepjscc"]
     paths = {"jscc": jdir, "prior": pdir if have_prior else None, "calibration": None, "inn": None}
-    if have_prior and (jdir / "calibration.json").exists():
+    if have_prior and (jdir / "calibration" / "config.json").exists():
         methods += ["sing-zero"]
-        paths["calibration"] = jdir / "calibration.json"
+        paths["calibration"] = jdir / "calibration"
     inn = jdir.parent / (jdir.name + "-inn")
     if have_prior and (inn / "config.json").exists():
         methods.append("sing-inn")

@@ -101,7 +101,7 @@ def evaluate(args) -> dict:
         prior = load_prior(prior_path, device=args.device)
         if method in ("sing-zero", "ddnm-avgpool"):
             from ..zero import load_calibration
-            cpath = Path(args.calibration) if args.calibration else jdir / "calibration.json"
+            cpath = Path(args.calibration) if args.calibration else jdir / "calibration"
             cal = load_calibration(cpath, model_id=jscc.model_id)
         if method == "sing-inn":
             from ..inn import load_inn
