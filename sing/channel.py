@@ -84,6 +84,12 @@ def generator_for(seed: int, image_id: str | int) -> torch.Generator:
     return g
 
 
+def channel_generator(seed: int, image_id: str | int) -> torch.Generator:
+    """The generator of the channel realisation (fading + noise) of one image. `sing eval`, the
+    demo and the GNU Radio PDU channel all draw from this, so their numbers agree exactly."""
+    return generator_for(seed, f"channel:{image_id}")
+
+
 def complex_normal(shape: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
     """CN(0, 1) samples: real and imaginary parts each N(0, 1/2)."""
     re_im = torch.randn(*shape, 2, generator=generator) * math.sqrt(0.5)

@@ -1,7 +1,7 @@
 """PDU channel: one image's symbols through AWGN or flat Rayleigh fading, with sing.channel.
 
 The same code and the same per-image seeding as ``sing eval``
-(``generator_for(seed, "channel:" + image_id)``), so a flowgraph run reproduces the evaluation's
+(``sing.channel.channel_generator(seed, image_id)``), so a flowgraph run reproduces the evaluation's
 noise bit for bit. Rayleigh: one h ~ CN(0, 1) per
 image; with ``csi="pilot"`` the receiver side estimates h and the SNR from ``n_pilots`` known pilots
 (LS), equalises y / ĥ and reports the *estimated* effective SNR (``snr_source="estimated"``); with
@@ -16,11 +16,6 @@ import pmt
 from gnuradio import gr
 
 from .pdu_util import BadPDU, parse_symbols_pdu, symbols_pdu
-
-
-def noise_key(image_id: str) -> str:
-    """The key `sing eval` seeds an image's channel noise with (sing/commands/eval.py)."""
-    return f"channel:{image_id}"
 
 
 class pdu_channel(gr.basic_block):
@@ -52,7 +47,7 @@ class pdu_channel(gr.basic_block):
 
     def handle_pdu(self, msg) -> None:
         import torch
-        from sing.channel import apply_channel, generator_for
+        from sing.channel import apply_channel, channel_generator
         try:
             meta, z = parse_symbols_pdu(msg)
         except BadPDU as e:
@@ -62,7 +57,7 @@ class pdu_channel(gr.basic_block):
         with self._lock:
             cfg = self._cfg
         iid = meta["image_id"]
-        out = apply_channel(torch.from_numpy(z)[None], cfg, [generator_for(self._seed, noise_key(iid))])
+        out = apply_channel(torch.from_numpy(z)[None], cfg, [channel_generator(self._seed, iid)])
         meta = dict(meta)
         meta.update(snr_db=float(out.snr_db[0]), snr_true_db=float(out.snr_true_db[0]),
                     snr_source="estimated" if cfg.csi == "pilot" else "true",

@@ -47,13 +47,13 @@ def available_methods(args) -> tuple[list[str], dict]:
 
 
 def run_direct(args, methods, paths, x, ids) -> dict[str, torch.Tensor]:
-    from ..channel import ChannelConfig, apply_channel, generator_for
+    from ..channel import ChannelConfig, apply_channel, channel_generator
     from ..methods import load_receiver
     rx = load_receiver([paths["jscc"]], paths["prior"], paths["calibration"], paths["inn"])
     jscc = rx.model()
     with torch.no_grad():
         z = jscc.encode(x, args.snr_db)
-    co = apply_channel(z, ChannelConfig("awgn", args.snr_db), [generator_for(args.seed, f"channel:{i}") for i in ids])
+    co = apply_channel(z, ChannelConfig("awgn", args.snr_db), [channel_generator(args.seed, i) for i in ids])
     out = {}
     for m in methods:
         kw = {"steps": args.steps} if m != "deepjscc" else {}

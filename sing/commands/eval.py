@@ -77,7 +77,7 @@ def _rel(p) -> str:
 def evaluate(args) -> dict:
     from tqdm import tqdm
     from .. import data as D
-    from ..channel import ChannelConfig, apply_channel, generator_for
+    from ..channel import ChannelConfig, apply_channel, channel_generator
     from ..jscc import load_jscc
     from ..methods import DEFAULTS, DIFFUSION_METHODS, Receiver, model_dir_for, prior_dir_for
     from ..metrics import compute_metrics, load_lpips
@@ -124,7 +124,7 @@ def evaluate(args) -> dict:
         xb, ib = x[i:i + args.batch], ids[i:i + args.batch]
         with torch.no_grad():
             z = jscc.encode(xb.to(args.device), args.snr_db).cpu()
-        co = apply_channel(z, ch, [generator_for(args.seed, f"channel:{j}") for j in ib])
+        co = apply_channel(z, ch, [channel_generator(args.seed, j) for j in ib])
         snr_rx = (co.snr_db if args.snr_source == "estimated" else co.snr_true_db) + args.snr_offset_db
         t0 = time.perf_counter()
         outs.append(rx.restore(method, co.y, snr_rx, ib, seed=args.seed, progress=False, **params).cpu())
