@@ -12,7 +12,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m sing.cli demo --out out/demo
+	$(PY) sim/demo_radio.py --out out/demo
 
 clean-venv:
 	rm -rf $(VENV)

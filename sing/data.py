@@ -104,7 +104,10 @@ def fit_image(a: np.ndarray, size: int) -> np.ndarray:
 
 def to_tensor(batch_hwc: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) → float32 (N, C, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(batch_hwc)).permute(0, 3, 1, 2).float().div_(255.0)
+    a = np.ascontiguousarray(batch_hwc)
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

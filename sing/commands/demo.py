@@ -2,9 +2,10 @@
 restored with every method available here; writes a side-by-side PNG grid, a metrics table
 (Markdown) and the numbers (JSON).
 
-`--path radio` sends the images through the GNU Radio loopback flowgraph to a worker process that
-the demo starts itself; `--path direct` (fallback when GNU Radio is absent) calls the same code
-in-process. Both use the seeded channel of `sing.channel`, so their numbers agree.
+This is the in-process path (the library never imports GNU Radio). `make demo` runs
+`sim/demo_radio.py`, which sends the same images through the GNU Radio loopback flowgraph to a worker
+process it starts itself, and falls back to this path where GNU Radio is absent. Both use the seeded
+channel of `sing.channel`, so their numbers agree.
 """
 from __future__ import annotations
 
@@ -23,8 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bcr", default="1/48")
     p.add_argument("--data", default="natural", help="natural | fmnist")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps for the diffusion methods")
-    p.add_argument("--path", default="auto", choices=("auto", "radio", "direct"),
-                   help="radio: GNU Radio flowgraph + worker process; direct: in-process")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -101,19 +100,6 @@ def run(args) -> int:
                               f"train it with scripts/train_jscc_models.sh")
     x, ids = D.load_split(args.data, "test", n=args.n_images)
     t0 = time.time()
-    path = args.path
-    if path in ("auto", "radio"):
-        try:
-            from . import demo_radio
-            results = demo_radio.run_radio(args, methods, paths, x, ids)
-            path = "radio (GNU Radio loopback flowgraph + worker process)"
-        except ImportError as e:
-            if args.path == "radio":
-                raise
-            print(f"GNU Radio path unavailable ({e}); running in-process")
-            path = "direct"
-    if path == "direct" or path == "auto":
-        results = run_direct(args, methods, paths, x, ids)
-        path = "direct (in-process)"
-    write_outputs(Path(args.out), x, ids, results, args, path, time.time() - t0)
+    results = run_direct(args, methods, paths, x, ids)
+    write_outputs(Path(args.out), x, ids, results, args, "direct (in-process)", time.time() - t0)
     return 0
