@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,48 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "sim"))
 
-
-def gr_env() -> dict:
-    """Environment in which grcc finds our block YAML and `from gnuradio import sing` resolves, whether
-    or not the module was installed with CMake (a shim package dir pointing at sing_blocks/)."""
-    env = dict(os.environ)
-    env["GRC_BLOCKS_PATH"] = os.pathsep.join(filter(None, [str(REPO / "sing_blocks" / "grc"),
-                                                           env.get("GRC_BLOCKS_PATH")]))
-    shim = REPO / ".cache" / "gr-shim" / "gnuradio"
-    shim.mkdir(parents=True, exist_ok=True)
-    if not (shim / "sing").exists():
-        (shim / "sing").symlink_to(REPO / "sing_blocks", target_is_directory=True)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(shim.parent), env.get("PYTHONPATH")]))
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_worker(paths: dict, port: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "sing.cli", "worker", "--bind", f"tcp://127.0.0.1:{port}", "--jscc", str(paths["jscc"])]
-    for key, flag in (("prior", "--prior"), ("calibration", "--calibration"), ("inn", "--inn")):
-        if paths.get(key):
-            cmd += [flag, str(paths[key])]
-    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO)
-
-
-def wait_ready(endpoint: str, proc: subprocess.Popen, timeout_s: float = 120) -> dict:
-    from sing.worker.client import WorkerClient, WorkerUnavailable
-    t0 = time.time()
-    with WorkerClient(endpoint, timeout_s=2.0, retries=0) as c:
-        while time.time() - t0 < timeout_s:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {proc.returncode}; see its log")
-            try:
-                return c.ping()
-            except WorkerUnavailable:
-                time.sleep(0.5)
-    raise RuntimeError(f"the worker did not answer within {timeout_s:.0f} s")
+from radio import compile_grc, free_port, read_outputs, run_flowgraph, start_worker, stop_worker, wait_ready  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -100,9 +58,6 @@ def main(argv=None) -> int:
         results = run_direct(args, methods, paths, x, ids)
         write_outputs(out, x, ids, results, args, "direct (in-process; GNU Radio not importable)", time.time() - t0)
         return 0
-    grcc = shutil.which("grcc")
-    if grcc is None:
-        raise SystemExit("grcc not found: apt-get install gnuradio (make setup does it)")
     work = Path(tempfile.mkdtemp(prefix="sing-demo-"))
     imgs = work / "images"
     imgs.mkdir()
@@ -111,11 +66,7 @@ def main(argv=None) -> int:
         name = i.replace("/", "_").replace("#", "_") + ".png"
         Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(imgs / name)
         names.append(name)
-    env = gr_env()
-    r = subprocess.run([grcc, "-o", str(work), str(REPO / "flowgraphs" / "loopback_awgn_no_gui.grc")],
-                       capture_output=True, text=True, env=env)
-    if r.returncode != 0 or "Error" in r.stdout + r.stderr or "not connected" in r.stdout + r.stderr:
-        raise SystemExit(f"grcc could not compile loopback_awgn_no_gui.grc:\n{r.stdout}\n{r.stderr}")
+    script = compile_grc("loopback_awgn_no_gui", work)
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     out.mkdir(parents=True, exist_ok=True)
@@ -127,33 +78,15 @@ def main(argv=None) -> int:
         for m in methods:
             rdir = out / "radio" / m          # the flowgraph writes to <out-dir>/<method>
             shutil.rmtree(rdir, ignore_errors=True)
-            cmd = [sys.executable, str(work / "loopback_awgn_no_gui.py"), "--snr-db", str(args.snr_db), "--method", m,
-                   "--images", str(imgs), "--jscc", str(paths["jscc"]), "--endpoint", endpoint, "--out-dir", str(out / "radio"),
-                   "--seed", str(args.seed), "--interval", "0.01", "--worker-timeout", "600"]
             t1 = time.time()
-            r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-            if r.returncode != 0:
-                print(r.stdout[-2000:], r.stderr[-4000:], file=sys.stderr)
-                raise SystemExit(f"the flowgraph failed for {m} (exit {r.returncode})")
+            run_flowgraph(script, {"snr_db": args.snr_db, "method": m, "images": imgs, "jscc": paths["jscc"],
+                                   "endpoint": endpoint, "out_dir": out / "radio", "seed": args.seed,
+                                   "interval": 0.01, "worker_timeout": 600})
             summary = json.loads((rdir / "summary.json").read_text())
-            got = []
-            for name in names:
-                iid = "folder/" + name
-                f = rdir / (iid.replace("/", "_") + ".png")
-                cand = [f] + sorted(rdir.glob(f"*{Path(name).stem}*.png"))
-                f = next((c for c in cand if c.exists()), None)
-                if f is None:
-                    raise SystemExit(f"{m}: no restored image for {iid} in {rdir}; summary: {summary}")
-                a = D.read_image(f, x.shape[1])
-                got.append(torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255)
-            results[m] = torch.stack(got)
-            print(f"  {m}: {len(got)} images through the flowgraph in {time.time() - t1:.1f} s")
+            results[m] = read_outputs(rdir, names, x.shape[1])
+            print(f"  {m}: {summary['counts'] if 'counts' in summary else ''} through the flowgraph in {time.time() - t1:.1f} s")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         shutil.rmtree(work, ignore_errors=True)
     write_outputs(out, x, ids, results, args, "radio (GNU Radio loopback_awgn_no_gui + worker process)",
                   time.time() - t0)

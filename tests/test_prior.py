@@ -141,6 +141,7 @@ def test_our_dir_roundtrip_and_sample_cli(tmp_path):
     assert im.size == (4 * (2 * 18 + 2), 4 * (2 * 18 + 2))   # 2×2 grid, pad 2, scaled ×4
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_bad_inputs(tmp_path, celebahq_like):
     src, _ = celebahq_like
     # a directory without config
@@ -272,6 +273,8 @@ def test_export_and_continue_from_model_dir(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "continuing from the exported model" in r.stdout + r.stderr and "at step 4" in r.stdout + r.stderr
     assert json.loads((m / "config.json").read_text())["training"]["steps"] == 6
+    logged = [int(l.split(",")[0]) for l in (m / "loss.csv").read_text().splitlines()[1:]]
+    assert logged[0] <= 4 and logged[-1] == 6 and logged == sorted(set(logged))
 
 
 def test_two_process_accelerate_training(tmp_path):

@@ -340,6 +340,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu",
     if raw.get("kind") is not None:                 # one of ours
         cfg = PriorConfig.from_dict(raw, str(d))
         unet = build_unet(cfg.unet)
+        _check_expected(d, unet, expect_size, expect_channels)
         state, f = _load_weights(d, ("model.safetensors",))
         sched, config, src = cfg.scheduler_config(), cfg.to_dict(), str(d)
     else:                                           # diffusers format
@@ -348,6 +349,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu",
             raise CheckpointError(f"{cfg_file} describes a {cls}; sing loads unconditional "
                                   f"UNet2DModel priors only")
         unet = build_unet(raw)
+        _check_expected(d, unet, expect_size, expect_channels)
         state, f = _load_weights(ucfg_dir, DIFFUSERS_WEIGHTS)
         if sched_file.exists():
             sched = _read_json(sched_file)
@@ -357,15 +359,19 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu",
         sched.setdefault("prediction_type", "epsilon")
         config, src = None, str(d)
 
-    prior = _finish(unet, state, str(f), device, dtype, sched, config, src)
-    if expect_size is not None and prior.image_size != int(expect_size):
-        raise CheckpointError(f"prior {d} was trained at {prior.image_size}×{prior.image_size}, "
-                              f"but the data are {expect_size}×{expect_size}: use a prior for "
+    return _finish(unet, state, str(f), device, dtype, sched, config, src)
+
+
+def _check_expected(d: Path, unet, expect_size: int | None, expect_channels: int | None) -> None:
+    size = unet.config.sample_size
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    if expect_size is not None and size != int(expect_size):
+        raise CheckpointError(f"prior {d} was trained at {size}×{size}, but the data are "
+                              f"{expect_size}×{expect_size}: use a prior for "
                               f"{expect_size}×{expect_size} images (or resize the data)")
-    if expect_channels is not None and prior.channels != int(expect_channels):
-        raise CheckpointError(f"prior {d} models {prior.channels}-channel images, the data have "
-                              f"{expect_channels}: use a matching prior")
-    return prior
+    if expect_channels is not None and int(unet.config.in_channels) != int(expect_channels):
+        raise CheckpointError(f"prior {d} models {unet.config.in_channels}-channel images, the "
+                              f"data have {expect_channels}: use a matching prior")
 
 
 def save_prior(directory: str | Path, prior: DiffusionPrior, config: PriorConfig | dict,

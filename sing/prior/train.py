@@ -234,7 +234,9 @@ def run(args: argparse.Namespace) -> int:
         g["initial_lr"] = args.lr
     model, opt = acc.prepare(model, opt)
     ema.to(acc.device)
-    loss_rows = _read_loss(run_dir, step) if acc.is_main_process else []
+    loss_rows = []
+    if acc.is_main_process:
+        loss_rows = _read_loss(init_from_export if init_from_export is not None else run_dir, step)
 
     ac = torch.tensor(cfg_alphas(cfg), dtype=torch.float32, device=acc.device)
     T = cfg.num_train_timesteps

@@ -1,0 +1,185 @@
+"""DPS through the known DeepJSCC encoder (ALGORITHMS.md §6, "DiffCom-style").
+
+Diffusion posterior sampling (Chung, Kim, Mccann, Klasky, Ye, "Diffusion Posterior Sampling for
+General Noisy Inverse Problems", arXiv 2209.14687, Alg. 1) with the forward operator being the
+transmitter itself, as in DiffCom (Wang et al., arXiv 2406.07390): the receiver knows the DeepJSCC
+model, the received (equalised) symbols y ∈ C^k and the SNR, and treats
+
+    y = E(x, SNR) + w,   w ~ CN(0, σ² I)          (E = the JSCC encoder incl. power normalisation)
+
+as a non-linear noisy inverse problem. The DeepJSCC decoder is not used at all.
+
+One step from x_t (ᾱ_t) to x_{t'} (ᾱ_{t'}, t' the next DDIM timestep, ᾱ = 1 after the last), on the
+diffusion scale x = 2·x01 − 1:
+
+    ε̂      = ε_θ(x_t, t)
+    x0_t   = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t                        DPS Eq. 10 / DDIM Eq. 9 (clipped to [-1, 1])
+    r      = y − E((x0_t + 1)/2, SNR)                          residual in symbol space (channel-free)
+    x'     = √ᾱ_{t'}·x0_t + σ_t·(η·z + √(1−η²)·ε̂),  σ_t = √(1−ᾱ_{t'}),  z ~ N(0, I)
+    x_{t'} = x' − ζ·∇_{x_t} ‖r‖₂                                DPS Alg. 1 line 7
+
+The gradient goes through the UNet and the encoder (autograd w.r.t. x_t; no weight gradients).
+∇‖r‖ = ∇‖r‖² / (2‖r‖): this is DPS's step size ζ_i = ζ'/‖y − A(x̂0)‖ on the gradient of the
+squared norm (DPS App. C.2) with ζ' = ζ/2, and exactly what the DPS reference code does
+(`norm_grad = grad(‖y − A(x̂0)‖)`, `x_t −= scale·norm_grad`). ‖·‖ is taken **per image** (over the
+2k real numbers of its symbols), so each image gets its own step size and no gradient crosses
+between the images of a batch (the UNet and the encoder have no batch-coupling layers).
+
+The DDIM update uses η exactly as `sing.zero.ddnm` does (η = fraction of fresh noise in the step's
+noise σ_t; η = 0.85 by default), so `dps_restore(..., zeta=0)` is the same chain, draw for draw, as
+`sing.zero.ddnm.ddim_sample` with the same generators: plain unconditional DDIM.
+
+Start. We start from pure noise x_T ~ N(0, I) drawn from the image's generator, as DPS Alg. 1 and
+DiffCom do: everything the receiver learns about the image enters through y (the received symbols)
+and the known encoder. The DeepJSCC output x̂ = D(y) is *not* used as a starting point; that keeps
+the baseline a pure "conditioning on the symbols" method, distinct from SING, which restores x̂.
+(Starting from a noised x̂ would mix in SING's own information path and its artefacts.)
+
+SNR. `snr_db` is the SNR the receiver believes (the same value the decoder would be given). The
+transmitter encoded at its own nominal SNR; pass it as `encoder_snr_db` when it differs (Rayleigh
+fading: the effective |h|²·SNR is not the encoder's SNR). It is only the encoder's conditioning:
+the noise level σ² does not enter DPS's update (ζ is a step size, not a likelihood weight).
+
+Cost per step: one UNet forward + backward and one encoder forward + backward.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..channel import check_symbols
+from ..errors import InputError
+
+
+def _randn(shape: Sequence[int], generators, device) -> torch.Tensor:
+    """N(0, I) of `shape`, row b drawn from generators[b] (same draws as sing.zero.ddnm)."""
+    if generators is None:
+        return torch.randn(*shape, device=device)
+    return torch.stack([torch.randn(*shape[1:], generator=g) for g in generators]).to(device)
+
+
+def _snr_vector(snr_db, batch: int, what: str) -> torch.Tensor:
+    s = torch.as_tensor(snr_db, dtype=torch.float32).detach().cpu()
+    if s.dim() == 0:
+        s = s.expand(batch).clone()
+    if s.shape != (batch,):
+        raise InputError(f"{what} must be a float or one value per image ({batch},), got shape "
+                         f"{tuple(s.shape)}")
+    if not torch.isfinite(s).all():
+        raise InputError(f"{what} contains NaN or Inf: pass the receiver's SNR estimate in dB")
+    return s
+
+
+def _check_pair(prior, jscc) -> tuple[int, int, int]:
+    size = prior.image_size
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    shape = (int(prior.channels), int(h), int(w))
+    c = jscc.config
+    if (c.channels, c.image_size, c.image_size) != shape:
+        raise InputError(f"the prior generates {shape} images but the DeepJSCC model {jscc.model_id} "
+                         f"encodes ({c.channels}, {c.image_size}, {c.image_size}): use a prior trained "
+                         f"at the JSCC's resolution and channel count")
+    return shape
+
+
+def _residual_norm(jscc, x01: torch.Tensor, y_ri: torch.Tensor, snr_enc: torch.Tensor) -> torch.Tensor:
+    """‖y − E(x01, SNR)‖₂ per image (B,), differentiable w.r.t. x01. y_ri: view_as_real(y)."""
+    dev = next(jscc.parameters()).device
+    z = jscc.encode(x01.to(dev), snr_enc.to(dev))
+    d = y_ri.to(dev) - torch.view_as_real(z)
+    return (d.square().flatten(1).sum(1) + 1e-20).sqrt()
+
+
+def dps_residual(jscc, x01: torch.Tensor, y: torch.Tensor, snr_db) -> torch.Tensor:
+    """The DPS data term of finished images: ‖y − E(x01, SNR)‖₂ per image, (B,) on the CPU.
+
+    x01 (B, C, H, W) in [0, 1]; y complex (B, k); snr_db the encoder's SNR (float or (B,))."""
+    check_symbols(y, "received symbols")
+    jscc.check_images(x01)
+    with torch.no_grad():
+        s = _snr_vector(snr_db, x01.shape[0], "snr_db")
+        return _residual_norm(jscc, x01.float(), torch.view_as_real(y), s).cpu()
+
+
+def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: float = 0.85,
+                zeta: float = 1.0, generators: Sequence[torch.Generator] | None = None,
+                progress: bool = False, encoder_snr_db=None, clip_x0: bool = True,
+                return_info: bool = False):
+    """Restore images from received symbols y with DPS through the known JSCC encoder (module doc).
+
+    prior:          sing.prior DiffusionPrior at the JSCC's resolution/channels.
+    jscc:           the DeepJSCC model that encoded the images (only `.encode` is used).
+    y:              received, equalised symbols, complex (B, k), k = jscc.k.
+    snr_db:         the receiver's SNR in dB, float or (B,); conditions the encoder unless
+                    `encoder_snr_db` (the transmitter's nominal SNR) is given.
+    steps, eta:     DDIM steps and η (sing.zero.ddnm convention; default 50, 0.85, ALGORITHMS §3).
+    zeta:           DPS step size ζ on ∇_{x_t}‖y − E(x0_t)‖ per image (0 = unguided DDIM).
+    generators:     one torch.Generator per image (sing.channel.generator_for): x_T and every
+                    step's noise come from it, so an image's result does not depend on its batch.
+    clip_x0:        clip x0_t to [-1, 1] before the data term and the update (DPS's clip_denoised).
+    return_info:    also return {"residual": (S, B) ‖y − E(x0_t)‖ at each step, "residual_out":
+                    (B,) for the returned images, "unet_evals": S, "start": "noise"}.
+    Returns x01 (B, C, H, W) float32 in [0, 1] on the prior's device (and info).
+    """
+    if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta >= 0):
+        raise InputError(f"zeta (the DPS step size) must be a finite number ≥ 0, got {zeta!r}")
+    if not 0.0 <= float(eta) <= 1.0:
+        raise InputError(f"eta must lie in [0, 1], got {eta}")
+    if int(steps) < 1:
+        raise InputError(f"steps must be ≥ 1, got {steps}")
+    check_symbols(y, "received symbols")
+    if y.shape[1] != jscc.k:
+        raise InputError(f"model {jscc.model_id} sends k={jscc.k} symbols per image, got {y.shape[1]}: "
+                         f"the symbols come from another BCR or model")
+    shape = (y.shape[0], *_check_pair(prior, jscc))
+    batch = y.shape[0]
+    if generators is not None and len(generators) != batch:
+        raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
+    snr_enc = _snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
+                          "snr_db" if encoder_snr_db is None else "encoder_snr_db")
+
+    device = torch.device(prior.device)
+    pdtype = getattr(prior, "dtype", torch.float32)
+    y_ri = torch.view_as_real(y.to(torch.complex64)).to(device)
+    ts = prior.ddim_timesteps(int(steps)).to("cpu").long()
+    S = len(ts)
+    abar_all = prior.alphas_cumprod.to("cpu", torch.float64)
+    abar = [float(abar_all[t]) for t in ts] + [1.0]          # ᾱ at positions 0..S (1 after the end)
+    c_eps = math.sqrt(max(0.0, 1.0 - float(eta) ** 2))
+    zeta = float(zeta)
+
+    x = _randn(shape, generators, device)                   # x_T ~ N(0, I): DPS Alg. 1 line 1
+    hist = []
+    for i in tqdm(range(S), desc=f"DPS ζ={zeta:g}", disable=not progress, leave=False):
+        at = abar[i]
+        t = torch.full((batch,), int(ts[i]), dtype=torch.long, device=device)
+        need_r = zeta > 0 or return_info
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(zeta > 0)
+            eps = prior.eps(xg.to(pdtype), t).float()
+            x0 = (xg - math.sqrt(1.0 - at) * eps) / math.sqrt(at)        # Tweedie / DDIM Eq. 9
+            if clip_x0:
+                x0 = x0.clamp(-1.0, 1.0)
+            if need_r:
+                r = _residual_norm(jscc, (x0 + 1.0) / 2.0, y_ri, snr_enc)  # ‖y − E(x0_t)‖ per image
+            if zeta > 0:
+                (g,) = torch.autograd.grad(r.sum(), xg)               # per image: no cross terms
+        if need_r:
+            hist.append(r.detach().cpu())
+        x0, eps = x0.detach(), eps.detach()
+        a, sig = math.sqrt(abar[i + 1]), math.sqrt(max(0.0, 1.0 - abar[i + 1]))
+        x = a * x0 + sig * (float(eta) * _randn(shape, generators, device) + c_eps * eps)  # DDIM
+        if zeta > 0:
+            x = x - zeta * g.to(x.dtype)                                # DPS Alg. 1 line 7
+    x01 = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    if not return_info:
+        return x01
+    with torch.no_grad():
+        r_out = _residual_norm(jscc, x01, y_ri, snr_enc).cpu()
+    info = {"residual": torch.stack(hist) if hist else torch.empty(0, batch),
+            "residual_out": r_out, "unet_evals": S, "start": "noise", "zeta": zeta,
+            "eta": float(eta), "steps": S}
+    return x01, info
