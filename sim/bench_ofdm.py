@@ -9,7 +9,8 @@
    header "bpsk-x2"): estimate vs measured post-equalisation SNR (1 / mean|ŷ - z|², the truth the
    decoder should be told) and vs the nominal per-subcarrier SNR on AWGN.
 3. Throughput, one run, same machine: our TX and RX flowgraphs vs gr-digital ofdm_tx / ofdm_rx
-   (FFT 64, CP 16), complex samples per second through the chain (restoration detached).
+   (FFT 64, CP 16), complex samples per second through the chain (restoration detached), per wall
+   second and per CPU second of the process, alternating runs, medians of --throughput-repeats.
 SNR convention: Es/N0 per data subcarrier; the time-domain TX power is 1, so the channel's
 noise_voltage = sqrt(64/52 · 10^(-SNR/10)).
 """
@@ -126,74 +127,132 @@ def snr_sweep(snrs, n, k, mod, seed):
     return out
 
 
-def throughput(n_frames, k):
+def _tp_ours_tx(zs, k):
     import pmt
-    from gnuradio import blocks, digital, gr
-    from sing.phy import HeaderFields, OfdmParams, build_frame
+    from gnuradio import blocks, gr
     sing = _gr_sing()
-    res = {}
-    rng = np.random.default_rng(0)
-    zs = [unit(rng, k) for _ in range(n_frames)]
-    # ours, TX
     tb = gr.top_block()
     tx = sing.ofdm_jscc_tx(gap=0)
-    tx.framer.max_queue = n_frames + 1
-    cnt = blocks.null_sink(gr.sizeof_gr_complex)
-    tb.connect(tx, cnt)
+    tx.framer.max_queue = len(zs) + 1
+    tb.connect(tx, blocks.null_sink(gr.sizeof_gr_complex))
     post = tx.framer.to_basic_block()._post
     for i, z in enumerate(zs):
-        post(pmt.intern("in"), pmt.cons(pmt.to_pmt({"image_id": str(i), "k": k}), pmt.init_c32vector(k, z)))
-    t0 = time.perf_counter()
+        meta = {"image_id": str(i), "k": k, "model_id": "bench", "height": 64, "width": 64, "channels": 3}
+        post(pmt.intern("in"), pmt.cons(pmt.to_pmt(meta), pmt.init_c32vector(k, z)))
+    c0, t0 = time.process_time(), time.perf_counter()
     tb.start()
-    while tx.framer.sent < n_frames and time.perf_counter() - t0 < 300:
-        time.sleep(0.001)
-    dt = time.perf_counter() - t0
+    while tx.framer.sent < len(zs) and time.perf_counter() - t0 < 300:
+        time.sleep(0.002)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     tb.stop(); tb.wait()
-    n_samp = n_frames * OfdmParams().frame_len(k)
-    res["ours_tx_msps"] = n_samp / dt / 1e6
-    # ours, RX (stream prepared in numpy, 15 dB)
-    p = OfdmParams()
-    x = np.concatenate([build_frame(p, z, HeaderFields(str(i), k)) for i, z in enumerate(zs)])
-    x = (x + nv(15) * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size)) / np.sqrt(2)).astype(np.complex64)
+    return sum(OfdmParams_frame_len(k) for _ in zs) / dt / 1e6, None, cpu
+
+
+def OfdmParams_frame_len(k):
+    from sing.phy import OfdmParams
+    return OfdmParams().frame_len(k)
+
+
+def _tp_ours_rx(x, n_frames):
+    from gnuradio import blocks, gr
+    sing = _gr_sing()
     tb = gr.top_block()
     rx = sing.ofdm_jscc_rx()
     dbg = blocks.message_debug()
-    tb.connect(blocks.vector_source_c(x.tolist(), False), rx)
+    tb.connect(blocks.vector_source_c(x, False), rx)
     tb.msg_connect(rx, "out", dbg, "store")
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     tb.run()
-    dt = time.perf_counter() - t0
-    res["ours_rx_msps"] = x.size / dt / 1e6
-    res["ours_rx_frames"] = f"{dbg.num_messages()}/{n_frames}"
-    res["ours_samples_per_frame"] = p.frame_len(k)
-    # stock gr-digital, same FFT/CP; payload bytes chosen to give a similar frame length
-    nbytes = 96
-    data = rng.integers(0, 256, n_frames * nbytes).tolist()
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return len(x) / dt / 1e6, dbg.num_messages(), cpu
+
+
+def _tp_stock_tx(data, nbytes, n_samples):
+    from gnuradio import blocks, digital, gr
     tb = gr.top_block()
     src = blocks.vector_source_b(data, False)
     s2t = blocks.stream_to_tagged_stream(gr.sizeof_char, 1, nbytes, "packet_len")
     stx = digital.ofdm_tx(fft_len=64, cp_len=16, packet_length_tag_key="packet_len", rolloff=0)
-    vs = blocks.vector_sink_c()
-    tb.connect(src, s2t, stx, vs)
-    t0 = time.perf_counter()
+    tb.connect(src, s2t, stx, blocks.null_sink(gr.sizeof_gr_complex))
+    c0, t0 = time.process_time(), time.perf_counter()
     tb.run()
-    dt = time.perf_counter() - t0
-    y = np.asarray(vs.data(), np.complex64)
-    res["stock_tx_msps"] = y.size / dt / 1e6
-    res["stock_samples_per_frame"] = y.size / n_frames
-    y = (y / np.sqrt(np.mean(np.abs(y) ** 2)))
-    y = (y + nv(15) * (rng.standard_normal(y.size) + 1j * rng.standard_normal(y.size)) / np.sqrt(2)).astype(np.complex64)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return n_samples / dt / 1e6, None, cpu
+
+
+def _tp_stock_rx(y, n_bytes_sent):
+    from gnuradio import blocks, digital, gr
     tb = gr.top_block()
     srx = digital.ofdm_rx(fft_len=64, cp_len=16, packet_length_tag_key="length")
     ns = blocks.vector_sink_b()
-    tb.connect(blocks.vector_source_c(y.tolist(), False), srx, ns)
-    t0 = time.perf_counter()
+    tb.connect(blocks.vector_source_c(y, False), srx, ns)
+    c0, t0 = time.process_time(), time.perf_counter()
     tb.run()
-    dt = time.perf_counter() - t0
-    res["stock_rx_msps"] = y.size / dt / 1e6
-    res["stock_rx_bytes"] = f"{len(ns.data())}/{n_frames * nbytes}"
-    res["tx_ratio_ours_over_stock"] = res["ours_tx_msps"] / res["stock_tx_msps"]
-    res["rx_ratio_ours_over_stock"] = res["ours_rx_msps"] / res["stock_rx_msps"]
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return len(y) / dt / 1e6, len(ns.data()), cpu
+
+
+def throughput(n_frames, k, repeats):
+    """Complex samples per second through each chain, ours and stock alternating in one run,
+    `repeats` times each; medians reported (the machine is shared: single runs are noisy)."""
+    from gnuradio import blocks, digital, gr
+    from sing.phy import HeaderFields, OfdmParams
+    from sing.phy.tx import build_frames
+    rng = np.random.default_rng(0)
+    zs = [unit(rng, k) for _ in range(n_frames)]
+    p = OfdmParams()
+    x, _ = build_frames(p, zs, [HeaderFields(str(i), k, "bench", 64, 64, 3, seq=i) for i in range(n_frames)])
+    x = (x + nv(15) * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size)) / np.sqrt(2)).astype(np.complex64)
+    x = x.tolist()
+    # stock gr-digital, same FFT/CP; payload bytes chosen to give a similar frame length
+    nbytes = 96
+    data = rng.integers(0, 256, n_frames * nbytes).tolist()
+    tb = gr.top_block()
+    vs = blocks.vector_sink_c()
+    tb.connect(blocks.vector_source_b(data, False),
+               blocks.stream_to_tagged_stream(gr.sizeof_char, 1, nbytes, "packet_len"),
+               digital.ofdm_tx(fft_len=64, cp_len=16, packet_length_tag_key="packet_len", rolloff=0), vs)
+    tb.run()
+    y = np.asarray(vs.data(), np.complex64)
+    stock_spf = y.size / n_frames
+    y = y / np.sqrt(np.mean(np.abs(y) ** 2))
+    y = (y + nv(15) * (rng.standard_normal(y.size) + 1j * rng.standard_normal(y.size)) / np.sqrt(2)).astype(np.complex64)
+    y = y.tolist()
+    runs = {"ours_tx": [], "stock_tx": [], "ours_rx": [], "stock_rx": []}
+    cpu = {kk: [] for kk in runs}          # samples per CPU-second of the whole process (all threads)
+    got = {}
+    n_ours, n_stock = len(x), len(y)
+
+    def timed(name, fn, n_samp):
+        v, extra, c = fn()                 # wall MS/s, extra, CPU seconds of the run itself
+        runs[name].append(v)
+        cpu[name].append(n_samp / max(c, 1e-9) / 1e6)
+        return extra
+
+    for r in range(repeats):
+        timed("stock_tx", lambda: _tp_stock_tx(data, nbytes, n_stock), n_stock)
+        timed("ours_tx", lambda: _tp_ours_tx(zs, k), n_ours)
+        got["stock_rx"] = timed("stock_rx", lambda: _tp_stock_rx(y, n_frames * nbytes), n_stock)
+        got["ours_rx"] = timed("ours_rx", lambda: _tp_ours_rx(x, n_frames), n_ours)
+        print({kk: (round(vv[-1], 3), round(cpu[kk][-1], 3)) for kk, vv in runs.items()}, flush=True)
+    med = {kk: float(np.median(vv)) for kk, vv in runs.items()}
+    cmed = {kk: float(np.median(vv)) for kk, vv in cpu.items()}
+    res = {"repeats": repeats, "frames_per_run": n_frames, "runs_msps": runs,
+           **{f"{kk}_msps_median": vv for kk, vv in med.items()},
+           "cpu_runs_msps_per_cpu_s": cpu,
+           **{f"{kk}_msps_per_cpu_s_median": vv for kk, vv in cmed.items()},
+           "tx_cpu_ratio_ours_over_stock": cmed["ours_tx"] / cmed["stock_tx"],
+           "rx_cpu_ratio_ours_over_stock": cmed["ours_rx"] / cmed["stock_rx"],
+           "ours_rx_frames": f"{got['ours_rx']}/{n_frames}", "stock_rx_bytes": f"{got['stock_rx']}/{n_frames * nbytes}",
+           "ours_samples_per_frame": p.frame_len(k), "stock_samples_per_frame": stock_spf,
+           "tx_ratio_ours_over_stock": med["ours_tx"] / med["stock_tx"],
+           "rx_ratio_ours_over_stock": med["ours_rx"] / med["stock_rx"],
+           "note": "restoration detached; ours: PDUs -> OFDM JSCC TX -> null sink, vector source -> "
+                   "OFDM JSCC RX -> message_debug; stock: digital.ofdm_tx / ofdm_rx (FFT 64, CP 16, "
+                   "QPSK/BPSK, 96-byte packets); same process, alternating, medians. msps = samples / wall second; "
+                   "msps_per_cpu_s = samples / CPU second of the process (all threads): on a shared, "
+                   "oversubscribed machine a many-threaded C++ chain gets more wall-clock CPU than one "
+                   "Python thread, so both are reported"}
     print(res, flush=True)
     return res
 
@@ -204,6 +263,7 @@ def main():
     ap.add_argument("--k", type=int, default=256, help="symbols per image (256 = BCR 1/48 at 64x64 RGB)")
     ap.add_argument("--sweep-images", type=int, default=60)
     ap.add_argument("--throughput-frames", type=int, default=1000)
+    ap.add_argument("--throughput-repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "sim" / "results" / "ofdm" / "bench_ofdm.json"))
     a = ap.parse_args()
@@ -223,7 +283,7 @@ def main():
     print(res["loopback_cfo_3tap"], flush=True)
     res["evm_penalty_db"] = res["loopback_cfo_3tap"]["evm_db"] - res["loopback_awgn"]["evm_db"]
     res["snr_sweep_bpsk_x2"] = snr_sweep([-5, 0, 5, 10, 15, 20], a.sweep_images, a.k, "bpsk-x2", a.seed)
-    res["throughput"] = throughput(a.throughput_frames, a.k)
+    res["throughput"] = throughput(a.throughput_frames, a.k, a.throughput_repeats)
     res["wall_s"] = time.time() - t
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))

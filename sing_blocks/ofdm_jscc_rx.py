@@ -1,30 +1,73 @@
 """OFDM JSCC receiver (GNU Radio): complex baseband in, one image PDU out per frame.
 
-Thin wrapper of sing.phy.OfdmReceiver (sync, CFO, channel estimate, CPE, ZF equalisation, SNR
-estimate). PDU metadata: CONVENTIONS.md keys with snr_db = estimated post-equalisation SNR,
-snr_source = "estimated", plus snr_channel_db, cfo_hz, noise_var, ofdm_symbols.
+Thin wrapper of sing.phy.OfdmReceiver (sync, CFO, header-aided channel estimate, CPE, ZF
+equalisation, SNR estimate), which processes everything in each work() call at once.
+PDU metadata: CONVENTIONS.md keys with snr_db = estimated post-equalisation SNR,
+snr_source = "estimated", plus seq, snr_channel_db, cfo_hz, noise_var, ofdm_symbols.
+Ids (docs/over_the_air.md): the header carries CRC32(model_id); `model_dirs` (model directories,
+comma separated) and/or `model_ids` give the ids to map it back to, so the receiver downstream gets
+the real model_id (else "#xxxxxxxx"). Non-numeric image ids come back as "ota/<seq>-<crc32>"
+unless `image_dir` lists the images (ids "folder/<file name>", as the JSCC Image Source names them).
 Drops (false syncs, bad headers, truncated frames) are counted (`counters()`), bad headers and
 truncated frames logged with one line each; a summary line is logged at stop.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pmt
-from gnuradio import gr
+from gnuradio import blocks, gr
 
 from sing.phy import OfdmParams, OfdmReceiver
 
 
+def _split(v) -> list[str]:
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return [str(s) for s in (v or ())]
+
+
+def known_models(model_dirs) -> tuple[list[str], dict]:
+    """(model ids, {model id: bcr}) of model directories (ids as sing.checkpoint.model_id)."""
+    ids, bcr = [], {}
+    for d in _split(model_dirs):
+        from sing.checkpoint import model_id
+        from sing.errors import CheckpointError
+        p = Path(d).expanduser()
+        if not (p / "config.json").is_file():
+            raise CheckpointError(f"{p} is not a model directory (no config.json); give the DeepJSCC "
+                                  f"model folder(s) the transmitter uses")
+        mid = model_id(p)
+        ids.append(mid)
+        try:
+            b = json.loads((p / "config.json").read_text()).get("bcr")
+            if b:
+                bcr[mid] = str(b)
+        except (OSError, ValueError):
+            pass
+    return ids, bcr
+
+
+def known_images(image_dir: str, prefix: str = "folder/") -> list[str]:
+    if not image_dir:
+        return []
+    from sing.data import list_images
+    return [prefix + f.name for f in list_images(Path(image_dir).expanduser())]
+
+
 class ofdm_deframer(gr.sync_block):
     def __init__(self, header_mod="qpsk", samp_rate=1e6, detect_threshold=0.02, use_nulls=True,
-                 model_ids=()):
+                 model_ids=(), model_dirs="", image_dir=""):
         gr.sync_block.__init__(self, name="sing_ofdm_deframer", in_sig=[np.complex64], out_sig=None)
         self.samp_rate = float(samp_rate)
-        if isinstance(model_ids, str):
-            model_ids = [m.strip() for m in model_ids.split(",") if m.strip()]
+        mids, bcr = known_models(model_dirs)
         self.rx = OfdmReceiver(OfdmParams(header_mod=header_mod), detect_threshold=detect_threshold,
-                               use_nulls=use_nulls, model_ids=model_ids, logger=self.logger)
-        self.message_port_register_out(pmt.intern("out"))
+                               use_nulls=use_nulls, model_ids=_split(model_ids) + mids,
+                               image_ids=known_images(image_dir), model_bcr=bcr, logger=self.logger)
+        self.port = pmt.intern("out")
+        self.message_port_register_out(self.port)
 
     def counters(self) -> dict:
         return self.rx.counters.as_dict()
@@ -34,9 +77,8 @@ class ofdm_deframer(gr.sync_block):
         for fr in self.rx.push(x):
             meta = dict(fr.meta)
             meta["cfo_hz"] = float(meta.pop("cfo_cycles_per_sample")) * self.samp_rate
-            meta = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in meta.items()}
             vec = pmt.init_c32vector(fr.symbols.size, fr.symbols)
-            self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.to_pmt(meta), vec))
+            self.message_port_pub(self.port, pmt.cons(pmt.to_pmt(meta), vec))
         return len(x)
 
     def stop(self):
@@ -48,12 +90,17 @@ class ofdm_jscc_rx(gr.hier_block2):
     """Hierarchical OFDM JSCC RX: complex stream in → message `out` (image PDUs)."""
 
     def __init__(self, header_mod="qpsk", samp_rate=1e6, detect_threshold=0.02, use_nulls=True,
-                 model_ids=""):
+                 model_ids="", model_dirs="", image_dir=""):
         gr.hier_block2.__init__(self, "sing_ofdm_jscc_rx",
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex), gr.io_signature(0, 0, 0))
         self.message_port_register_hier_out("out")
-        self.deframer = ofdm_deframer(header_mod, samp_rate, detect_threshold, use_nulls, model_ids)
-        self.connect(self, self.deframer)
+        self.deframer = ofdm_deframer(header_mod, samp_rate, detect_threshold, use_nulls, model_ids,
+                                      model_dirs, image_dir)
+        # A large buffer in front of the deframer: when the receiver falls behind, each work() call
+        # then gets up to ~64k samples and processes all their frames in one vectorised batch.
+        self.buffer = blocks.copy(gr.sizeof_gr_complex)
+        self.buffer.set_min_output_buffer(1 << 17)
+        self.connect(self, self.buffer, self.deframer)
         self.msg_connect(self.deframer, "out", self, "out")
 
     def counters(self) -> dict:

@@ -240,6 +240,20 @@ def test_shape_errors(inn3, prior3):
         INNConfig(image_size=12, levels=3)
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2 ** 16), snr=st.floats(-5.0, 15.0))
+def test_untrained_loss_terms_equal_the_haar_baseline(seed, snr):
+    """c = g(x) and f⁻¹ = Haar⁻¹ at init: loss_c = baseline, loss_d = 0, loss_inv = baseline·m/n."""
+    from sing.inn.train import inn_loss
+    f = build_inn(INNConfig.tiny(SIZE, 3), seed=0)
+    x, xh = (_x(2, seed=seed) + 1) / 2, (_x(2, seed=seed + 1) + 1) / 2
+    _, parts = inn_loss(f, x, xh, torch.full((2,), snr), lambda_d=0.1, lambda_inv=1.0)
+    assert math.isclose(parts["loss_c"], parts["baseline"], rel_tol=1e-5)
+    assert parts["loss_d"] < 1e-12
+    m_over_n = (SIZE // 4) ** 2 / SIZE ** 2
+    assert math.isclose(parts["loss_inv"], parts["baseline"] * m_over_n, rel_tol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------
 # training (tiny random DeepJSCC for Fashion-MNIST 32×32) and resume
 @pytest.fixture(scope="module")
@@ -268,6 +282,10 @@ def _train_args(jscc, out, steps, **kw):
     return p.parse_args(argv)
 
 
+def cfg_lambda_inv(out):
+    return json.loads((out / "config.json").read_text())["lambda_inv"]
+
+
 def test_training_decreases_loss_and_resumes(tmp_path, fmnist_jscc_dir, capsys):
     from sing.inn import train
     from sing.jscc import load_jscc
@@ -277,6 +295,7 @@ def test_training_decreases_loss_and_resumes(tmp_path, fmnist_jscc_dir, capsys):
     assert hist[-1]["step"] == 40
     assert hist[-1]["loss_c"] < hist[0]["loss_c"]
     assert hist[-1]["loss_c"] < hist[-1]["baseline"]
+    assert "loss_inv" in hist[-1] and cfg_lambda_inv(out) == 1.0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["kind"] == "sing.inn" and cfg["jscc_model_id"] == load_jscc(fmnist_jscc_dir).model_id
     sc = cfg["sigma_c"]

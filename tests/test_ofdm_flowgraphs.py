@@ -1,5 +1,6 @@
 """OFDM JSCC blocks and flowgraphs in GNU Radio: in-process loopback through channel_model, the
-generated ofdm_loopback_no_gui, zmq_tx + zmq_rx as two processes, usrp_* without hardware."""
+generated ofdm_loopback_no_gui, TX end of input, usrp_* without hardware. (Images end to end,
+one flowgraph and zmq_tx + zmq_rx as two processes: test_ofdm_images_e2e.py.)"""
 import os
 import signal
 import subprocess
@@ -132,24 +133,6 @@ def test_generated_loopback_no_gui(tmp_path):
         _stop(p)
     assert sorted(int(r["image_id"]) for r in recs) == list(range(10))
     assert all(_evm_db(r) < -8 for r in recs)
-
-
-def test_zmq_tx_rx_two_processes(tmp_path):
-    tx_py, rx_py = _grcc("zmq_tx", tmp_path), _grcc("zmq_rx", tmp_path)
-    addr = "tcp://127.0.0.1:%d" % (5700 + os.getpid() % 200)
-    out = tmp_path / "zmq.jsonl"
-    tx = subprocess.Popen([sys.executable, str(tx_py), "--address", addr, "--n-images", "8"], env=ENV,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    rx = subprocess.Popen([sys.executable, str(rx_py), "--address", addr, "--out", str(out)], env=ENV,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        recs = _wait_records(out, 8, [tx, rx], 60)
-    finally:
-        _stop(tx)
-        _stop(rx)
-    assert sorted(int(r["image_id"]) for r in recs) == list(range(8))
-    assert all(_evm_db(r) < -15 for r in recs)
-    assert all(r["snr_source"] == "estimated" and 15 < r["snr_db"] < 22 for r in recs)
 
 
 @pytest.mark.parametrize("name", ["usrp_tx", "usrp_rx"])

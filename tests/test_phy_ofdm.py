@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sing.phy import HeaderFields, OfdmParams, OfdmReceiver, build_frame
-from sing.phy.header import decode_header, encode_header, fields_to_meta
+from sing.phy.header import (_SIGNS, crc32_str, decode_header, encode_header, fields_to_meta,
+                             rm_decode_idx)
 from sing.phy.tx import ofdm_modulate
 
 TAPS = (1.0, 0.35 * np.exp(0.7j), 0.12 * np.exp(-2.1j))
@@ -28,22 +29,36 @@ def channel(x, snr_db, rng, cfo=0.0, taps=(1.0,), delay=100, tail=300):
 
 
 def hdr(i, k=256):
-    return HeaderFields(str(i), k, "jscc-natural-1/48", 64, 64, 3, "1/48")
+    return HeaderFields(str(i), k, "jscc-natural-1/48", 64, 64, 3, seq=int(i) if str(i).isdigit() else 0)
 
 
 def test_header_roundtrip_and_ids():
     p = OfdmParams()
-    s = encode_header(p, HeaderFields("123456", 70000, "m1", 64, 32, 3, "1/12"))
+    s = encode_header(p, HeaderFields("123456", 512, "m1", 64, 32, 3, seq=77))
     f = decode_header(p, s)
     meta = fields_to_meta(f, model_ids=["m0", "m1"])
-    assert meta == {"image_id": "123456", "k": 70000, "model_id": "m1", "height": 64, "width": 32,
-                    "channels": 3, "bcr": "1/12"}
-    assert fields_to_meta(f)["model_id"].startswith("#")
+    assert meta == {"image_id": "123456", "k": 512, "model_id": "m1", "height": 64, "width": 32,
+                    "channels": 3, "seq": 77, "bcr": "1/12"}
+    assert fields_to_meta(f)["model_id"] == "#%08x" % crc32_str("m1")
+    assert fields_to_meta(f, model_bcr={"m1": "1/13"}, model_ids=["m1"])["bcr"] == "1/13"
+    # a non-numeric image id: "ota/<seq>-<crc32>" unless the receiver knows the candidates
+    f = decode_header(p, encode_header(p, HeaderFields("folder/cat.png", 256, "", 64, 64, 3, seq=40000)))
+    crc = crc32_str("folder/cat.png")
+    m = fields_to_meta(f)
+    assert m["image_id"] == "ota/%d-%08x" % (40000 % 32768, crc) and m["image_id_crc32"] == "%08x" % crc
+    assert m["bcr"] == "1/48" and m["model_id"] == ""
+    assert fields_to_meta(f, image_ids=["folder/dog.png", "folder/cat.png"])["image_id"] == "folder/cat.png"
+    assert fields_to_meta(decode_header(p, encode_header(p, hdr("007"))))["image_id"].startswith("ota/")
     s[0, :20] *= -1                                  # flip 20 soft symbols: the code corrects them
     assert decode_header(p, s) is not None
-    bad = encode_header(p, hdr(1)) * np.exp(1j * np.linspace(0, 6, 48))[None, :]
     assert decode_header(p, -encode_header(p, hdr(1))) is None   # all bits wrong: CRC rejects
-    del bad
+
+
+def test_rm_fast_hadamard_decoder_is_ml():
+    rng = np.random.default_rng(9)
+    soft = rng.standard_normal((400, 32))
+    ml = np.argmax(soft @ _SIGNS.T.astype(float), axis=1)
+    assert np.array_equal(rm_decode_idx(soft)[:, 0], ml)
 
 
 @pytest.mark.parametrize("mod", ["qpsk", "bpsk-x2"])
@@ -66,6 +81,26 @@ def test_roundtrip_cfo_timing_multipath_noise(mod):
         assert abs(f.meta["snr_db"] + evm_db) < 1.0 + 12 / np.sqrt(z.size)   # truth itself is noisy for small k
         assert abs(f.meta["cfo_cycles_per_sample"] - 0.004) < 2e-4
     assert rx.counters.bad_headers == rx.counters.truncated == 0
+
+
+def test_back_to_back_frames_in_one_chunk_and_header_aided_estimate():
+    """No gaps between frames, everything pushed at once (one batch); the header-aided channel
+    estimate beats the LTF-only one by most of the LTF estimation loss on multipath."""
+    p = OfdmParams()
+    rng = np.random.default_rng(5)
+    z = [unit(rng, 256) for _ in range(30)]
+    x = np.concatenate([build_frame(p, zi, hdr(i)) for i, zi in enumerate(z)])
+    y = channel(x, 10, rng, cfo=0.002, taps=TAPS)
+    evm = {}
+    for aided in (False, True):
+        rx = OfdmReceiver(p, header_aided=aided)
+        out = rx.push(y)
+        assert [f.meta["image_id"] for f in out] == [str(i) for i in range(30)]
+        e = np.mean([np.mean(np.abs(f.symbols - z[i]) ** 2) for i, f in enumerate(out)])
+        evm[aided] = 10 * np.log10(e)
+        est = np.mean([f.meta["snr_db"] for f in out])
+        assert abs(est + evm[aided]) < 0.3, (aided, est, evm[aided])
+    assert evm[True] < evm[False] - 0.2, evm
 
 
 def test_stream_in_small_chunks_matches():

@@ -124,6 +124,15 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
                     (B,) for the returned images, "unet_evals": S, "start": "noise"}.
     Returns x01 (B, C, H, W) float32 in [0, 1] on the prior's device (and info).
     """
+    # The guidance needs autograd even when the caller runs under no_grad / inference_mode (the
+    # worker's Engine.restore is @torch.no_grad): gradients are switched on here, w.r.t. x_t only.
+    with torch.inference_mode(False), torch.enable_grad():
+        return _dps(prior, jscc, y.clone(), snr_db, steps, eta, zeta, generators, progress,
+                    encoder_snr_db, clip_x0, return_info)
+
+
+def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder_snr_db, clip_x0,
+         return_info):
     if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta >= 0):
         raise InputError(f"zeta (the DPS step size) must be a finite number ≥ 0, got {zeta!r}")
     if not 0.0 <= float(eta) <= 1.0:
@@ -157,8 +166,8 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
         at = abar[i]
         t = torch.full((batch,), int(ts[i]), dtype=torch.long, device=device)
         need_r = zeta > 0 or return_info
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(zeta > 0)
+        xg = x.detach().requires_grad_(zeta > 0)
+        with torch.set_grad_enabled(zeta > 0):                 # graph only when guiding
             eps = prior.eps(xg.to(pdtype), t).float()
             x0 = (xg - math.sqrt(1.0 - at) * eps) / math.sqrt(at)        # Tweedie / DDIM Eq. 9
             if clip_x0:

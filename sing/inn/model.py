@@ -39,7 +39,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -69,7 +69,8 @@ class INNConfig:
     jscc_model_id: str = ""              # the DeepJSCC whose degradation this models
     jscc_bcr: str = ""
     dataset: str = ""
-    lambda_d: float = 0.0                # weight of the detail regulariser used in training
+    lambda_d: float = 0.0                # weights of the detail regulariser and of the
+    lambda_inv: float = 0.0              # inverse-consistency term used in training (train.py)
     # σ_c(snr): residual std of c(x; snr) − g(x̂) per SNR and channel (c units: Haar coefficients
     # of diffusion-scale images); the sampler's observation noise. {"snr_db": [...], "std": [[C]...]}
     sigma_c: dict = field(default_factory=dict)

@@ -1,11 +1,18 @@
-"""Channel estimation from the long training field, smoothed in a delay basis.
+"""Channel estimation: LS from the long training field, refined with the decoded header, smoothed
+in a delay basis.
 
-LS per used bin (two LTF copies averaged):  H̃_k = (Y1_k + Y2_k) / (2 L_k),  error var σ²/2.
+LTF (two copies, known ±1 values L_k):  H̃_k = (Y1_k + Y2_k) / (2 L_k),  error variance σ²/2.
+Header-aided refinement: once the header's CRC32 has passed, its symbols X_{n,k} are known exactly
+(re-encoded from the decoded codewords; digital data, never the analog payload), so the n_h header
+symbols are training symbols too. After removing each symbol's common phase θ_n (cpe.py):
+    H̃_k = ( Σ_{i=1,2} Y_{i,k} L_k + Σ_n Y_{n,k} e^{-jθ_n} X*_{n,k} ) / (2 + n_h)
+(all |X| = |L| = |P| = 1, pilots included with their known values), error variance σ²/(2 + n_h).
 Smoothing: the channel (plus the FFT window back-off b) is a short impulse response with delays in
-[-b, D-b), D = smooth_taps ≤ CP, so H_k = Σ_d h_d e^{-j2πkd/N}. The LS fit in that basis is the
+[b-3, b-3+D), D = smooth_taps ≤ CP, so H_k = Σ_d h_d e^{-j2πkd/N}. The LS fit in that basis is the
 projection Ĥ = B (BᴴB)⁻¹ Bᴴ H̃ (DFT-based estimation, van de Beek et al. 1995); its error variance on
-bin k is σ²/2 · lev_k with lev_k = [B (BᴴB)⁻¹ Bᴴ]_kk (mean D/52 instead of 1).
+bin k is σ²/N_t · lev_k with lev_k = [B (BᴴB)⁻¹ Bᴴ]_kk (mean D/52 instead of 1), N_t = 2 + n_h.
 Noise from the repetition: Y1 - Y2 has variance 2σ² per bin (the data-free part of the SNR estimate).
+All functions take a leading batch axis (frames).
 """
 from __future__ import annotations
 
@@ -14,17 +21,37 @@ import numpy as np
 from .params import OfdmParams, tables
 
 
-def estimate(p: OfdmParams, Y1: np.ndarray, Y2: np.ndarray, smooth: bool = True):
-    """Y1, Y2: unitary FFTs (64,) of the two LTF copies. Returns (H (64,) complex with zeros off the
-    used bins, lev (52,), noise_sum, noise_dof) where noise_sum/noise_dof estimates σ²."""
+def ltf_ls(p: OfdmParams, Y1: np.ndarray, Y2: np.ndarray):
+    """Y1, Y2 (B, 64) unitary FFTs of the LTF copies → (LS sum over used bins (B, 52) [not yet
+    divided by the count], noise_sum (B,), noise_dof)."""
     t = tables(p)
     u = t["used"]
-    Ht = (Y1[u] + Y2[u]) / (2 * t["ltf_vals"])
-    if smooth:
-        Hu, lev = t["proj"] @ Ht, t["lev"]
-    else:
-        Hu, lev = Ht, np.ones(u.size)
-    H = np.zeros(p.fft_len, complex)
-    H[u] = Hu
-    d = Y1[u] - Y2[u]
-    return H, lev, 0.5 * float(np.vdot(d, d).real), u.size
+    acc = (Y1[:, u] + Y2[:, u]) * t["ltf_vals"][None, :].astype(np.float32)
+    d = Y1[:, u] - Y2[:, u]
+    return acc, 0.5 * np.sum(d.real ** 2 + d.imag ** 2, axis=1), u.size
+
+
+def smooth(p: OfdmParams, Hu: np.ndarray, on: bool = True) -> np.ndarray:
+    """(B, 52) used-bin estimate → (B, 64) full grid, projected on the delay basis when `on`."""
+    t = tables(p)
+    H = np.zeros((Hu.shape[0], p.fft_len), np.complex64)
+    if on:      # real float32 product on interleaved (re, im): cgemm is slow/erratic on this BLAS
+        Hu = (np.ascontiguousarray(Hu, np.complex64).view(np.float32) @ t["projR"]).view(np.complex64)
+    H[:, t["used"]] = Hu
+    return H
+
+
+def leverage(p: OfdmParams, on: bool = True) -> np.ndarray:
+    t = tables(p)
+    return t["lev"] if on else np.ones(t["used"].size)
+
+
+def header_ls(p: OfdmParams, Yh: np.ndarray, theta: np.ndarray, X: np.ndarray, P: np.ndarray):
+    """Header contribution to the LS sum: Yh (B, n_h, 64), θ (B, n_h), X (B, n_h, 48) known data,
+    P (n_h, 4) known pilots → (B, 52) Σ_n Y e^{-jθ} conj(X) on the used bins."""
+    t = tables(p)
+    Yr = Yh * np.exp(-1j * theta).astype(np.complex64)[:, :, None]
+    acc = np.zeros((Yh.shape[0], 52), np.complex64)
+    acc[:, t["data_in_used"]] = np.sum(Yr[:, :, t["data"]] * np.conj(X), axis=1)
+    acc[:, t["pilot_in_used"]] = np.sum(Yr[:, :, t["pilot"]] * P[None, :, :], axis=1)
+    return acc, Yr

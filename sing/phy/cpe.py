@@ -1,4 +1,4 @@
-"""Pilot common-phase-error (CPE) tracking, decision-free.
+"""Pilot common-phase-error (CPE) tracking, decision-free, batched over frames.
 
 Per OFDM symbol n the ML common phase from the pilots is the angle of
     c_n = Σ_p conj(Ĥ_p P_{n,p}) Y_{n,p}            (Speth et al. 1999; 802.11 pilot tracking)
@@ -14,21 +14,21 @@ import numpy as np
 
 
 def track(Yp: np.ndarray, Hp: np.ndarray, P: np.ndarray, window: int = 9):
-    """Yp (n, 4) received pilots, Hp (4,) channel at the pilots, P (n, 4) known pilot values.
-    Returns θ (n,), per-symbol gain g (n,) ≈ 1 on real symbols, and the averaging length."""
-    c = (Yp * np.conj(Hp[None, :] * P)).sum(axis=1)
-    n = c.size
-    w = 0.0
+    """Yp (B, n, 4) received pilots, Hp (B, 4) channel at the pilots, P (n, 4) known pilot values.
+    Returns θ (B, n), per-symbol gain g (B, n) ≈ 1 on real symbols, and the averaging length."""
+    c = np.sum(Yp * np.conj(Hp[:, None, :] * P[None, :, :]), axis=2)          # (B, n)
+    B, n = c.shape
+    w = np.zeros(B)
     if n >= 2:
-        w = float(np.angle(np.vdot(c[:-1], c[1:])))
-    ramp = np.exp(-1j * w * np.arange(n))
-    cd = c * ramp
+        w = np.angle(np.sum(np.conj(c[:, :-1]) * c[:, 1:], axis=1))
+    ar = np.arange(n)
+    cd = c * np.exp(-1j * w[:, None] * ar[None, :])
     h = max(0, min(window, n) // 2)
-    cs = np.concatenate(([0], np.cumsum(cd)))
-    lo = np.clip(np.arange(n) - h, 0, n)
-    hi = np.clip(np.arange(n) + h + 1, 0, n)
-    s = cs[hi] - cs[lo]
-    theta = w * np.arange(n) + np.angle(s)
-    norm = max(float(np.sum(np.abs(Hp) ** 2)), 1e-30)
-    g = np.real(c * np.exp(-1j * theta)) / norm
+    cs = np.concatenate([np.zeros((B, 1), cd.dtype), np.cumsum(cd, axis=1)], axis=1)
+    lo = np.clip(ar - h, 0, n)
+    hi = np.clip(ar + h + 1, 0, n)
+    s = cs[:, hi] - cs[:, lo]
+    theta = w[:, None] * ar[None, :] + np.angle(s)
+    norm = np.maximum(np.sum(np.abs(Hp) ** 2, axis=1), 1e-30)
+    g = np.real(c * np.exp(-1j * theta)) / norm[:, None]
     return theta, g, float(np.mean(hi - lo))

@@ -130,6 +130,7 @@ def tables(p: OfdmParams):
     t["ltf_vals"] = ltf_vals
     t["ltf_td"] = ltf_td.astype(np.complex64)
     t["ltf"] = np.r_[ltf_td[-p.ltf_cp:], ltf_td, ltf_td].astype(np.complex64)
+    t["preamble"] = np.r_[t["stf"], t["ltf"]]
     # pilots: base [1, 1, 1, -1] times a ±1 polarity per OFDM symbol (127-periodic PN)
     t["pilot_base"] = np.array([1.0, 1.0, 1.0, -1.0])
     t["pilot_pol"] = 1.0 - 2.0 * rng.integers(0, 2, 127)
@@ -137,11 +138,20 @@ def tables(p: OfdmParams):
     pn = rng.integers(0, 2, p.n_header_bits).astype(np.uint8)
     t["hdr_pn"] = np.tile(pn, p.header_rep)
     t["hdr_perm"] = np.random.default_rng(0x4EAD).permutation(p.n_header_bits * p.header_rep)
+    t["hdr_perm_inv"] = np.argsort(t["hdr_perm"])
+    t["hdr_sign"] = (1.0 - 2.0 * t["hdr_pn"]).astype(np.float32)
     # smoothing projection: Ĥ = B (BᴴB)⁻¹ Bᴴ H̃ over the used bins, delays backoff-3 … backoff-3+smooth_taps-1 (window starts early ⇒ the channel looks delayed by backoff)
     d = np.arange(p.smooth_taps) + p.backoff - 3
     B = np.exp(-2j * np.pi * np.outer(p.used_k, d) / n)
     P = B @ np.linalg.pinv(B)
     t["proj"] = P
+    t["projT"] = np.ascontiguousarray(P.T).astype(np.complex64)
+    # the same product on interleaved float32 (re, im) rows: x.view(f32) @ projR = (x @ projT).view(f32)
+    A = P.T
+    R = np.zeros((104, 104))
+    R[0::2, 0::2], R[0::2, 1::2] = A.real, A.imag
+    R[1::2, 0::2], R[1::2, 1::2] = -A.imag, A.real
+    t["projR"] = R.astype(np.float32)
     t["lev"] = np.real(np.diag(P))
     return t
 
@@ -160,6 +170,12 @@ def interleaver(n_slots: int) -> np.ndarray:
     Neighbouring JSCC symbols land on distant subcarriers and OFDM symbols, so a faded subcarrier
     hits scattered symbols (Yoo et al., arXiv 2501.16726)."""
     return np.random.default_rng(0x1A7E + n_slots).permutation(n_slots)
+
+
+@lru_cache(maxsize=64)
+def deinterleaver(n_slots: int) -> np.ndarray:
+    """Inverse of `interleaver`: z = slots[deinterleaver(n)] undoes slots = z[interleaver(n)]."""
+    return np.argsort(interleaver(n_slots))
 
 
 @lru_cache(maxsize=64)

@@ -63,8 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps …")
     p.add_argument("--ckpt-minutes", type=float, default=10.0, help="… or every M minutes (0: off)")
-    p.add_argument("--sample-every", type=int, default=0, help="sample grid every N steps "
-                   "(0: at every checkpoint)")
+    p.add_argument("--sample-every", type=int, default=0, help="sample grid at the first "
+                   "checkpoint N steps after the last grid (0: at every checkpoint)")
     p.add_argument("--sample-n", type=int, default=16)
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--unet-preset", default="base", help="tiny | small | small2 | base | wide")
@@ -281,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
                mininterval=0.1 if sys.stderr.isatty() else 60,
                disable=not acc.is_main_process or args.no_progress)
     run_loss = None
+    last_sample = step
     model.train()
     while step < args.steps:
         x0 = next(it).to(acc.device) * 2 - 1
@@ -315,8 +316,10 @@ def run(args: argparse.Namespace) -> int:
             flag = acc.reduce(flag, reduction="sum")
             timed, out_of_time = bool(flag[0] > 0), bool(flag[1] > 0)
         if step % args.ckpt_every == 0 or timed or step == args.steps or out_of_time:
-            sample = (step == args.steps or (args.sample_every == 0)
-                      or step % args.sample_every == 0 or out_of_time)
+            sample = (step == args.steps or args.sample_every == 0 or out_of_time
+                      or step - last_sample >= args.sample_every)
+            if sample:
+                last_sample = step
             checkpoint(step, elapsed, sample)
             last_ckpt_t = time.time()
             it = batches(step)          # re-seed the data stream at the checkpoint boundary
@@ -365,6 +368,8 @@ def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, 
 
 
 def _cli_args(args) -> list[str]:
+    if "train-prior" in sys.argv:       # the exact command line when run as `sing train-prior …`
+        return sys.argv[sys.argv.index("train-prior") + 1:]
     out = ["--data", args.data, "--out", args.out]
     if args.export:
         out += ["--export", args.export]

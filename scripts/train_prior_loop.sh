@@ -1,0 +1,11 @@
+#!/bin/bash
+# Supervisor: re-runs `sing train-prior "$@"` until it exits 0 (it resumes from its checkpoints).
+# Usage: scripts/train_prior_loop.sh --data fmnist --out runs/prior-fmnist-32 --export models/prior-fmnist-32 --steps 30000 --batch 32 --unet-preset base --threads 1
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
+for i in $(seq 1 100); do
+  echo "=== start $i $(date -Is) ==="
+  .venv/bin/python -m sing.cli train-prior "$@" && exit 0
+  echo "=== exited rc=$? $(date -Is); restarting in 60 s ==="
+  sleep 60
+done
