@@ -53,8 +53,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder (default sim/results/<grid>)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--force", action="store_true", help="re-run points whose file exists")
+    ap.add_argument("--match", default=None, help="only points whose file name contains this text")
     a = ap.parse_args(argv)
-    pts = grid(a.grid)
+    pts = [p for p in grid(a.grid) if a.match is None or a.match in filename(p)]
     out = Path(a.out or REPO / "sim" / "results" / a.grid)
     if a.list:
         for p in pts:

@@ -126,6 +126,7 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
     """
     # The guidance needs autograd even when the caller runs under no_grad / inference_mode (the
     # worker's Engine.restore is @torch.no_grad): gradients are switched on here, w.r.t. x_t only.
+    check_symbols(y, "received symbols")
     with torch.inference_mode(False), torch.enable_grad():
         return _dps(prior, jscc, y.clone(), snr_db, steps, eta, zeta, generators, progress,
                     encoder_snr_db, clip_x0, return_info)

@@ -6,13 +6,15 @@ Frame (all at one sample rate, FFT N = 64, CP 16, 802.11a subcarrier plan: 48 da
     [STF 16×16 samples][LTF: CP 32 + 2×64][header: n_h OFDM symbols][payload: ceil(k/48) symbols]
 
 - ``params``: the subcarrier plan, preamble and pilot sequences, the payload interleaver.
-- ``header``: the digital header (image id, k, model-id hash, shape, BCR, CRC32) with a
+- ``header``: the digital header (k, seq, image id / its CRC32, model-id CRC32, shape, CRC32) with a
   first-order Reed-Muller (biorthogonal [32, 6, 16]) code, soft ML decoding.
 - ``sync``: Schmidl-Cox detection and coarse CFO, LTF timing and fine CFO.
-- ``chanest``: LS channel estimate from the LTF, smoothed in a delay basis.
+- ``chanest``: LS channel estimate from the LTF, refined with the CRC-checked header symbols,
+  smoothed in a delay basis.
 - ``cpe``: pilot common-phase-error tracking over long frames.
 - ``snr``: noise and post-equalisation SNR estimate (LTF repetition, pilot residuals, null bins).
-- ``tx``: frame builder. ``rx``: streaming receiver (state machine over a sample stream).
+- ``tx``: frame builder (batched). ``rx``: streaming receiver, vectorised over all candidates and
+  frames in each pushed chunk.
 """
 from .params import OfdmParams
 from .header import HeaderFields
