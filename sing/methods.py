@@ -10,6 +10,12 @@
 | ddnm-avgpool         | DDNM+ with s×s average pooling on x̂ (Yilmaz et al., arXiv 2309.15889) |
 | sing-zero            | SING-Zero: calibrated linear operator (spectral/identity/avgpool) + DDNM+ |
 | sing-inn             | SING-INN: SNR-conditioned invertible degradation model + guided DDIM   |
+| dps                  | DPS through the known JSCC encoder on the symbols y (DiffCom-style)    |
+| digital-jpeg/-webp   | digital separation bound (codec at R = k·log2(1+SNR)); needs x: `bound` |
+
+`dps` conditions on the received symbols, not on x̂, so it is reached through `restore` only.
+The digital methods are bounds, not receivers: they need the original image, so `restore` refuses
+them and `sing eval` calls `bound(method, x, k, snr_db)` instead.
 """
 from __future__ import annotations
 
@@ -21,8 +27,10 @@ import torch
 
 from .errors import InputError
 
-METHODS = ("deepjscc", "deepjscc-perceptual", "ddnm-avgpool", "sing-zero", "sing-inn", "dps")
+METHODS = ("deepjscc", "deepjscc-perceptual", "ddnm-avgpool", "sing-zero", "sing-inn", "dps",
+           "digital-jpeg", "digital-webp")
 DIFFUSION_METHODS = ("ddnm-avgpool", "sing-zero", "sing-inn", "dps")
+BOUND_METHODS = ("digital-jpeg", "digital-webp")      # need the original image: `bound`, not `restore`
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 # Default restoration settings (ALGORITHMS §3–4): 50 DDIM steps on CPU, η = 0.85.
@@ -30,7 +38,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "ddnm-avgpool": {"operator": "avgpool-4", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
     "sing-zero": {"operator": "spectral", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
     "sing-inn": {"steps": 50, "eta": 0.85},
-    "dps": {"steps": 50, "eta": 0.85},
+    "dps": {"steps": 50, "eta": 0.85, "zeta": 1.0},
+    "digital-jpeg": {"subsampling": "4:2:0", "header": "file"},
+    "digital-webp": {"header": "file"},
 }
 
 
@@ -69,6 +79,7 @@ class Receiver:
         m = ["deepjscc"]
         if self.prior is not None:
             m.append("ddnm-avgpool")
+            m.append("dps")
             if self.calibration is not None:
                 m.append("sing-zero")
             if self.inn is not None:
@@ -101,6 +112,11 @@ class Receiver:
             snr = snr.expand(y.shape[0]).clone()
         if len(ids) != y.shape[0]:
             raise InputError(f"need one id per image: {len(ids)} ids for {y.shape[0]} images")
+        if method in BOUND_METHODS:
+            raise InputError(f"{method!r} is the digital separation bound, not a receiver: it needs the "
+                             f"original image; call sing.methods.bound(method, x, k, snr_db) (sing eval does)")
+        if method == "dps":
+            return self._dps(y, snr, ids, seed=seed, progress=progress, model_id=model_id, **params)
         x_hat = self.decode(y, snr, model_id)
         if method in ("deepjscc", "deepjscc-perceptual"):
             return x_hat
@@ -111,11 +127,14 @@ class Receiver:
                      seed: int = 0, progress: bool = False, model_id: str | None = None,
                      **params) -> torch.Tensor:
         """Restoration step alone, from the DeepJSCC output x̂."""
+        if method == "dps":
+            raise InputError("dps conditions on the received symbols, not on x̂: call "
+                             "Receiver.restore('dps', y, snr_db, ids, …)")
         if method not in DIFFUSION_METHODS:
             raise InputError(f"{method!r} is not a restoration method; choose one of {', '.join(DIFFUSION_METHODS)}")
         if method not in self.methods():
             need = {"sing-zero": "a prior and a calibration", "sing-inn": "a prior and an INN",
-                    "ddnm-avgpool": "a prior", "dps": "a prior (not available yet)"}[method]
+                    "ddnm-avgpool": "a prior", "dps": "a prior"}[method]
             raise InputError(f"method {method!r} needs {need}; this receiver offers: {', '.join(self.methods())}")
         p = dict(self.defaults.get(method, {}))
         unknown = set(params) - set(p) - {"travel"}
@@ -138,6 +157,40 @@ class Receiver:
         else:  # pragma: no cover - listed for completeness, refused above
             raise InputError(f"{method} is not implemented yet")
         return out.float().clamp(0, 1).cpu()
+
+    def _dps(self, y: torch.Tensor, snr: torch.Tensor, ids: Sequence[str], seed: int = 0,
+             progress: bool = False, model_id: str | None = None, **params) -> torch.Tensor:
+        """DPS through the known JSCC (sing.baselines.dps) from the received symbols y (B, k).
+        `encoder_snr_db`: the transmitter's nominal SNR (default: the receiver's snr)."""
+        if "dps" not in self.methods():
+            raise InputError(f"method 'dps' needs a prior; this receiver offers: {', '.join(self.methods())}")
+        p = dict(self.defaults.get("dps", {}))
+        unknown = set(params) - set(p) - {"encoder_snr_db"}
+        if unknown:
+            raise InputError(f"unknown parameters for dps: {sorted(unknown)}; allowed: {sorted(p)} + encoder_snr_db")
+        p.update(params)
+        from .baselines import dps_restore
+        from .channel import generator_for
+        gens = [generator_for(seed, f"restore:{i}") for i in ids]
+        dev = self.prior.device
+        out = dps_restore(self.prior, self.model(model_id), y.to(dev), snr, steps=p["steps"], eta=p["eta"],
+                          zeta=p["zeta"], generators=gens, progress=progress,
+                          encoder_snr_db=p.get("encoder_snr_db"))
+        return out.float().clamp(0, 1).cpu()
+
+
+def bound(method: str, x01: torch.Tensor, k: int, snr_db, **params) -> tuple[torch.Tensor, list[dict]]:
+    """The digital separation bound (sing.baselines.digital) for the ORIGINAL images x01 at k channel
+    uses and SNR snr_db (float or (B,)): (images in [0, 1], per-image info). Not a receiver."""
+    if method not in BOUND_METHODS:
+        raise InputError(f"{method!r} is not a bound; choose one of {', '.join(BOUND_METHODS)}")
+    p = dict(DEFAULTS[method])
+    unknown = set(params) - set(p) - {"search"}
+    if unknown:
+        raise InputError(f"unknown parameters for {method}: {sorted(unknown)}; allowed: {sorted(p)} + search")
+    p.update(params)
+    from .baselines import digital_separation
+    return digital_separation(x01, k, snr_db, codec=method.split("-", 1)[1], **p)
 
 
 def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None = None,

@@ -120,6 +120,8 @@ def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tenso
             continue
         lam = lambda_weight(a, sig, nu)                                      # Eq. 19
         x0h, _, _ = guided_x0(inn, x0, gy, snr, lam)                         # Eq. 17 in c-space
+        if clip_x0:
+            x0h = x0h.clamp(-1.0, 1.0)
         if grad_scale > 0:
             x0h = indigo_gradient(inn, x0h, gy, snr, grad_scale)
         r = (sig * sig - (a * lam * nu) ** 2).clamp_min(0.0).sqrt()          # Φ_t, Eq. 18
