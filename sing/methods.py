@@ -37,7 +37,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ddnm-avgpool": {"operator": "avgpool-4", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
     "sing-zero": {"operator": "spectral", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
-    "sing-inn": {"steps": 50, "eta": 0.85},
+    "sing-inn": {"steps": 50, "eta": 0.85, "sigma_scale": 1.0, "grad_scale": 0.0, "inn_from": 0.3},
     "dps": {"steps": 50, "eta": 0.85, "zeta": 1.0},
     "digital-jpeg": {"subsampling": "4:2:0", "header": "file"},
     "digital-webp": {"header": "file"},
@@ -153,7 +153,8 @@ class Receiver:
         elif method == "sing-inn":
             from .inn import sing_inn
             out = sing_inn(self.prior, self.inn, x_hat.to(dev), snr_db.to(dev), steps=p["steps"],
-                           eta=p["eta"], generators=gens, progress=progress)
+                           eta=p["eta"], generators=gens, progress=progress, sigma_scale=p["sigma_scale"],
+                           grad_scale=p["grad_scale"], inn_from=p["inn_from"], model_id=model_id)
         else:  # pragma: no cover - listed for completeness, refused above
             raise InputError(f"{method} is not implemented yet")
         return out.float().clamp(0, 1).cpu()
@@ -212,5 +213,6 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
         cal = load_calibration(calibration, model_id=ids[0] if len(ids) == 1 else None)
     if inn_dir is not None:
         from .inn import load_inn
-        inn = load_inn(inn_dir, device=device)
+        ids = list(models)
+        inn = load_inn(inn_dir, device=device, jscc_model_id=ids[0] if len(ids) == 1 else None)
     return Receiver(models, prior=prior, calibration=cal, inn=inn)

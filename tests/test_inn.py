@@ -174,7 +174,7 @@ def test_sing_inn_noiseless_is_consistent(prior3):
     f = _randomize(build_inn(cfg, seed=2), seed=4).eval()
     x_hat = (_x(2, seed=9) + 1) / 2
     out = sing_inn(prior3, f, x_hat, torch.tensor([0.0, 8.0]), steps=4, eta=0.85, generators=_gens(2),
-                   progress=False, clamp=False)
+                   progress=False, clamp=False, clip_x0_hat=False)
     with torch.no_grad():
         c, _, _ = f(2 * out - 1, torch.tensor([0.0, 8.0]))
     gy = observation(f, x_hat)
@@ -189,6 +189,11 @@ def test_sing_inn_runs_and_is_reproducible(prior3, inn3):
     assert torch.equal(a, b)
     g = sing_inn(prior3, inn3, x_hat, 5.0, steps=3, generators=_gens(2), progress=False, grad_scale=0.1)
     assert torch.isfinite(g).all()
+    for frac in (0.0, 1.0):                                     # Haar-only and INN-only schedules
+        o = sing_inn(prior3, inn3, x_hat, 5.0, steps=3, generators=_gens(2), progress=False, inn_from=frac)
+        assert torch.isfinite(o).all() and not torch.equal(o, a)
+    with pytest.raises(InputError):
+        sing_inn(prior3, inn3, x_hat, 5.0, steps=3, progress=False, inn_from=1.5)
     # σ_c > 0: the result is not forced onto g(y)
     with torch.no_grad():
         c, _, _ = inn3(2 * a - 1, 5.0)
@@ -338,3 +343,18 @@ def test_cli_and_bench(tmp_path, prior3, inn3):
     r = json.loads(out.read_text())
     assert r["schema"] == "sing.bench.inn-guidance/1" and r["result"]["ratio"] > 0
     assert r["setup"]["batch"] == 2 and "device" in r["setup"]
+
+
+def test_receiver_runs_sing_inn(tiny_jscc_dir):
+    """The receiver's `sing-inn` method (sing.methods) drives this sampler end to end."""
+    from sing.jscc import load_jscc
+    from sing.methods import Receiver
+    jscc = load_jscc(tiny_jscc_dir)
+    cfg = INNConfig.tiny(32, 3, jscc_model_id=jscc.model_id)
+    cfg.sigma_c = _sigma_table(3)
+    rx = Receiver(jscc, prior=tiny_prior(32, 3, seed=0), inn=_randomize(build_inn(cfg, seed=0)).eval())
+    assert "sing-inn" in rx.methods()
+    with torch.no_grad():
+        y = jscc.encode(torch.rand(2, 3, 32, 32), 0.0)
+    out = rx.restore("sing-inn", y, 0.0, ["a", "b"], steps=2)
+    assert out.shape == (2, 3, 32, 32) and 0 <= out.min() and out.max() <= 1

@@ -2,6 +2,7 @@
 
     sing bench prior     UNet seconds per image at batch 1 and 16            (sing.prior.bench)
     sing bench guidance  guided step ÷ plain step, SING-Zero / SING-INN       (sing.zero.bench)
+    sing bench inn-guidance  guided step ÷ plain step, SING-INN           (sing.inn.bench)
     sing bench worker    images/s at batch 1/4/16, ZeroMQ ÷ in-process        (sing.worker.bench)
 """
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-TARGETS = {"prior": "sing.prior.bench", "guidance": "sing.zero.bench", "worker": "sing.worker.bench"}
+TARGETS = {"prior": "sing.prior.bench", "guidance": "sing.zero.bench", "inn-guidance": "sing.inn.bench",
+           "worker": "sing.worker.bench"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

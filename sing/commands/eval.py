@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eta", type=float, default=None)
     p.add_argument("--sigma-scale", type=float, default=None, help="scale of the calibrated σ_y")
+    p.add_argument("--inn-from", type=float, default=None,
+                   help="sing-inn: INN guidance for t < inn_from·T, Haar guidance before (1 = INN throughout)")
+    p.add_argument("--grad-scale", type=float, default=None, help="sing-inn: INDIGO+ gradient term weight")
     p.add_argument("--zeta", type=float, default=None, help="dps: DPS step size ζ")
     p.add_argument("--subsampling", default=None, help="digital-jpeg: 4:2:0 | 4:2:2 | 4:4:4 | best")
     p.add_argument("--header", default=None, choices=("file", "stripped"),
@@ -98,7 +101,7 @@ def evaluate(args) -> dict:
     if Fraction(jscc.config.bcr) != Fraction(args.bcr):
         raise InputError(f"model {jdir} is for BCR {jscc.config.bcr}, not {args.bcr}")
     prior = cal = inn = None
-    prior_path = None
+    prior_path = inn_path = None
     if method in DIFFUSION_METHODS:
         from ..prior import load_prior
         prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)
@@ -109,10 +112,11 @@ def evaluate(args) -> dict:
             cal = load_calibration(cpath, model_id=jscc.model_id)
         if method == "sing-inn":
             from ..inn import load_inn
-            inn = load_inn(args.inn, device=args.device)
+            inn_path = Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")
+            inn = load_inn(inn_path, device=args.device, jscc_model_id=jscc.model_id)
     rx = Receiver(jscc, prior=prior, calibration=cal, inn=inn)
     params = {}
-    for name in ("operator", "steps", "eta", "sigma_scale", "zeta", "subsampling", "header"):
+    for name in ("operator", "steps", "eta", "sigma_scale", "zeta", "subsampling", "header", "inn_from", "grad_scale"):
         v = getattr(args, name)
         if v is not None:
             if name not in DEFAULTS.get(method, {}):
@@ -170,6 +174,7 @@ def evaluate(args) -> dict:
             "method": method, "method_config": {**DEFAULTS.get(method, {}), **params},
             "jscc_model": _rel(jdir), "jscc_model_id": jscc.model_id,
             "prior_model": _rel(prior_path) if prior_path else None,
+            "inn_model": _rel(inn_path) if method == "sing-inn" else None,
             "seed": args.seed, "commit": git_commit(), "device": device_name(args.device),
             "torch_threads": torch.get_num_threads(),
         },

@@ -23,6 +23,16 @@ is for an untrained f (exact then) and what it stays close to. η is DDNM's (sin
 fraction of fresh noise in σ_t; with λ = 1 at σ_y = 0 the step is DDNM's. At the last step (a = 1,
 σ = 0) λ = 0 where σ_c > 0: the output is not forced onto g(y).
 
+Two deviations from the bare scheme, both measured (pilot: Fashion-MNIST 32×32, BCR 1/48, 0 dB,
+16 test images, 20 steps, an early prior and an 800-step INN; LPIPS DeepJSCC 0.133):
+- `inn_from` (default 0.3): the INN is used only for timesteps t < inn_from·T; earlier steps use the
+  linear Haar model (c = g(x0_t), σ = the calibration's "std_haar"), i.e. DDNM+ with 2^L average
+  pooling. The INN models the degradation of *clean* images: early x0_t are blurry, off its training
+  distribution, and f⁻¹(g(y), d(x0_t)) there left [−1, 1] (values to ±3) with a larger error than the
+  Haar swap; at t ≤ 200 it had the smaller error. INN at all steps: LPIPS 0.099; Haar at all steps:
+  0.076; inn_from 0.3: 0.074 (0.5: 0.085; 0.15: 0.075). inn_from = 1 is the bare scheme.
+- `clip_x0_hat`: x0_hat is clipped to [−1, 1] after the inversion (INN at all steps: 0.109 → 0.099).
+
 SNR: the receiver's estimate per image, clamped (warning) to the INN's trained range.
 """
 from __future__ import annotations
@@ -35,7 +45,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from .haar import haar_lowpass
+from .haar import haar_lowpass, haar_multilevel, haar_multilevel_inv
 from .model import InvertibleDegradation
 
 
@@ -87,7 +97,8 @@ def _lowpass_projection(w: torch.Tensor, levels: int) -> torch.Tensor:
 def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tensor | None,
            snr: torch.Tensor | None, steps: int, eta: float, generators, progress: bool,
            sigma_scale: float = 1.0, grad_scale: float = 0.0, clip_x0: bool = True,
-           guided: bool = True, desc: str = "SING-INN") -> torch.Tensor:
+           guided: bool = True, desc: str = "SING-INN", inn_from: float = 1.0,
+           clip_x0_hat: bool = True) -> torch.Tensor:
     """The DDIM loop on diffusion scale; guided=False is plain DDIM (same code, the overhead floor)."""
     if not 0.0 <= eta <= 1.0:
         raise InputError(f"eta must lie in [0, 1], got {eta}")
@@ -102,8 +113,10 @@ def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tenso
     abar = [float(abar_all[t]) for t in ts] + [1.0]
     c_eps = math.sqrt(max(0.0, 1.0 - eta * eta))
     pdtype = getattr(prior, "dtype", torch.float32)
+    T = int(abar_all.shape[0])
     if guided:
         nu = sigma_scale * inn.sigma_c(snr)                                  # (B, C, 1, 1)
+        nu_haar = sigma_scale * inn.sigma_c(snr, "std_haar")
         L = inn.config.levels
     x = _randn(shape, generators, device)
     for q in tqdm(range(len(ts)), desc=desc, disable=not progress, leave=False):
@@ -119,8 +132,13 @@ def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tenso
             x = a * x0 + sig * w
             continue
         lam = lambda_weight(a, sig, nu)                                      # Eq. 19
-        x0h, _, _ = guided_x0(inn, x0, gy, snr, lam)                         # Eq. 17 in c-space
-        if clip_x0:
+        if int(ts[q]) < inn_from * T:
+            x0h, _, _ = guided_x0(inn, x0, gy, snr, lam)                     # Eq. 17 in c-space
+        else:                                                                # early: linear Haar model
+            lam = lambda_weight(a, sig, nu_haar)
+            ll, det = haar_multilevel(x0, L)
+            x0h = haar_multilevel_inv(ll - lam * (ll - gy), det)
+        if clip_x0_hat:
             x0h = x0h.clamp(-1.0, 1.0)
         if grad_scale > 0:
             x0h = indigo_gradient(inn, x0h, gy, snr, grad_scale)
@@ -133,7 +151,8 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
              eta: float = 0.85, generators: Sequence[torch.Generator] | None = None,
              progress: bool = True, sigma_scale: float = 1.0, grad_scale: float = 0.0,
              model_id: str | None = None, clamp: bool = True, clip_x0: bool = True,
-             snr_offset_db: float = 0.0) -> torch.Tensor:
+             snr_offset_db: float = 0.0, inn_from: float = 0.3,
+             clip_x0_hat: bool = True) -> torch.Tensor:
     """Restore DeepJSCC outputs x_hat01 (B, C, H, W) in [0, 1] with SING-INN; returns x01 (B, C, H, W).
 
     snr_db:      float or (B,): the receiver's SNR estimate (clamped to the INN's range, warned).
@@ -141,6 +160,8 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
     grad_scale:  ζ of the optional INDIGO+ gradient term (0: off).
     model_id:    the DeepJSCC model_id that produced x̂; an INN trained for another one is refused.
     snr_offset_db: added to the SNR given to the INN only (robustness study: the estimate off by ±2 dB).
+    inn_from:    use the INN for timesteps t < inn_from·T, the linear Haar model before (module doc).
+    clip_x0_hat: clip x0_hat to [−1, 1] after the inversion (off: exact consistency tests).
     """
     if inn is None or not isinstance(inn, InvertibleDegradation):
         raise InputError("sing_inn needs a SING-INN model (sing.inn.load_inn DIR)")
@@ -162,7 +183,9 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
         raise InputError(f"snr_offset_db must be finite, got {snr_offset_db}")
     snr = inn.snr(torch.as_tensor(snr_db, dtype=torch.float32) + float(snr_offset_db), b, device)
     gy = observation(inn, x_hat01.to(device, torch.float32))
+    if not 0.0 <= inn_from <= 1.0:
+        raise InputError(f"inn_from must lie in [0, 1], got {inn_from}")
     x = sample(prior, inn, b, gy, snr, steps, eta, generators, progress, sigma_scale, grad_scale,
-               clip_x0, guided=True)
+               clip_x0, guided=True, inn_from=inn_from, clip_x0_hat=clip_x0_hat)
     x01 = (x + 1.0) / 2.0
     return x01.clamp(0.0, 1.0) if clamp else x01

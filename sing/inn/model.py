@@ -300,14 +300,17 @@ class InvertibleDegradation(nn.Module):
         return h
 
     # -- σ_c(snr) -----------------------------------------------------------------------------
-    def sigma_c(self, snr: torch.Tensor) -> torch.Tensor:
-        """Calibrated residual std of c − g(x̂) at each SNR, (B, C, 1, 1) (linear interpolation)."""
+    def sigma_c(self, snr: torch.Tensor, key: str = "std") -> torch.Tensor:
+        """Calibrated residual std of c − g(x̂) at each SNR, (B, C, 1, 1) (linear interpolation).
+        key "std_haar": the same for the untrained f (c = g(x)), when the calibration has it."""
         tab = self.config.sigma_c
+        if key not in tab:
+            key = "std"
         if not tab or not tab.get("snr_db"):
             raise CheckpointError("this SING-INN has no σ_c calibration in its config: re-run "
                                   "`sing train-inn` (it calibrates at every checkpoint)")
         grid = torch.tensor(tab["snr_db"], dtype=torch.float64)
-        std = torch.tensor(tab["std"], dtype=torch.float64)                # (G, C)
+        std = torch.tensor(tab[key], dtype=torch.float64)                  # (G, C)
         s = snr.detach().to("cpu", torch.float64).clamp(float(grid[0]), float(grid[-1]))
         j = torch.searchsorted(grid, s).clamp(1, len(grid) - 1)
         w = ((s - grid[j - 1]) / (grid[j] - grid[j - 1])).unsqueeze(1)
