@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     methods, paths = available_methods(args)
     if not (paths["jscc"] / "config.json").exists():
         raise CheckpointError(f"the demo needs {paths['jscc']} (shipped in git)")
-    x, ids = D.load_split(args.data, "test", n=args.n_images, progress=False)
+    x, ids = D.spread_subset(args.data, "test", args.n_images)
     t0 = time.time()
     try:
         from gnuradio import gr  # noqa: F401

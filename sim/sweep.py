@@ -22,9 +22,21 @@ sys.path.insert(0, str(REPO))
 SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0]
 
 
-def point(data, method, bcr, channel, snr, n, snr_source="true", **extra):
+BASE_KEYS = ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source", "split")
+
+
+def point(data, method, bcr, channel, snr, n, snr_source="true", split="test", **extra):
     return dict(data=data, method=method, bcr=bcr, channel=channel, snr_db=snr, n_images=n,
-                snr_source=snr_source, **extra)
+                snr_source=snr_source, split=split, **extra)
+
+
+def tune_zero(data: str, bcr: str, n: int) -> list[dict]:
+    """SING-Zero settings chosen on the *val* split at the headline SNR (issue 4: never tune on test)."""
+    pts = [point(data, "deepjscc", bcr, "awgn", 0.0, n, split="val")]
+    for op in ("spectral", "identity", "avgpool-2" if data.startswith("fmnist") else "avgpool-4"):
+        for sc in (0.5, 1.0, 2.0):
+            pts.append(point(data, "sing-zero", bcr, "awgn", 0.0, n, split="val", operator=op, sigma_scale=sc))
+    return pts
 
 
 def grid(name: str) -> list[dict]:
@@ -36,14 +48,18 @@ def grid(name: str) -> list[dict]:
         pts += [point("fmnist", "deepjscc", b, c, s, 256)
                 for b, c, s in itertools.product(["1/12", "1/48"], ["awgn", "rayleigh"], SNRS)]
         return pts
-    raise SystemExit(f"unknown grid {name!r}; known: deepjscc")
+    if name == "tune-zero-fmnist":
+        return tune_zero("fmnist", "1/48", 64)
+    if name == "tune-zero-natural":
+        return tune_zero("natural", "1/48", 64)
+    raise SystemExit(f"unknown grid {name!r}; known: deepjscc, tune-zero-fmnist, tune-zero-natural")
 
 
 def filename(p: dict) -> str:
-    extra = "".join(f"_{k}{v}" for k, v in sorted(p.items())
-                    if k not in ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source"))
+    extra = "".join(f"_{k}{v}" for k, v in sorted(p.items()) if k not in BASE_KEYS)
     src = "" if p["snr_source"] == "true" else "_est"
-    return (f"{p['data']}_{p['method']}_{p['bcr'].replace('/', '-')}_{p['channel']}_{p['snr_db']:g}dB"
+    split = "" if p.get("split", "test") == "test" else f"_{p['split']}"
+    return (f"{p['data']}{split}_{p['method']}_{p['bcr'].replace('/', '-')}_{p['channel']}_{p['snr_db']:g}dB"
             f"{src}{extra}.json")
 
 
@@ -72,9 +88,10 @@ def main(argv=None) -> int:
     for i, p in enumerate(todo):
         args = ["--method", p["method"], "--data", p["data"], "--bcr", p["bcr"], "--channel", p["channel"],
                 "--snr-db", str(p["snr_db"]), "--n-images", str(p["n_images"]), "--snr-source", p["snr_source"],
+                "--split", p.get("split", "test"),
                 "--out", str(out / filename(p)), "--no-progress"]
         for k, v in p.items():
-            if k not in ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source"):
+            if k not in BASE_KEYS:
                 args += [f"--{k.replace('_', '-')}", str(v)]
         ev.run(parser.parse_args(args))
         print(f"  [{i + 1}/{len(todo)}] {time.time() - t0:.0f} s", flush=True)

@@ -393,6 +393,23 @@ def load_split(name: str, split: str = "test", n: int | None = None,
     return x, ids
 
 
+def spread_subset(name: str, split: str, n: int, progress: bool = False) -> tuple[torch.Tensor, list[str]]:
+    """n images spread evenly over a split (for the natural set: different source photos first),
+    for demos and pictures; evaluations use `load_split`'s fixed order."""
+    x, ids = load_split(name, split, progress=progress)
+    if n >= len(ids):
+        return x, ids
+    by_src: dict[str, list[int]] = {}
+    for j, i in enumerate(ids):
+        by_src.setdefault(i.split("#")[0], []).append(j)
+    groups = list(by_src.values())
+    if 1 < n <= len(groups):   # one crop from each of n sources spread over the split
+        pick = [groups[round(v)][0] for v in np.linspace(0, len(groups) - 1, n)]
+    else:
+        pick = [round(v) for v in np.linspace(0, len(ids) - 1, n)]
+    return x[pick], [ids[j] for j in pick]
+
+
 def train_batches(name: str, batch_size: int, seed: int = 0,
                   progress: bool = True) -> Iterator[torch.Tensor]:
     """An endless stream of training batches (B, C, H, W) in [0, 1] (random crops + flips)."""

@@ -61,8 +61,8 @@ class Receiver:
 
     jscc: Any                                   # DeepJSCC, or dict model_id -> DeepJSCC
     prior: Any = None                           # sing.prior.DiffusionPrior
-    calibration: Any = None                     # sing.zero Calibration (per JSCC model)
-    inn: Any = None                             # sing.inn model
+    calibration: Any = None                     # sing.zero Calibration, or dict model_id -> Calibration
+    inn: Any = None                             # sing.inn model, or dict model_id -> model
     defaults: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULTS.items()})
 
     def __post_init__(self):
@@ -85,6 +85,15 @@ class Receiver:
             if self.inn is not None:
                 m.append("sing-inn")
         return m
+
+    @staticmethod
+    def _for_model(obj, model_id: str | None, what: str):
+        """A per-model part (calibration, INN): one object, or a dict keyed by JSCC model id."""
+        if not isinstance(obj, dict):
+            return obj
+        if model_id in obj:
+            return obj[model_id]
+        raise InputError(f"no {what} for model {model_id!r}; have {what}s for: {', '.join(obj) or 'none'}")
 
     def model(self, model_id: str | None = None):
         if model_id is None:
@@ -143,16 +152,18 @@ class Receiver:
         p.update(params)
         from .channel import generator_for
         gens = [generator_for(seed, f"restore:{i}") for i in ids]
+        cal = self._for_model(self.calibration, model_id, "calibration")
+        inn = self._for_model(self.inn, model_id, "INN")
         dev = self.prior.device
         if method in ("sing-zero", "ddnm-avgpool"):
             from .zero import sing_zero
-            out = sing_zero(self.prior, self.calibration, x_hat.to(dev), snr_db.to(dev),
+            out = sing_zero(self.prior, cal, x_hat.to(dev), snr_db.to(dev),
                             operator=p["operator"], sigma_scale=p["sigma_scale"], steps=p["steps"],
                             eta=p["eta"], generators=gens, travel=p.get("travel"), progress=progress,
                             model_id=model_id)
         elif method == "sing-inn":
             from .inn import sing_inn
-            out = sing_inn(self.prior, self.inn, x_hat.to(dev), snr_db.to(dev), steps=p["steps"],
+            out = sing_inn(self.prior, inn, x_hat.to(dev), snr_db.to(dev), steps=p["steps"],
                            eta=p["eta"], generators=gens, progress=progress, sigma_scale=p["sigma_scale"],
                            grad_scale=p["grad_scale"], inn_from=p["inn_from"], model_id=model_id)
         else:  # pragma: no cover - listed for completeness, refused above
@@ -173,6 +184,8 @@ class Receiver:
         from .baselines import dps_restore
         from .channel import generator_for
         gens = [generator_for(seed, f"restore:{i}") for i in ids]
+        cal = self._for_model(self.calibration, model_id, "calibration")
+        inn = self._for_model(self.inn, model_id, "INN")
         dev = self.prior.device
         out = dps_restore(self.prior, self.model(model_id), y.to(dev), snr, steps=p["steps"], eta=p["eta"],
                           zeta=p["zeta"], generators=gens, progress=progress,
@@ -195,24 +208,72 @@ def bound(method: str, x01: torch.Tensor, k: int, snr_db, **params) -> tuple[tor
 
 
 def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None = None,
-                  calibration: str | Path | None = None, inn_dir: str | Path | None = None,
+                  calibration: str | Path | Sequence[str | Path] | None = None,
+                  inn_dir: str | Path | Sequence[str | Path] | None = None,
                   device: str = "cpu") -> Receiver:
-    """Build a Receiver from model directories (what `sing worker` and `sing eval` load)."""
+    """Build a Receiver from model directories (what `sing worker` and `sing eval` load).
+
+    `calibration` and `inn_dir` are one directory or a list of them: each belongs to the JSCC model
+    id recorded in its config (`model_id` / `jscc_model_id`) and is matched to the loaded model with
+    that id (one whose model is not loaded is refused; two for one model are refused). With one JSCC
+    model the Receiver gets the object itself (as before); with several, a dict model_id -> object
+    holding the models that have one. An INN that records no JSCC id is accepted with one model only.
+    """
+    from .errors import CheckpointError
     from .jscc import load_jscc
     models = {}
     for d in jscc_dirs:
         m = load_jscc(d, device)
         models[m.model_id] = m
+    ids = list(models)
+
+    def paths(arg) -> list[Path]:
+        if arg is None:
+            return []
+        if isinstance(arg, (str, Path)):
+            return [Path(arg)]
+        return [Path(a) for a in arg]
+
+    def keyed(objs: list[tuple[Path, str, Any]], what: str):
+        out: dict[str, Any] = {}
+        for path, mid, obj in objs:
+            if not mid and len(ids) == 1:
+                mid = ids[0]
+            if not mid:
+                raise CheckpointError(f"{what} {path} does not record which JSCC model it belongs to; "
+                                      f"with several models ({', '.join(ids)}) it cannot be matched")
+            if mid not in models:
+                raise CheckpointError(f"{what} {path} belongs to JSCC model {mid!r}, which is not loaded "
+                                      f"(loaded: {', '.join(ids)}); pass that model's --jscc directory "
+                                      f"or the {what} of a loaded one")
+            if mid in out:
+                raise InputError(f"two {what}s for JSCC model {mid!r}: {out[mid][0]} and {path}; "
+                                 f"pass one")
+            out[mid] = (path, obj)
+        if not out:
+            return None
+        if len(ids) == 1:
+            return next(iter(out.values()))[1]
+        return {mid: obj for mid, (_, obj) in out.items()}
+
     prior = cal = inn = None
     if prior_dir is not None:
         from .prior import load_prior
         prior = load_prior(prior_dir, device=device)
-    if calibration is not None:
+    cal_paths = paths(calibration)
+    if cal_paths:
         from .zero import load_calibration
-        ids = list(models)
-        cal = load_calibration(calibration, model_id=ids[0] if len(ids) == 1 else None)
-    if inn_dir is not None:
+        loaded = []
+        for c in cal_paths:
+            obj = load_calibration(c, model_id=ids[0] if len(ids) == 1 else None)
+            loaded.append((c, obj.model_id, obj))
+        cal = keyed(loaded, "calibration")
+    inn_paths = paths(inn_dir)
+    if inn_paths:
         from .inn import load_inn
-        ids = list(models)
-        inn = load_inn(inn_dir, device=device, jscc_model_id=ids[0] if len(ids) == 1 else None)
+        loaded = []
+        for c in inn_paths:
+            obj = load_inn(c, device=device, jscc_model_id=ids[0] if len(ids) == 1 else None)
+            loaded.append((c, obj.jscc_model_id, obj))
+        inn = keyed(loaded, "INN")
     return Receiver(models, prior=prior, calibration=cal, inn=inn)

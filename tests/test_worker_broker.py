@@ -114,3 +114,26 @@ def test_curve_on_loopback(procs, tiny_jscc, tmp_path):
     s.send_multipart([b"", b"garbage"])
     assert s.poll(1000) == 0
     s.close()
+
+
+def test_dead_worker_gives_unavailable_reply_not_client_timeout(procs, tiny_jscc):
+    """Timeouts configured as documented (client timeout = broker request timeout + margin): a
+    request through the broker when its only worker is dead comes back as the broker's
+    `unavailable` error reply (with a header), before the client would time out."""
+    front, back = ep(), ep()
+    t_req = 2.0
+    procs.start("broker", "--frontend", front, "--backend", back, "--heartbeat-s", HB,
+                "--request-timeout-s", str(t_req))
+    w = procs.start(*worker_args(tiny_jscc[0], "--connect", back, "--heartbeat-s", HB))
+    timeout_s = P.client_timeout_for(t_req)
+    with WorkerClient(front, timeout_s=timeout_s) as c:          # default retries
+        _wait_workers(c, 1)
+        os.kill(w.pid, signal.SIGKILL)                            # the broker still thinks it alive
+        w.wait(timeout=10)
+        t0 = time.monotonic()
+        with pytest.raises(WorkerUnavailable) as e:
+            c.restore(symbols(64), 0.0, "deepjscc", request_id="dead-1")
+        waited = time.monotonic() - t0
+    h = e.value.header
+    assert h.get("type") == "error" and h.get("code") == P.UNAVAILABLE and h.get("id") == "dead-1", h
+    assert waited < timeout_s, waited                             # an answer, not the client's timeout

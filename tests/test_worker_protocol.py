@@ -131,6 +131,37 @@ def test_batcher_groups_and_waits():
     assert [p.item for p in b.ready(now=0.02)] == ["x"] and len(b) == 0
 
 
+def test_batcher_continuous_by_default():
+    """Default (max_wait 0): an idle worker dispatches a lone request at once; what arrives while it
+    is busy accumulates and leaves as one batch (≤ max_batch) when it is free, oldest group first."""
+    b = Batcher(max_batch=4)
+    assert b.max_wait_s == 0.0
+    b.add(("m", "a"), 0, now=10.0)
+    assert [p.item for p in b.ready(now=10.0)] == [0]          # idle: no waiting at batch 1
+    for i in range(1, 7):                                       # …compute thread busy meanwhile
+        b.add(("m", "a"), i, now=10.0 + i * 1e-3)
+    b.add(("m", "z"), "z", now=10.0005)                         # an older request of another group
+    assert [p.item for p in b.ready(now=10.01)] == ["z"]
+    assert [p.item for p in b.ready(now=10.01)] == [1, 2, 3, 4]  # accumulated: one batch
+    assert [p.item for p in b.ready(now=10.01)] == [5, 6] and len(b) == 0
+
+
+def test_protocol_timeouts_consistent():
+    """The client's default per-attempt timeout outlasts the broker's request timeout, so through a
+    broker the broker's 'unavailable' reply arrives first (docs/PROTOCOL.md, Timeouts)."""
+    import argparse
+    import inspect
+    from sing.worker import broker
+    from sing.worker.client import WorkerClient
+    ap = argparse.ArgumentParser()
+    broker.add_arguments(ap)
+    broker_default = ap.parse_args([]).request_timeout_s
+    client_default = inspect.signature(WorkerClient).parameters["timeout_s"].default
+    assert broker_default == P.BROKER_REQUEST_TIMEOUT_S
+    assert client_default == P.client_timeout_for(broker_default) > broker_default
+    assert inspect.signature(WorkerClient).parameters["retries"].default == P.CLIENT_RETRIES
+
+
 def test_keys_are_private(tmp_path):
     from sing.worker.keys import load_public, load_secret, write_keypair
     pub, sec = write_keypair(tmp_path / "k", "server")

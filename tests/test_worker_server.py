@@ -17,7 +17,7 @@ from test_worker_helpers import (Procs, ep, module_procs, procs, reference_image
 @pytest.fixture(scope="module")
 def worker(module_procs, tiny_jscc):
     endpoint = ep()
-    p = module_procs.start(*worker_args(tiny_jscc[0], "--bind", endpoint, "--max-wait-ms", "20"))
+    p = module_procs.start(*worker_args(tiny_jscc[0], "--bind", endpoint))
     return endpoint, p
 
 
@@ -26,7 +26,8 @@ def test_round_trip_matches_in_process(worker, tiny_jscc):
     model = tiny_jscc[1]
     with WorkerClient(endpoint, timeout_s=10) as c:
         st = c.ping()
-        assert st["models"] == {model.model_id: {"k": 64, "shape": [3, 16, 16]}}
+        assert st["models"] == {model.model_id: {"k": 64, "shape": [3, 16, 16], "methods": ["deepjscc"],
+                                                 "calibration": False, "inn": False}}
         assert "deepjscc" in st["methods"]
         y = symbols(64, 1)
         r = c.restore(y, 4.0, "deepjscc", {"image_id": "img1", "model_id": model.model_id,
@@ -36,7 +37,10 @@ def test_round_trip_matches_in_process(worker, tiny_jscc):
         h = r.header
         assert h["id"] == "rq-1" and h["model"] == model.model_id and h["snr_source"] == "estimated"
         assert h["meta"] == {"image_id": "img1", "model_id": model.model_id, "snr_source": "estimated"}
-        assert {"queue_ms", "compute_ms", "batch_size"} <= set(h["timings"])
+        tm = h["timings"]
+        assert {"queue_ms", "decode_ms", "restore_ms", "compute_ms", "total_ms", "batch_size"} <= set(tm)
+        assert tm["batch_size"] == 1 and tm["restore_ms"] == 0.0 and tm["decode_ms"] > 0
+        assert tm["total_ms"] >= tm["compute_ms"] >= tm["decode_ms"] and tm["queue_ms"] >= 0
         f16 = c.restore(y, 4.0, "deepjscc", out="float16")
         assert f16.image.dtype == np.float16 and np.abs(f16.image * 255 - r.image).max() <= 1
 

@@ -98,7 +98,7 @@ def run(args) -> int:
     if not (paths["jscc"] / "config.json").exists():
         raise CheckpointError(f"the demo needs {paths['jscc']}: it is shipped in git; if you removed it, "
                               f"train it with scripts/train_jscc_models.sh")
-    x, ids = D.load_split(args.data, "test", n=args.n_images)
+    x, ids = D.spread_subset(args.data, "test", args.n_images)
     t0 = time.time()
     results = run_direct(args, methods, paths, x, ids)
     write_outputs(Path(args.out), x, ids, results, args, "direct (in-process)", time.time() - t0)

@@ -1,5 +1,11 @@
-"""Dynamic batching: requests with the same (model, method, output dtype, params) wait at most
-`max_wait_s` for company and leave in batches of at most `max_batch`.
+"""Continuous batching: requests with the same (model, method, output dtype, params) leave in
+batches of at most `max_batch`, queued at most `max_queue` deep.
+
+The compute thread runs one batch at a time. While it is idle a request is dispatched at once
+(batch 1 pays no waiting); while it is busy, requests accumulate, and the moment it is free the
+oldest group goes as one batch. Batches therefore grow with the load on their own, with no timer.
+`max_wait_s` (default 0) optionally holds a lone request on an *idle* worker for company (useful
+only where a bigger batch is nearly free, e.g. a GPU, and latency matters less).
 
 Pure bookkeeping (no sockets, no torch) so that it is easy to test. The server asks `ready(now)`
 whenever its compute thread is idle, and `next_deadline()` to know how long it may sleep.
@@ -20,7 +26,7 @@ class Pending:
 
 
 class Batcher:
-    def __init__(self, max_batch: int = 16, max_wait_s: float = 0.005, max_queue: int = 256):
+    def __init__(self, max_batch: int = 16, max_wait_s: float = 0.0, max_queue: int = 256):
         if max_batch < 1 or max_wait_s < 0 or max_queue < 1:
             raise ValueError("max_batch ≥ 1, max_wait_s ≥ 0 and max_queue ≥ 1 are required")
         self.max_batch = max_batch
@@ -45,14 +51,15 @@ class Batcher:
         return True
 
     def next_deadline(self) -> float | None:
-        """Monotonic time at which the oldest group is due, or None when empty."""
+        """Monotonic time at which the oldest group is due on an idle worker, or None when empty."""
         if not self._n:
             return None
         return min(q[0].t_arrival for q in self._groups.values()) + self.max_wait_s
 
     def ready(self, now: float | None = None, flush: bool = False) -> list[Pending]:
-        """A batch to run now (one group, oldest first), or [] if nothing is due yet.
-        A group is due when it holds max_batch items or its oldest waited max_wait_s."""
+        """The batch to run now that the compute thread is idle (one group, oldest first, at most
+        max_batch), or [] if nothing is due. A group is due when it holds max_batch items, when its
+        oldest waited max_wait_s (0: at once), or on `flush`."""
         now = time.monotonic() if now is None else now
         best = None
         for key, q in self._groups.items():

@@ -35,8 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat-s", type=float, default=1.0)
     p.add_argument("--liveness", type=int, default=3, help="missed heartbeats = worker dead")
     p.add_argument("--max-attempts", type=int, default=3, help="workers tried per request")
-    p.add_argument("--request-timeout-s", type=float, default=60.0,
-                   help="a request unanswered this long gets an 'unavailable' error reply")
+    p.add_argument("--request-timeout-s", type=float, default=P.BROKER_REQUEST_TIMEOUT_S,
+                   help="a request unanswered this long (from its arrival here) gets an "
+                        "'unavailable' error reply; clients should wait this + "
+                        f"{P.CLIENT_TIMEOUT_MARGIN_S:g} s per attempt (WorkerClient default: "
+                        f"{P.CLIENT_TIMEOUT_S:g} s)")
     p.add_argument("--max-queue", type=int, default=4096, help="requests held before 'busy'")
     p.add_argument("--curve-secret", default=None, metavar="FILE",
                    help="server key pair (server.key_secret) for both endpoints")
@@ -69,7 +72,7 @@ class _Req:
 
 class Broker:
     def __init__(self, frontend: str, backend: str, heartbeat_s: float = 1.0, liveness: int = 3,
-                 max_attempts: int = 3, request_timeout_s: float = 60.0, max_queue: int = 4096,
+                 max_attempts: int = 3, request_timeout_s: float = P.BROKER_REQUEST_TIMEOUT_S, max_queue: int = 4096,
                  curve_secret: str | None = None, curve_clients: str | None = None):
         P.check_bind(frontend, curve_secret is not None)
         P.check_bind(backend, curve_secret is not None)

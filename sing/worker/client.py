@@ -1,16 +1,23 @@
 """WorkerClient: what a receiver (the GNU Radio block) uses to reach a worker or a broker.
 
     from sing.worker.client import WorkerClient, Reply, WorkerUnavailable, WorkerError
-    with WorkerClient("tcp://127.0.0.1:5555", timeout_s=10.0, retries=1) as c:
+    with WorkerClient("tcp://127.0.0.1:5555") as c:       # timeout_s=65 s, retries=1 (see below)
         r = c.restore(symbols, snr_db=3.0, method="sing-zero",
                       meta={"image_id": "img7", "model_id": "jscc@ab12…", "snr_source": "estimated"},
                       request_id="rx0-000007")
         r.image    # uint8 (H, W, C)
-        r.header   # reply JSON: model, method, timings{queue_ms, compute_ms, batch_size}, meta, …
+        r.header   # reply JSON: model, method, meta, timings{queue_ms, decode_ms, restore_ms,
+                   #   compute_ms, total_ms, batch_size}, …
     fut = c.submit(...)   # concurrent.futures.Future[Reply]: never blocks a message handler
 
 - One DEALER socket owned by a private I/O thread; `restore`, `submit`, `ping` are thread-safe and
   may be called from many threads at once (concurrent requests are what the worker batches).
+- Timeouts (docs/PROTOCOL.md): the default `timeout_s` (protocol.CLIENT_TIMEOUT_S = 65 s) exceeds
+  the broker's default request timeout (60 s) by a margin, so through a broker a request that no
+  worker can serve comes back as an `unavailable` error reply (WorkerUnavailable with the reason in
+  `.header`), not as a client timeout. If the broker runs with `--request-timeout-s T`, use
+  `timeout_s=protocol.client_timeout_for(T)`. Talking to one worker directly there is no deadline
+  but this one: make `timeout_s` cover the longest batch at full queue.
 - Each attempt waits `timeout_s`; an unanswered request is re-sent with the *same* request id up to
   `retries` times (the worker/broker treat ids as idempotent; a late duplicate reply is dropped),
   then fails with WorkerUnavailable. Total wait ≤ timeout_s × (retries + 1).
@@ -62,7 +69,8 @@ class _Pending:
 class WorkerClient:
     _n = itertools.count()
 
-    def __init__(self, endpoint: str, timeout_s: float = 10.0, retries: int = 1, curve=None,
+    def __init__(self, endpoint: str, timeout_s: float = P.CLIENT_TIMEOUT_S,
+                 retries: int = P.CLIENT_RETRIES, curve=None,
                  max_in_flight: int = 64, model: str | None = None):
         if timeout_s <= 0 or retries < 0 or max_in_flight < 1:
             raise InputError("timeout_s > 0, retries ≥ 0 and max_in_flight ≥ 1 are required")

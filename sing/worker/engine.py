@@ -1,12 +1,23 @@
 """What the worker computes with: the models loaded once, and one call per batch.
 
-`Engine.restore(model_id, method, y, snr_db, ids, seed, params)` → float (B, C, H, W) in [0, 1].
-It delegates to `sing.methods.Receiver` (the one place that chooses methods).
+`Engine.run(model_id, method, y, snr_db, ids, seed, params)` → (float (B, C, H, W) in [0, 1],
+timings {decode_ms, restore_ms}). It delegates to `sing.methods.Receiver` (the one place that
+chooses methods).
+
+Several JSCC models per worker: each may have its own SING-Zero calibration and SING-INN. Besides
+the explicit `--calibration DIR` / `--inn DIR` (repeatable), the worker finds them next to each
+`--jscc DIR` by the usual layout, `DIR/calibration` and `DIR-inn` (as `sing eval` does); an
+explicit one wins over a found one for the same model. Each is matched to its model by the JSCC
+model id recorded in its config (`sing.methods.load_receiver`). The methods a model offers
+depend on what it has (`Engine.methods_for`); the wire refuses the others with `unknown_method`.
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -47,35 +58,112 @@ def _cfg(model, name, default=None):
     return getattr(cfg, name, default)
 
 
+def _as_list(x) -> list[str]:
+    if x is None:
+        return []
+    if isinstance(x, (str, Path)):
+        return [str(x)]
+    return [str(a) for a in x]
+
+
+def _recorded_id(d: Path, key: str) -> str | None:
+    try:
+        return str(json.loads((d / "config.json").read_text()).get(key) or "") or None
+    except (OSError, ValueError):
+        return None
+
+
+def discover(jscc_dirs, calibration=None, inn=None) -> tuple[list[str], list[str]]:
+    """Explicit calibration/INN dirs, plus `<jscc>/calibration` and `<jscc>-inn` found next to each
+    JSCC dir for models that no explicit one covers (matched on the model id in their configs)."""
+    cals, inns = _as_list(calibration), _as_list(inn)
+    have_cal = {_recorded_id(Path(c), "model_id") for c in cals}
+    have_inn = {_recorded_id(Path(c), "jscc_model_id") for c in inns}
+    for d in map(Path, jscc_dirs):
+        c = d / "calibration"
+        if (c / "config.json").exists() and _recorded_id(c, "model_id") not in have_cal:
+            cals.append(str(c))
+            have_cal.add(_recorded_id(c, "model_id"))
+        i = d.parent / (d.name + "-inn")
+        if (i / "config.json").exists() and _recorded_id(i, "jscc_model_id") not in have_inn:
+            inns.append(str(i))
+            have_inn.add(_recorded_id(i, "jscc_model_id"))
+    return cals, inns
+
+
 class Engine:
     """The models, loaded once through `sing.methods.load_receiver`."""
 
     def __init__(self, jscc_dirs: list[str], prior: str | None = None,
-                 calibration: str | None = None, inn: str | None = None, device: str = "auto"):
+                 calibration: str | list[str] | None = None, inn: str | list[str] | None = None,
+                 device: str = "auto", discover_parts: bool = True):
         from ..methods import load_receiver
         if not jscc_dirs:
             raise InputError("the worker needs at least one --jscc DIR (a DeepJSCC model directory)")
         self.device = pick_device(device)
-        self.receiver = load_receiver(jscc_dirs, prior, calibration, inn, device=str(self.device))
+        cals, inns = _as_list(calibration), _as_list(inn)
+        if discover_parts and prior is not None:
+            cals, inns = discover(jscc_dirs, cals, inns)
+        self.receiver = load_receiver(jscc_dirs, prior, cals or None, inns or None,
+                                      device=str(self.device))
         self.info: dict[str, ModelInfo] = {}
+        self.views = {}                 # model id -> a Receiver holding that model and its parts only
+        self.parts: dict[str, dict] = {}
         for mid in self.receiver.model_ids():
             m = self.receiver.model(mid)
             k = int(_cfg(m, "k"))
             c, s = int(_cfg(m, "channels", 3)), int(_cfg(m, "image_size", 64))
             self.info[mid] = ModelInfo(mid, k, (c, s, s))
-            log.info("loaded JSCC %s (k=%d, %dx%dx%d)", mid, k, c, s, s)
-        self.has = {"prior": prior is not None, "calibration": calibration is not None,
-                    "inn": inn is not None}
+            cal, inn_ = (self._part(self.receiver.calibration, mid),
+                         self._part(self.receiver.inn, mid))
+            self.views[mid] = replace(self.receiver, jscc={mid: m}, calibration=cal, inn=inn_)
+            self.parts[mid] = {"calibration": cal is not None, "inn": inn_ is not None}
+            log.info("loaded JSCC %s (k=%d, %dx%dx%d): methods %s", mid, k, c, s, s,
+                     self.views[mid].methods())
+        self.has = {"prior": prior is not None}
+
+    @staticmethod
+    def _part(obj, mid):
+        return obj.get(mid) if isinstance(obj, dict) else obj
 
     def methods(self) -> list[str]:
-        return list(self.receiver.methods())
+        """Methods offered for at least one model."""
+        out: list[str] = []
+        for v in self.views.values():
+            out += [m for m in v.methods() if m not in out]
+        return out
+
+    def methods_for(self, model_id: str) -> list[str]:
+        return list(self.views[model_id].methods())
 
     @torch.no_grad()
+    def run(self, model_id: str, method: str, y: torch.Tensor, snr_db: torch.Tensor,
+            ids: list[str], seed: int = 0, params: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """Restore one batch; also returns {decode_ms, restore_ms} (decode_ms None for a method
+        that decodes inside, i.e. dps)."""
+        from ..methods import DIFFUSION_METHODS
+        rx = self.views[model_id]
+        params = dict(params or {})
+        t0 = time.perf_counter()
+        if method in DIFFUSION_METHODS and method != "dps":
+            snr = torch.as_tensor(snr_db, dtype=torch.float32)
+            x_hat = rx.decode(y, snr, model_id)
+            t1 = time.perf_counter()
+            x = rx.restore_from(method, x_hat, snr, ids, seed=seed, model_id=model_id, **params)
+            t2 = time.perf_counter()
+            return x, {"decode_ms": round((t1 - t0) * 1e3, 3), "restore_ms": round((t2 - t1) * 1e3, 3)}
+        x = rx.restore(method, y, snr_db, ids, seed=seed, model_id=model_id, **params)
+        t1 = time.perf_counter()
+        ms = round((t1 - t0) * 1e3, 3)
+        if method == "dps":
+            return x, {"decode_ms": None, "restore_ms": ms}
+        return x, {"decode_ms": ms, "restore_ms": 0.0}
+
     def restore(self, model_id: str, method: str, y: torch.Tensor, snr_db: torch.Tensor,
                 ids: list[str], seed: int = 0, params: dict | None = None) -> torch.Tensor:
-        return self.receiver.restore(method, y, snr_db, ids, seed=seed, model_id=model_id,
-                                     **dict(params or {}))
+        return self.run(model_id, method, y, snr_db, ids, seed, params)[0]
 
     def status(self) -> dict:
-        return {"models": {m: {"k": i.k, "shape": list(i.shape)} for m, i in self.info.items()},
+        return {"models": {m: {"k": i.k, "shape": list(i.shape), "methods": self.methods_for(m),
+                               **self.parts[m]} for m, i in self.info.items()},
                 "methods": self.methods(), "device": device_name(self.device), **self.has}

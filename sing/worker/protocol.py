@@ -37,6 +37,23 @@ MAX_IMAGE_SIDE = 1024
 MAX_ID_LEN = 128
 MAX_META_KEYS = 16
 
+# ---- timeouts (docs/PROTOCOL.md, "Timeouts") ---------------------------------------------------
+# A broker answers `unavailable` for a request that no worker restored within its request timeout;
+# a client waits longer than that for each attempt, so through a broker it always gets that error
+# reply (with the reason) rather than a silent timeout of its own. Keep the two in step:
+# client timeout_s = broker --request-timeout-s + CLIENT_TIMEOUT_MARGIN_S (see client_timeout_for).
+BROKER_REQUEST_TIMEOUT_S = 60.0       # `sing broker --request-timeout-s` default
+CLIENT_TIMEOUT_MARGIN_S = 5.0         # transit + the broker's housekeeping tick, with room to spare
+CLIENT_RETRIES = 1                    # re-sends with the same id (a broker drops the duplicate)
+
+
+def client_timeout_for(broker_request_timeout_s: float = BROKER_REQUEST_TIMEOUT_S) -> float:
+    """The per-attempt client timeout that lets a broker's `unavailable` reply arrive first."""
+    return float(broker_request_timeout_s) + CLIENT_TIMEOUT_MARGIN_S
+
+
+CLIENT_TIMEOUT_S = client_timeout_for()   # WorkerClient default: 65 s
+
 TYPES = ("request", "reply", "error", "ping", "pong", "ready", "heartbeat", "disconnect")
 SNR_SOURCES = ("true", "estimated")
 OUT_DTYPES = ("uint8", "float16")

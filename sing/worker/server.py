@@ -2,8 +2,11 @@
 
 Two threads. The I/O thread owns the socket: it validates every message (errors are replies),
 answers pings, queues requests in the Batcher and sends replies and heartbeats. The compute
-thread runs one batch at a time (`Engine.restore`), so a long restoration never delays a
-heartbeat or a ping. Modes:
+thread runs one batch at a time (`Engine.run`), so a long restoration never delays a
+heartbeat or a ping. Continuous batching (batching.py): an idle compute thread gets a request at
+once; what arrives while it is busy is batched (≤ --max-batch per group) for its next turn.
+Several JSCC models: each with its own calibration/INN (engine.py: explicit or found next to
+the --jscc dirs). Modes:
 
 - `--bind tcp://127.0.0.1:5555`: a ROUTER that clients (REQ or DEALER) talk to directly;
 - `--connect tcp://BROKER:5556`: a DEALER to a `sing broker` backend (ready/heartbeat/disconnect).
@@ -40,14 +43,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jscc", nargs="+", action="extend", required=True, metavar="DIR",
                    help="DeepJSCC model directories (their model ids go on the wire)")
     p.add_argument("--prior", default=None, metavar="DIR", help="diffusion prior (SING methods)")
-    p.add_argument("--calibration", default=None, metavar="FILE",
-                   help="SING-Zero calibration (tied to the JSCC model id)")
-    p.add_argument("--inn", default=None, metavar="DIR", help="SING-INN model")
+    p.add_argument("--calibration", nargs="+", action="extend", default=None, metavar="DIR",
+                   help="SING-Zero calibration(s), one per JSCC model, matched by the model id in "
+                        "their config (repeatable; DIR/calibration next to each --jscc DIR is "
+                        "found without this)")
+    p.add_argument("--inn", nargs="+", action="extend", default=None, metavar="DIR",
+                   help="SING-INN model(s), one per JSCC model, matched by the jscc_model_id in "
+                        "their config (repeatable; DIR-inn next to each --jscc DIR is found "
+                        "without this)")
+    p.add_argument("--no-discover", action="store_true",
+                   help="do not look for DIR/calibration and DIR-inn next to the --jscc dirs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--max-batch", type=int, default=16)
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long a request may wait for others to batch with")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long an IDLE worker holds a lone request for company (default 0: "
+                        "continuous batching, i.e. dispatch at once when idle, batch what "
+                        "arrives while busy)")
     p.add_argument("--max-queue", type=int, default=256, help="queued requests before 'busy'")
     p.add_argument("--heartbeat-s", type=float, default=1.0, help="heartbeat interval (broker mode)")
     p.add_argument("--liveness", type=int, default=3, help="missed heartbeats = peer dead")
@@ -97,7 +109,7 @@ class _Compute(threading.Thread):
             ids = [str(r.meta.get("image_id") or r.id) for r in reqs]
             params = dict(r0.params)
             seed = int(params.pop("seed", 0))
-            x = self.engine.restore(r0.model, r0.method, y, snr, ids, seed, params)
+            x, tm = self.engine.run(r0.model, r0.method, y, snr, ids, seed, params)
             x = x.detach().float().cpu()
             if x.dim() != 4 or x.shape[0] != len(reqs) or not torch.isfinite(x).all():
                 raise RuntimeError(f"restoration returned {tuple(x.shape)} with NaN/Inf or the "
@@ -119,14 +131,16 @@ class _Compute(threading.Thread):
                 r.id, imgs[i], model=r0.model, method=r.method, snr_db=r.snr_db,
                 snr_source=r.snr_source, meta=r.meta, worker=self.name_, metrics={},
                 timings={"queue_ms": round((t0 - p.t_arrival) * 1e3, 3),
+                         "decode_ms": tm.get("decode_ms"), "restore_ms": tm.get("restore_ms"),
                          "compute_ms": round((t1 - t0) * 1e3, 3),
+                         "total_ms": round((t1 - p.t_arrival) * 1e3, 3),
                          "batch_size": len(reqs)})))
         return out
 
 
 class Worker:
     def __init__(self, engine, *, bind: str | None = None, connect: str | None = None,
-                 max_batch: int = 16, max_wait_ms: float = 5.0, max_queue: int = 256,
+                 max_batch: int = 16, max_wait_ms: float = 0.0, max_queue: int = 256,
                  heartbeat_s: float = 1.0, liveness: int = 3, drain_s: float = 30.0,
                  name: str | None = None, curve_secret: str | None = None,
                  curve_clients: str | None = None, curve_server_public: str | None = None):
@@ -244,9 +258,12 @@ class Worker:
         if req.model not in info:
             raise P.ProtocolError(P.UNKNOWN_MODEL, f"model {req.model!r} is not loaded here; known "
                                                    f"ids: {sorted(info)}", req.id)
-        if req.method not in self.engine.methods():
-            raise P.ProtocolError(P.UNKNOWN_METHOD, f"method {req.method!r} is not served here; "
-                                                    f"available: {self.engine.methods()}", req.id)
+        offered = self.engine.methods_for(req.model)
+        if req.method not in offered:
+            why = ("" if req.method not in self.engine.methods() else
+                   f" for model {req.model} (it has no calibration/INN here)")
+            raise P.ProtocolError(P.UNKNOWN_METHOD, f"method {req.method!r} is not served here{why}; "
+                                                    f"available: {offered}", req.id)
         if req.k != info[req.model].k:
             raise P.ProtocolError(P.BAD_REQUEST, f"k = {req.k} but model {req.model} takes "
                                                  f"k = {info[req.model].k} symbols", req.id)
@@ -357,7 +374,8 @@ def run(args) -> int:
         args.bind = "tcp://127.0.0.1:5555"
     if args.bind:
         P.check_bind(args.bind, args.curve_secret is not None)   # before loading any model
-    engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device)
+    engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device,
+                    discover_parts=not args.no_discover)
     w = Worker(engine, bind=args.bind, connect=args.connect, max_batch=args.max_batch,
                max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, heartbeat_s=args.heartbeat_s,
                liveness=args.liveness, drain_s=args.drain_s, name=args.name,
