@@ -91,9 +91,7 @@ class Receiver:
         """A per-model part (calibration, INN): one object, or a dict keyed by JSCC model id."""
         if not isinstance(obj, dict):
             return obj
-        if model_id in obj:
-            return obj[model_id]
-        raise InputError(f"no {what} for model {model_id!r}; have {what}s for: {', '.join(obj) or 'none'}")
+        return obj.get(model_id)
 
     def model(self, model_id: str | None = None):
         if model_id is None:
@@ -154,6 +152,11 @@ class Receiver:
         gens = [generator_for(seed, f"restore:{i}") for i in ids]
         cal = self._for_model(self.calibration, model_id, "calibration")
         inn = self._for_model(self.inn, model_id, "INN")
+        if method == "sing-zero" and cal is None:
+            raise InputError(f"no SING-Zero calibration for model {model_id!r}: run `sing calibrate --jscc "
+                             f"<model dir> --out <model dir>/calibration`")
+        if method == "sing-inn" and inn is None:
+            raise InputError(f"no SING-INN model for JSCC {model_id!r}: train one with `sing train-inn`")
         dev = self.prior.device
         if method in ("sing-zero", "ddnm-avgpool"):
             from .zero import sing_zero
@@ -184,8 +187,6 @@ class Receiver:
         from .baselines import dps_restore
         from .channel import generator_for
         gens = [generator_for(seed, f"restore:{i}") for i in ids]
-        cal = self._for_model(self.calibration, model_id, "calibration")
-        inn = self._for_model(self.inn, model_id, "INN")
         dev = self.prior.device
         out = dps_restore(self.prior, self.model(model_id), y.to(dev), snr, steps=p["steps"], eta=p["eta"],
                           zeta=p["zeta"], generators=gens, progress=progress,

@@ -50,7 +50,7 @@ def safe_name(image_id: str) -> str:
 class sing_receiver(gr.basic_block):
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", method: str = "sing-zero",
                  out_dir: str = "out/radio", jscc_dir: str = "", local_fallback: bool = True,
-                 timeout_s: float = 10.0, retries: int = 1, queue_size: int = 32,
+                 timeout_s: float = 65.0, retries: int = 1, queue_size: int = 32,
                  drain_timeout_s: float = 60.0, retry_after_s: float = 5.0,
                  assumed_snr_db=None, seed: int = 0, write_files: bool = True,
                  max_in_flight: int = 8):

@@ -63,7 +63,7 @@ def test_worker_serves_each_model_with_its_parts(procs, parts):
     from sing.worker.engine import Engine
     (a, ida), (b, idb) = parts["tinyA"], parts["tinyB"]
     endpoint = ep()
-    procs.start(*worker_args(a, str(b), "--bind", endpoint, "--prior", str(parts["prior"]),
+    procs.start(*worker_args(a, "--jscc", str(b), "--bind", endpoint, "--prior", str(parts["prior"]),
                              "--calibration", str(parts["calB"])))
     ref = Engine([str(a), str(b)], str(parts["prior"]), [str(parts["calB"])], device="cpu")
     with WorkerClient(endpoint, timeout_s=60) as c:
