@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,36 @@ def tune_zero(data: str, bcr: str, n: int) -> list[dict]:
     return pts
 
 
+def best_from_tuning(data: str) -> dict:
+    """The SING-Zero settings picked on the val split (grid tune-zero-<data>): lowest LPIPS among those
+    whose PSNR is at most 1 dB below DeepJSCC's; if none qualifies, lowest LPIPS. Stated in the results."""
+    folder = REPO / "sim" / "results" / f"tune-zero-{data}"
+    rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
+    ref = [r for r in rows if r["setup"]["method"] == "deepjscc"]
+    cand = [r for r in rows if r["setup"]["method"] == "sing-zero"]
+    if not ref or not cand:
+        raise SystemExit(f"run `sim/sweep.py tune-zero-{data}` first (no tuning results in {folder})")
+    ok = [r for r in cand if r["metrics"]["psnr"] >= ref[0]["metrics"]["psnr"] - 1.0]
+    best = min(ok or cand, key=lambda r: r["metrics"]["lpips"])
+    mc = best["setup"]["method_config"]
+    choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"],
+              "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1 dB" + ("" if ok else " (none qualified: min LPIPS)"),
+              "val_metrics": best["metrics"], "val_deepjscc": ref[0]["metrics"]}
+    (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
+    return choice
+
+
+def zero_grid(data: str, n: int) -> list[dict]:
+    c = best_from_tuning(data)
+    pts = []
+    for s in [0.0] + [v for v in SNRS if v != 0.0]:        # the headline point first
+        pts.append(point(data, "deepjscc", "1/48", "awgn", s, n))
+        pts.append(point(data, "sing-zero", "1/48", "awgn", s, n, operator=c["operator"], sigma_scale=c["sigma_scale"]))
+        if s == 0.0:
+            pts.append(point(data, "ddnm-avgpool", "1/48", "awgn", 0.0, n))
+    return pts
+
+
 def grid(name: str) -> list[dict]:
     if name == "deepjscc":
         pts = [point("natural", "deepjscc", b, c, s, 136)
@@ -49,6 +80,10 @@ def grid(name: str) -> list[dict]:
         pts += [point("fmnist", "deepjscc", b, c, s, 256)
                 for b, c, s in itertools.product(["1/12", "1/48"], ["awgn", "rayleigh"], SNRS)]
         return pts
+    if name == "zero-fmnist":
+        return zero_grid("fmnist", 64)
+    if name == "zero-natural":
+        return zero_grid("natural", 64)
     if name == "tune-zero-fmnist":
         return tune_zero("fmnist", "1/48", 64)
     if name == "tune-zero-natural":

@@ -60,6 +60,18 @@ def run_direct(args, methods, paths, x, ids) -> dict[str, torch.Tensor]:
     return out
 
 
+def paths_note(args) -> str:
+    """One line on the prior behind the diffusion methods: how long it trained (a weak prior makes
+    SING look worse than DeepJSCC; see the model card)."""
+    from ..methods import prior_dir_for
+    f = prior_dir_for(args.data) / "config.json"
+    if not f.exists():
+        return ""
+    t = json.loads(f.read_text()).get("training", {})
+    return (f"Diffusion prior `{f.parent.name}`: {t.get('steps', '?')} training steps, batch {t.get('batch', '?')}, "
+            f"{t.get('hours', '?')} h on {t.get('device', '?')} — see its model card; SING's quality is bounded by it.")
+
+
 def write_outputs(out: Path, x, ids, results: dict, args, path_used: str, seconds: float) -> dict:
     from PIL import Image
     from .. import data as D
@@ -82,6 +94,9 @@ def write_outputs(out: Path, x, ids, results: dict, args, path_used: str, second
              f"path: {path_used}", "", "Columns of grid.png: original | " + " | ".join(results), "",
              "| method | PSNR (dB) | SSIM | LPIPS |", "|---|---|---|---|"]
     lines += [f"| {m} | {t['psnr']:.2f} | {t['ssim']:.4f} | {t['lpips']:.4f} |" for m, t in table.items()]
+    prior = paths_note(args)
+    if prior:
+        lines += ["", prior]
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
     summary = {"data": args.data, "bcr": args.bcr, "snr_db": args.snr_db, "ids": ids, "path": path_used,
                "metrics": table, "seconds": seconds}
