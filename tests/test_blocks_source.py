@@ -12,19 +12,7 @@ gr_mod = pytest.importorskip("gnuradio.gr")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _gr_sing():
-    """`from gnuradio import sing` from this source tree (unless ctest put the build copy first)."""
-    import gnuradio
-    if not os.environ.get("SING_GR_FROM_PATH"):
-        shim = ROOT / ".cache" / "gr-shim" / "gnuradio"
-        shim.mkdir(parents=True, exist_ok=True)
-        link = shim / "sing"
-        if not link.exists():
-            link.symlink_to(ROOT / "sing_blocks", target_is_directory=True)
-        if str(shim) not in gnuradio.__path__:
-            gnuradio.__path__.insert(0, str(shim))
-    from gnuradio import sing
-    return sing
+from gr_shim import gr_sing as _gr_sing  # noqa: E402
 
 
 sing = _gr_sing()
