@@ -26,3 +26,14 @@ def tiny_jscc_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("models") / "jscc-tiny"
     save_model(d, m.state_dict(), cfg.to_dict())
     return d
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors on a shared 2-core machine: intra-op threads only add synchronisation (one file
+    ran ~10× slower oversubscribed). One torch thread for the module, restored afterwards."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

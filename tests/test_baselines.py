@@ -27,13 +27,7 @@ STEPS = 8
 SNR = 10.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors on a shared 2-core machine: one intra-op thread is faster. Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _jscc(channels: int, seed: int = 0):

@@ -24,14 +24,7 @@ SIZE = 16
 STEPS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: intra-op threads only add synchronisation, and on a shared 2-core machine
-    # oversubscription made this file ~10× slower. Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

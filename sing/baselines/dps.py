@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 
 from ..channel import check_symbols
 from ..errors import InputError
+from ..zero.ddnm import check_sampling_args
 
 
 def _randn(shape: Sequence[int], generators, device) -> torch.Tensor:
@@ -136,18 +137,13 @@ def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder
          return_info):
     if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta >= 0):
         raise InputError(f"zeta (the DPS step size) must be a finite number ≥ 0, got {zeta!r}")
-    if not 0.0 <= float(eta) <= 1.0:
-        raise InputError(f"eta must lie in [0, 1], got {eta}")
-    if int(steps) < 1:
-        raise InputError(f"steps must be ≥ 1, got {steps}")
     check_symbols(y, "received symbols")
     if y.shape[1] != jscc.k:
         raise InputError(f"model {jscc.model_id} sends k={jscc.k} symbols per image, got {y.shape[1]}: "
                          f"the symbols come from another BCR or model")
     shape = (y.shape[0], *_check_pair(prior, jscc))
     batch = y.shape[0]
-    if generators is not None and len(generators) != batch:
-        raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
+    check_sampling_args(steps, eta, generators, batch)
     snr_enc = _snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
                           "snr_db" if encoder_snr_db is None else "encoder_snr_db")
 

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..zero.ddnm import check_sampling_args
 from .haar import haar_lowpass, haar_multilevel, haar_multilevel_inv
 from .model import InvertibleDegradation
 
@@ -100,12 +101,7 @@ def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tenso
            guided: bool = True, desc: str = "SING-INN", inn_from: float = 1.0,
            clip_x0_hat: bool = True) -> torch.Tensor:
     """The DDIM loop on diffusion scale; guided=False is plain DDIM (same code, the overhead floor)."""
-    if not 0.0 <= eta <= 1.0:
-        raise InputError(f"eta must lie in [0, 1], got {eta}")
-    if int(steps) < 1:
-        raise InputError(f"steps must be ≥ 1, got {steps}")
-    if generators is not None and len(generators) != batch:
-        raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
+    check_sampling_args(steps, eta, generators, batch)
     device = torch.device(prior.device)
     shape = (batch, int(prior.channels), int(prior.image_size), int(prior.image_size))
     ts = prior.ddim_timesteps(int(steps)).to("cpu").long()

@@ -117,12 +117,7 @@ class Broker:
         env, body = P.split_envelope(frames, 1)
         rid = None
         try:
-            if truncated:
-                raise P.ProtocolError(P.TOO_LARGE, f"message has more than {P.MAX_FRAMES} frames")
-            if not body:
-                raise P.ProtocolError(P.BAD_MESSAGE, "no header: a message is [b'', header JSON, "
-                                                     "arrays…] (see docs/PROTOCOL.md)")
-            h = P.parse_header(body[0])
+            h = P.read_header(body, truncated)
             rid = P.request_id_of(h)
             if h["type"] == "ping":
                 self._send(self.front, env + P.control_frames("pong", id=rid, status=self.status()))

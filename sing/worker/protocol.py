@@ -160,6 +160,16 @@ def parse_header(frame: bytes) -> dict:
     return h
 
 
+def read_header(body: Sequence[bytes], truncated: bool) -> dict:
+    """The validated header of a message body (after its routing envelope), or ProtocolError."""
+    if truncated:
+        raise ProtocolError(TOO_LARGE, f"message has more than {MAX_FRAMES} frames")
+    if not body:
+        raise ProtocolError(BAD_MESSAGE, "no header: a message is [b'', header JSON, arrays…] "
+                                         "(see docs/PROTOCOL.md)")
+    return parse_header(body[0])
+
+
 def request_id_of(h: dict) -> str | None:
     rid = h.get("id")
     return rid if isinstance(rid, str) and ID_RE.match(rid) else None

@@ -214,12 +214,7 @@ class Worker:
         env, body = P.split_envelope(frames, self.min_routing)
         rid = None
         try:
-            if truncated:
-                raise P.ProtocolError(P.TOO_LARGE, f"message has more than {P.MAX_FRAMES} frames")
-            if not body:
-                raise P.ProtocolError(P.BAD_MESSAGE, "no header: a message is [b'', header JSON, "
-                                                     "arrays…] (see docs/PROTOCOL.md)")
-            h = P.parse_header(body[0])
+            h = P.read_header(body, truncated)
             rid = P.request_id_of(h)
             t = h["type"]
             if t == "heartbeat" or t == "ready":

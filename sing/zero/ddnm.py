@@ -101,16 +101,21 @@ def _prior_shape(prior) -> tuple[int, int, int]:
     return (int(prior.channels), int(h), int(w))
 
 
-@torch.no_grad()
-def _sample(prior, batch: int, steps: int, eta: float, generators, travel, progress: bool,
-            guide: dict | None, clip_x0: bool, desc: str) -> torch.Tensor:
-    """The DDIM loop on diffusion scale; `guide` = None is plain (unconditional) DDIM."""
-    if not 0.0 <= eta <= 1.0:
+def check_sampling_args(steps: int, eta: float, generators, batch: int) -> None:
+    """The arguments every DDIM-style sampler here takes (SING-Zero, SING-INN, DPS), checked once."""
+    if not 0.0 <= float(eta) <= 1.0:
         raise InputError(f"eta must lie in [0, 1], got {eta}")
     if int(steps) < 1:
         raise InputError(f"steps must be ≥ 1, got {steps}")
     if generators is not None and len(generators) != batch:
         raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
+
+
+@torch.no_grad()
+def _sample(prior, batch: int, steps: int, eta: float, generators, travel, progress: bool,
+            guide: dict | None, clip_x0: bool, desc: str) -> torch.Tensor:
+    """The DDIM loop on diffusion scale; `guide` = None is plain (unconditional) DDIM."""
+    check_sampling_args(steps, eta, generators, batch)
     device = torch.device(prior.device)
     shape = (batch, *_prior_shape(prior))
     ts = prior.ddim_timesteps(int(steps)).to("cpu").long()
