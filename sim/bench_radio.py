@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sim"))
 
-from radio import compile_grc, free_port, read_outputs, run_flowgraph, start_worker, stop_worker, wait_ready  # noqa: E402
+from radio import compile_grc, free_port, read_outputs, write_images, run_flowgraph, start_worker, stop_worker, wait_ready  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -39,7 +39,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "sim" / "results" / "radio"))
     args = ap.parse_args(argv)
 
-    from PIL import Image
     from sing import data as D
     from sing.commands import eval as ev
     from sing.commands.eval import device_name, git_commit
@@ -48,12 +47,7 @@ def main(argv=None) -> int:
     x, ids = D.load_split("natural", "test", n=args.n_images, progress=False)
     work = Path(tempfile.mkdtemp(prefix="sing-bench-radio-"))
     imgs = work / "images"
-    imgs.mkdir()
-    names = []
-    for img, i in zip(D.to_uint8(x), ids):
-        name = i.replace("/", "_").replace("#", "_") + ".png"
-        Image.fromarray(img).save(imgs / name)
-        names.append(name)
+    names = write_images(x, ids, imgs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

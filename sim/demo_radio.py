@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sim"))
 
-from radio import compile_grc, free_port, read_outputs, run_flowgraph, start_worker, stop_worker, wait_ready  # noqa: E402
+from radio import compile_grc, free_port, read_outputs, write_images, run_flowgraph, start_worker, stop_worker, wait_ready  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -39,7 +39,6 @@ def main(argv=None) -> int:
     args.path = "radio"
 
     import torch
-    from PIL import Image
     from sing import data as D
     from sing.commands.demo import available_methods, run_direct, write_outputs
     from sing.errors import CheckpointError
@@ -60,12 +59,7 @@ def main(argv=None) -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="sing-demo-"))
     imgs = work / "images"
-    imgs.mkdir()
-    names = []
-    for img, i in zip(D.to_uint8(x), ids):
-        name = i.replace("/", "_").replace("#", "_") + ".png"
-        Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(imgs / name)
-        names.append(name)
+    names = write_images(x, ids, imgs)
     script = compile_grc("loopback_awgn_no_gui", work)
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"

@@ -88,6 +88,20 @@ def stop_worker(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
+def write_images(x, ids, folder: Path) -> list[str]:
+    """Images (N, C, H, W) in [0, 1] → PNG files in `folder` for the flowgraph's image source (whose
+    image ids become "folder/<file name>"); returns the file names in order."""
+    from PIL import Image
+    from sing import data as D
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for img, i in zip(D.to_uint8(x), ids):
+        name = i.replace("/", "_").replace("#", "_") + ".png"
+        Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(folder / name)
+        names.append(name)
+    return names
+
+
 def read_outputs(rdir: Path, names: list[str], channels: int):
     """Restored PNGs written by the SING receiver for source files `names` → tensor (N, C, H, W)."""
     import torch
