@@ -32,43 +32,88 @@ def point(data, method, bcr, channel, snr, n, snr_source="true", split="test", *
 
 
 def tune_zero(data: str, bcr: str, n: int) -> list[dict]:
-    """SING-Zero settings chosen on the *val* split at the headline SNR (issue 4: never tune on test)."""
+    """SING-Zero settings chosen on the *val* split at the headline SNR (issue 4: never tune on test):
+    every operator with the σ_y scales worth trying for it (σ_y is the sensitive knob)."""
+    pool = "avgpool-2" if data.startswith("fmnist") else "avgpool-4"
     pts = [point(data, "deepjscc", bcr, "awgn", 0.0, n, split="val")]
-    for sc in (0.5, 1.0, 2.0):
-        pts.append(point(data, "sing-zero", bcr, "awgn", 0.0, n, split="val", operator="spectral", sigma_scale=sc))
-    for op in ("identity", "avgpool-2" if data.startswith("fmnist") else "avgpool-4"):
-        pts.append(point(data, "sing-zero", bcr, "awgn", 0.0, n, split="val", operator=op, sigma_scale=1.0))
+    for op, scales in (("spectral", (0.5, 1.0, 2.0)), ("identity", (1.0, 2.0)), (pool, (1.0,))):
+        for sc in scales:
+            pts.append(point(data, "sing-zero", bcr, "awgn", 0.0, n, split="val", operator=op, sigma_scale=sc))
     return pts
 
 
-def best_from_tuning(data: str) -> dict:
-    """The SING-Zero settings picked on the val split (grid tune-zero-<data>): lowest LPIPS among those
-    whose PSNR is at most 1 dB below DeepJSCC's; if none qualifies, lowest LPIPS. Stated in the results."""
+def _tuning_rows(data: str) -> tuple[dict, list[dict], Path]:
     folder = REPO / "sim" / "results" / f"tune-zero-{data}"
     rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
     ref = [r for r in rows if r["setup"]["method"] == "deepjscc"]
     cand = [r for r in rows if r["setup"]["method"] == "sing-zero"]
     if not ref or not cand:
         raise SystemExit(f"run `sim/sweep.py tune-zero-{data}` first (no tuning results in {folder})")
-    ok = [r for r in cand if r["metrics"]["psnr"] >= ref[0]["metrics"]["psnr"] - 1.0]
-    best = min(ok or cand, key=lambda r: r["metrics"]["lpips"])
+    return ref[0], cand, folder
+
+
+def _pick(ref: dict, cand: list[dict]) -> tuple[dict, bool]:
+    ok = [r for r in cand if r["metrics"]["psnr"] >= ref["metrics"]["psnr"] - 1.0]
+    return min(ok or cand, key=lambda r: r["metrics"]["lpips"]), bool(ok)
+
+
+def best_from_tuning(data: str) -> dict:
+    """The SING-Zero settings picked on the val split (grid tune-zero-<data>): lowest LPIPS among those
+    whose PSNR is at most 1 dB below DeepJSCC's; if none qualifies, lowest LPIPS. The same rule picks
+    the σ_y scale of each operator (`per_operator`). Written to choice.json and stated in the results."""
+    ref, cand, folder = _tuning_rows(data)
+    rule = "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1 dB"
+    best, ok = _pick(ref, cand)
+    per_op = {}
+    for op in sorted({r["setup"]["method_config"]["operator"] for r in cand}):
+        b, o = _pick(ref, [r for r in cand if r["setup"]["method_config"]["operator"] == op])
+        per_op[op] = {"sigma_scale": b["setup"]["method_config"]["sigma_scale"], "qualified": o,
+                      "val_metrics": b["metrics"]}
     mc = best["setup"]["method_config"]
     choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"],
-              "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1 dB" + ("" if ok else " (none qualified: min LPIPS)"),
-              "val_metrics": best["metrics"], "val_deepjscc": ref[0]["metrics"]}
+              "rule": rule + ("" if ok else " (none qualified: min LPIPS)"),
+              "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"], "per_operator": per_op}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
     return choice
 
 
 def zero_grid(data: str, n: int) -> list[dict]:
+    """Issue 4's sweep: DeepJSCC, DDNM-avgpool and SING-Zero with identity and spectral operators (and
+    the val-chosen one, if another), each operator at its val-chosen σ_y scale, over every SNR."""
     c = best_from_tuning(data)
+    ops = ["identity", "spectral"] + ([c["operator"]] if c["operator"] not in ("identity", "spectral") else [])
     pts = []
     for s in [0.0] + [v for v in SNRS if v != 0.0]:        # the headline point first
         pts.append(point(data, "deepjscc", "1/48", "awgn", s, n))
-        pts.append(point(data, "sing-zero", "1/48", "awgn", s, n, operator=c["operator"], sigma_scale=c["sigma_scale"]))
-        if s == 0.0:
-            pts.append(point(data, "ddnm-avgpool", "1/48", "awgn", 0.0, n))
+        for op in ops:
+            sc = c["per_operator"][op]["sigma_scale"] if op in c.get("per_operator", {}) else 1.0
+            pts.append(point(data, "sing-zero", "1/48", "awgn", s, n, operator=op, sigma_scale=sc))
+        pts.append(point(data, "ddnm-avgpool", "1/48", "awgn", s, n))
     return pts
+
+
+def inn_grid(data: str, n: int) -> list[dict]:
+    """Issue 8's sweep: SING-INN over every SNR, and at 0 dB with the SNR given to the INN off by ±2 dB."""
+    pts = [point(data, "sing-inn", "1/48", "awgn", s, n) for s in [0.0] + [v for v in SNRS if v != 0.0]]
+    pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, snr_offset_db=o) for o in (-2.0, 2.0)]
+    return pts
+
+
+def mismatch_grid(n: int) -> list[dict]:
+    """Issue 8/9's mismatch set: Fashion-MNIST (as 64×64 RGB) through the models trained on natural images
+    (JSCC, calibration, INN and prior all natural), with the settings chosen on natural val."""
+    c = best_from_tuning("natural")
+    pts = [point("fmnist-rgb64", "deepjscc", "1/48", "awgn", 0.0, n),
+           point("fmnist-rgb64", "deepjscc-perceptual", "1/48", "awgn", 0.0, n),
+           point("fmnist-rgb64", "ddnm-avgpool", "1/48", "awgn", 0.0, n),
+           point("fmnist-rgb64", "sing-zero", "1/48", "awgn", 0.0, n, operator=c["operator"],
+                 sigma_scale=c["sigma_scale"]),
+           point("fmnist-rgb64", "sing-inn", "1/48", "awgn", 0.0, n)]
+    return pts
+
+
+GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
+         "inn-natural", "mismatch")
 
 
 def grid(name: str) -> list[dict]:
@@ -88,7 +133,11 @@ def grid(name: str) -> list[dict]:
         return tune_zero("fmnist", "1/48", 64)
     if name == "tune-zero-natural":
         return tune_zero("natural", "1/48", 64)
-    raise SystemExit(f"unknown grid {name!r}; known: deepjscc, tune-zero-fmnist, tune-zero-natural")
+    if name == "inn-natural":
+        return inn_grid("natural", 64)
+    if name == "mismatch":
+        return mismatch_grid(64)
+    raise SystemExit(f"unknown grid {name!r}; known: {', '.join(GRIDS)}")
 
 
 def filename(p: dict) -> str:
@@ -106,6 +155,8 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--force", action="store_true", help="re-run points whose file exists")
     ap.add_argument("--match", default=None, help="only points whose file name contains this text")
+    ap.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
+                    help="run the prior's UNet under autocast (recorded in each result's setup)")
     a = ap.parse_args(argv)
     pts = [p for p in grid(a.grid) if a.match is None or a.match in filename(p)]
     out = Path(a.out or REPO / "sim" / "results" / a.grid)
@@ -114,6 +165,7 @@ def main(argv=None) -> int:
             print(filename(p), "(done)" if (out / filename(p)).exists() else "")
         return 0
     from sing.commands import eval as ev
+    from sing.methods import DIFFUSION_METHODS
     import argparse as _ap
     parser = _ap.ArgumentParser()
     ev.add_arguments(parser)
@@ -129,6 +181,8 @@ def main(argv=None) -> int:
         for k, v in p.items():
             if k not in BASE_KEYS:
                 args += [f"--{k.replace('_', '-')}", str(v)]
+        if a.autocast and p["method"] in DIFFUSION_METHODS:
+            args += ["--autocast", a.autocast]
         ev.run(parser.parse_args(args))
         print(f"  [{i + 1}/{len(todo)}] {time.time() - t0:.0f} s", flush=True)
     print(f"{a.grid}: finished in {time.time() - t0:.0f} s")

@@ -11,8 +11,15 @@ Names accepted by `load_split` / `train_batches`:
 - `fmnist`             32×32 greyscale, 28×28 zero-padded (train = first 55k, val = last 5k, test)
 - `fmnist-rgb64`       Fashion-MNIST resized to 64×64, 3 channels: mismatch set for natural models
 - `natural-gray32`     natural crops as 32×32 greyscale: mismatch set for Fashion-MNIST models
-- `folder:PATH`        any folder of images (recursive); resized (shorter side) + centre-cropped
-                       to the model's resolution; split "all" (or train/val/test by file hash)
+- `folder:PATH`        any folder of images (recursive), resized (shorter side) + centre-cropped
+                       to 64×64 RGB
+- `folder@SIZE:PATH`   the same at SIZE×SIZE (e.g. `folder@256:/data/celebahq` for the paper's setting)
+
+Folder splits: if PATH has `train/`, `val/` or `test/` sub-folders, split S is the images under
+PATH/S (a missing one is an error); otherwise train/val/test are cut 65/15/20 % by a hash of the file
+name. Split "all" is every image under PATH. Training batches from a folder keep the decoded images
+as uint8 — in memory when small, otherwise in a memory-mapped cache under $SING_CACHE/data/folder/
+built once (`_FOLDER_MEM_LIMIT`).
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -39,7 +47,9 @@ CROP = 64
 OPENCV_DIR = "/usr/share/doc/opencv-doc/examples/data"
 WALLPAPER_DIR = "/usr/share/wallpapers"
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
-DATASETS = ("natural", "fmnist", "fmnist-rgb64", "natural-gray32", "folder:PATH")
+DATASETS = ("natural", "fmnist", "fmnist-rgb64", "natural-gray32", "folder:PATH", "folder@SIZE:PATH")
+FOLDER_SIZE = 64                   # resolution of `folder:PATH`; `folder@SIZE:PATH` says its own
+_FOLDER_MEM_LIMIT = 512 * 2 ** 20  # train splits larger than this (bytes, uint8) go to a disk cache
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 PACKAGE_FOR = {OPENCV_DIR: "opencv-doc", WALLPAPER_DIR: "plasma-workspace-wallpapers",
                FMNIST_DIR: "dataset-fashion-mnist", "skimage": "python3-skimage"}
@@ -66,9 +76,76 @@ def info(name: str) -> DatasetInfo:
         return DatasetInfo(name, 64, 3)
     if name == "natural-gray32":
         return DatasetInfo(name, 32, 1)
-    if name.startswith("folder:"):
-        return DatasetInfo(name, 64, 3)
+    if is_folder(name):
+        return DatasetInfo(name, parse_folder(name)[1], 3)
     raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def is_folder(name: str) -> bool:
+    return name.startswith("folder:") or name.startswith("folder@")
+
+
+def parse_folder(name: str) -> tuple[Path, int]:
+    """`folder:PATH` → (PATH, 64); `folder@SIZE:PATH` → (PATH, SIZE)."""
+    m = re.fullmatch(r"folder(?:@(\d+))?:(.+)", name, flags=re.S)
+    if not m:
+        raise DataError(f"bad folder data set {name!r}: write folder:PATH ({FOLDER_SIZE}×{FOLDER_SIZE}) or "
+                        f"folder@SIZE:PATH (SIZE×SIZE, e.g. folder@256:/data/celebahq)")
+    size = int(m.group(1)) if m.group(1) else FOLDER_SIZE
+    if size < 8:
+        raise DataError(f"{name!r}: SIZE must be at least 8, got {size}")
+    return Path(m.group(2)), size
+
+
+def folder_files(name: str, split: str) -> list[Path]:
+    """The image files of a folder data set's split (module doc: sub-folders or a name hash)."""
+    root, _ = parse_folder(name)
+    if split == "all":
+        return list_images(root)
+    present = [s for s in SPLITS if (root / s).is_dir()]
+    if present:                                      # laid out by split: PATH/train, PATH/val, PATH/test
+        if split not in present:
+            raise DataError(f"{root} is laid out by split (it has {', '.join(s + '/' for s in present)}) "
+                            f"but has no {split}/ folder: create {root / split} (training needs val/ "
+                            f"for validation; evaluation needs test/)")
+        return list_images(root / split)
+    files = list_images(root)
+    return [f for f in files if _split_of(str(f.name)) == split] or files
+
+
+def _fit_files(files: list[Path], size: int, out: np.ndarray, progress: bool, desc: str) -> np.ndarray:
+    """Decode + fit `files` into out[i] (uint8 (N, size, size, 3)), several files at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+    from tqdm import tqdm
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as ex, \
+            tqdm(total=len(files), desc=desc, disable=not progress or len(files) < 256, mininterval=5) as bar:
+        for i, a in enumerate(ex.map(lambda f: fit_image(read_image(f, 3), size), files)):
+            out[i] = a
+            bar.update(1)
+    return out
+
+
+def _folder_train_array(name: str, progress: bool = True) -> np.ndarray:
+    """The train split of a folder data set as uint8 (N, S, S, 3): in memory when it is small,
+    else a memory-mapped .npy under $SING_CACHE/data/folder/<key>/ (key: path, size, file names,
+    sizes and mtimes), built once."""
+    root, size = parse_folder(name)
+    files = folder_files(name, "train")
+    shape = (len(files), size, size, 3)
+    if int(np.prod(shape)) <= _FOLDER_MEM_LIMIT:
+        return _fit_files(files, size, np.empty(shape, np.uint8), progress, f"{name}: decoding")
+    stamp = [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    key = hashlib.sha256(json.dumps([str(root.resolve()), size, stamp]).encode()).hexdigest()[:16]
+    d = cache_dir() / "data" / "folder" / key
+    if not (d / "done.json").exists():
+        d.mkdir(parents=True, exist_ok=True)
+        arr = np.lib.format.open_memmap(d / "train.npy", mode="w+", dtype=np.uint8, shape=shape)
+        _fit_files(files, size, arr, progress, f"{name}: caching {len(files)} train images at {size}×{size}")
+        arr.flush()
+        del arr
+        (d / "done.json").write_text(json.dumps({"data": name, "root": str(root.resolve()), "size": size,
+                                                 "n": len(files)}))
+    return np.load(d / "train.npy", mmap_mode="r")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,12 +436,12 @@ def load_split(name: str, split: str = "test", n: int | None = None,
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if n is not None and n < 1:
         raise InputError(f"n must be ≥ 1, got {n}")
-    if name.startswith("folder:"):
-        files = list_images(name.split(":", 1)[1])
-        if split != "all":
-            files = [f for f in files if _split_of(str(f.name)) == split] or files
+    if is_folder(name):
+        files = folder_files(name, split)
         files = files[:n] if n else files
-        arr = np.stack([fit_image(read_image(f, 3), 64) for f in files])
+        size = parse_folder(name)[1]
+        arr = _fit_files(files, size, np.empty((len(files), size, size, 3), np.uint8), progress,
+                         f"{name}: decoding {split}")
         return to_tensor(arr), [f"folder/{f.name}" for f in files]
     if name in ("natural", "natural-gray32"):
         if split == "all":
@@ -427,10 +504,10 @@ def train_batches(name: str, batch_size: int, seed: int = 0,
             flip = rng.random(batch_size) < 0.5
             b[flip] = b[flip][:, :, ::-1]
             yield to_tensor(b)
-    elif name.startswith("folder:"):
-        x, _ = load_split(name, "train", progress=progress)
+    elif is_folder(name):
+        arr = _folder_train_array(name, progress)
         while True:
-            yield x[torch.from_numpy(rng.integers(0, len(x), batch_size))]
+            yield to_tensor(arr[rng.integers(0, len(arr), batch_size)])
     else:
-        raise DataError(f"{name!r} is an evaluation-only (mismatch) set; train on natural, fmnist "
-                        f"or folder:PATH")
+        raise DataError(f"{name!r} is an evaluation-only (mismatch) set; train on natural, fmnist, "
+                        f"folder:PATH or folder@SIZE:PATH")

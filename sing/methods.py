@@ -211,8 +211,11 @@ def bound(method: str, x01: torch.Tensor, k: int, snr_db, **params) -> tuple[tor
 def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None = None,
                   calibration: str | Path | Sequence[str | Path] | None = None,
                   inn_dir: str | Path | Sequence[str | Path] | None = None,
-                  device: str = "cpu") -> Receiver:
+                  device: str = "cpu", autocast: str | None = None) -> Receiver:
     """Build a Receiver from model directories (what `sing worker` and `sing eval` load).
+
+    `autocast` ("bf16", "fp16" or None) runs the prior's UNet under torch.autocast
+    (`DiffusionPrior.set_autocast`); None keeps the loaded dtype (fp16 on CUDA, fp32 on CPU).
 
     `calibration` and `inn_dir` are one directory or a list of them: each belongs to the JSCC model
     id recorded in its config (`model_id` / `jscc_model_id`) and is matched to the loaded model with
@@ -260,7 +263,7 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
     prior = cal = inn = None
     if prior_dir is not None:
         from .prior import load_prior
-        prior = load_prior(prior_dir, device=device)
+        prior = load_prior(prior_dir, device=device).set_autocast(autocast)
     cal_paths = paths(calibration)
     if cal_paths:
         from .zero import load_calibration

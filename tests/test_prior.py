@@ -309,3 +309,29 @@ def test_denoise_table_and_bench_write_results(tmp_path):
     assert [r["batch"] for r in b["results"]] == [1, 4]
     assert all(r["seconds_per_image"] > 0 for r in b["results"])
     assert b["setup"]["device"].startswith("cpu")
+
+
+def test_bf16_autocast_close_to_fp32_and_refuses_fp16_on_cpu():
+    prior = tiny_prior(16, 3)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    ref = prior.eps(x, 500)
+    out = prior.set_autocast("bf16").eps(x, 500)
+    assert prior.autocast_dtype == torch.bfloat16 and out.dtype == torch.float32
+    assert not torch.equal(out, ref)                      # it really ran in bf16 …
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max()   # … and stays close to fp32
+    assert torch.equal(prior.set_autocast(None).eps(x, 500), ref)
+    with pytest.raises(InputError, match="bf16"):
+        prior.set_autocast("fp16")
+    with pytest.raises(InputError):
+        prior.set_autocast("int8")
+
+
+def test_bf16_mixed_precision_training_records_recipe(tmp_path):
+    r = _train(tmp_path / "bf", 2, 2, ["--mixed-precision", "bf16"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((tmp_path / "bf" / "ckpt-0000002" / "train_state.json").read_text())
+    assert meta["extra"]["recipe"]["mixed_precision"] == "bf16"
+    st = load_file(str(tmp_path / "bf" / "ckpt-0000002" / "train_state.safetensors"))
+    assert all(v.dtype == torch.float32 for k, v in st.items() if k.startswith(("model.", "ema.")))
+    assert _train(tmp_path / "f16", 2, 2, ["--mixed-precision", "fp16", "--cpu"]).returncode == 2

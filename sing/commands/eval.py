@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
+                   help="run the prior's UNet under torch.autocast (bf16: ~2x faster on CPUs with "
+                   "AVX512-BF16; recorded in the result's setup)")
     p.add_argument("--out", required=True, help="result JSON path")
     p.add_argument("--save-images", default=None, help="folder for restored PNGs (optional)")
     p.add_argument("--no-progress", action="store_true")
@@ -105,7 +108,7 @@ def evaluate(args) -> dict:
     if method in DIFFUSION_METHODS:
         from ..prior import load_prior
         prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)
-        prior = load_prior(prior_path, device=args.device)
+        prior = load_prior(prior_path, device=args.device).set_autocast(args.autocast)
         if method in ("sing-zero", "ddnm-avgpool"):
             from ..zero import load_calibration
             cpath = Path(args.calibration) if args.calibration else jdir / "calibration"
@@ -177,6 +180,7 @@ def evaluate(args) -> dict:
             "inn_model": _rel(inn_path) if method == "sing-inn" else None,
             "seed": args.seed, "commit": git_commit(), "device": device_name(args.device),
             "torch_threads": torch.get_num_threads(),
+            **({"autocast": args.autocast} if args.autocast and prior is not None else {}),
         },
         "metrics": {k: float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else float("inf")
                     for k, v in m.items()},

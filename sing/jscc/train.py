@@ -24,7 +24,7 @@ from .model import JSCCConfig, build_jscc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="natural", help="natural | fmnist | folder:PATH")
+    p.add_argument("--data", default="natural", help="natural | fmnist | folder:PATH | folder@SIZE:PATH")
     p.add_argument("--bcr", default="1/48", help="bandwidth compression ratio k/n, e.g. 1/48")
     p.add_argument("--out", required=True, help="model directory (created; resumed if it has a train state)")
     p.add_argument("--steps", type=int, default=6000)
@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
@@ -54,15 +55,16 @@ def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
 def validate(model, x_val: torch.Tensor, snr_db: float = 0.0, seed: int = 1234) -> dict:
     from ..metrics import psnr
     model.eval()
+    dev = next(model.parameters()).device
     gens = [generator_for(seed, i) for i in range(len(x_val))]
     out = []
     for i in range(0, len(x_val), 64):
-        xb = x_val[i:i + 64]
+        xb = x_val[i:i + 64].to(dev)
         z = model.encode(xb, snr_db)
         ys = [awgn_per_sample(z[j:j + 1], torch.tensor([snr_db]), gens[i + j]) for j in range(len(xb))]
         out.append(model.decode(torch.cat(ys), snr_db))
     model.train()
-    xh = torch.cat(out)
+    xh = torch.cat(out).cpu()
     return {"snr_db": snr_db, "psnr": float(psnr(xh, x_val).mean())}
 
 
@@ -79,7 +81,8 @@ def train(args) -> Path:
                      snr_max=args.snr_max, loss="mse+lpips" if args.lpips_weight > 0 else "mse",
                      lpips_weight=args.lpips_weight, dataset=args.data)
     torch.manual_seed(args.seed)
-    model = build_jscc(cfg)
+    dev = torch.device(args.device)
+    model = build_jscc(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
     step, history = 0, []
     run_dir = out / "run"
@@ -97,7 +100,7 @@ def train(args) -> Path:
     lp = None
     if args.lpips_weight > 0:
         from ..metrics import load_lpips
-        lp = load_lpips("alex")
+        lp = load_lpips("alex", device=dev)
     x_val, _ = D.load_split(args.data, "val", n=64, progress=not args.no_progress)
     batches = D.train_batches(args.data, args.batch, seed=args.seed + step)
     g = torch.Generator().manual_seed(args.seed * 1000003 + step)
@@ -116,8 +119,8 @@ def train(args) -> Path:
     while step < args.steps:
         for grp in opt.param_groups:
             grp["lr"] = _lr(step, args.steps, args.lr)
-        x = next(batches)
-        snr = torch.rand(x.shape[0], generator=g) * (cfg.snr_max - cfg.snr_min) + cfg.snr_min
+        x = next(batches).to(dev)
+        snr = (torch.rand(x.shape[0], generator=g) * (cfg.snr_max - cfg.snr_min) + cfg.snr_min).to(dev)
         z = model.encode(x, snr)
         y = awgn_per_sample(z, snr, g)
         xh = model.decode(y, snr)

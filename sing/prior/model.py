@@ -152,6 +152,7 @@ class DiffusionPrior(torch.nn.Module):
             "kind": KIND, "version": VERSION, "image_size": self.image_size,
             "channels": self.channels, "unet": dict(uc), **self.scheduler_config}
         self.source = source
+        self.autocast_dtype: torch.dtype | None = None   # set_autocast(): mixed-precision UNet calls
         self.eval()
         self.requires_grad_(False)
 
@@ -174,6 +175,18 @@ class DiffusionPrior(torch.nn.Module):
                              f"{int(t.min())}…{int(t.max())}")
         return t.to(self.device)
 
+    def set_autocast(self, dtype: torch.dtype | str | None) -> "DiffusionPrior":
+        """Run the UNet under torch.autocast(dtype) (weights stay as they are); None turns it off.
+        bf16 halves the UNet time on CPUs with AVX512-BF16 (see `sing bench prior`)."""
+        if isinstance(dtype, str):
+            dtype = None if dtype in ("", "none", "off", "fp32") else _default_dtype(self.device, dtype)
+        if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
+            raise InputError(f"autocast dtype must be bf16 or fp16, got {dtype}")
+        if dtype == torch.float16 and self.device.type == "cpu":
+            raise InputError("fp16 autocast needs a GPU; use bf16 on a CPU")
+        self.autocast_dtype = dtype
+        return self
+
     def check_images(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1:] != (self.channels, self.image_size, self.image_size):
             raise InputError(f"the prior takes (B, {self.channels}, {self.image_size}, "
@@ -184,7 +197,10 @@ class DiffusionPrior(torch.nn.Module):
         """ε_θ(x_t, t); x_t in diffusion scale [-1, 1]-ish, returned in x_t's dtype and device."""
         self.check_images(x_t)
         tt = self._t(t, x_t.shape[0])
-        out = self.unet(x_t.to(self.device, self.dtype), tt).sample
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                            enabled=self.autocast_dtype is not None):
+            out = self.unet(x_t.to(self.device, self.dtype), tt).sample
+        out = out.to(self.dtype)
         if self._out_channels == 2 * self.channels:   # learned-variance models: keep the ε half
             out = out[:, : self.channels]
         return out.to(x_t.device, x_t.dtype)

@@ -96,7 +96,7 @@ class Engine:
 
     def __init__(self, jscc_dirs: list[str], prior: str | None = None,
                  calibration: str | list[str] | None = None, inn: str | list[str] | None = None,
-                 device: str = "auto", discover_parts: bool = True):
+                 device: str = "auto", discover_parts: bool = True, autocast: str | None = None):
         from ..methods import load_receiver
         if not jscc_dirs:
             raise InputError("the worker needs at least one --jscc DIR (a DeepJSCC model directory)")
@@ -105,7 +105,7 @@ class Engine:
         if discover_parts and prior is not None:
             cals, inns = discover(jscc_dirs, cals, inns)
         self.receiver = load_receiver(jscc_dirs, prior, cals or None, inns or None,
-                                      device=str(self.device))
+                                      device=str(self.device), autocast=autocast)
         self.info: dict[str, ModelInfo] = {}
         self.views = {}                 # model id -> a Receiver holding that model and its parts only
         self.parts: dict[str, dict] = {}

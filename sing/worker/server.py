@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not look for DIR/calibration and DIR-inn next to the --jscc dirs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
+                   help="run the prior's UNet under torch.autocast (bf16 on CPUs with AVX512-BF16, "
+                   "fp16 on GPUs)")
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="how long an IDLE worker holds a lone request for company (default 0: "
@@ -370,7 +373,7 @@ def run(args) -> int:
     if args.bind:
         P.check_bind(args.bind, args.curve_secret is not None)   # before loading any model
     engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device,
-                    discover_parts=not args.no_discover)
+                    discover_parts=not args.no_discover, autocast=args.autocast)
     w = Worker(engine, bind=args.bind, connect=args.connect, max_batch=args.max_batch,
                max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, heartbeat_s=args.heartbeat_s,
                liveness=args.liveness, drain_s=args.drain_s, name=args.name,
