@@ -6,6 +6,12 @@ file exists is skipped). Grids are named below; `--list` prints a grid's points.
     .venv/bin/python sim/sweep.py deepjscc --list
     .venv/bin/python sim/report.py                    # tables + plots from all result files
 
+Fan out over workers (each point's images are all in flight at once; the broker spreads them):
+    sing broker --frontend tcp://127.0.0.1:5555 --backend tcp://127.0.0.1:5556 &
+    sing worker --jscc models/jscc-natural64-bcr1_48 --prior models/prior-natural-64 \
+                --connect tcp://127.0.0.1:5556 &                      # one per GPU / machine
+    .venv/bin/python sim/sweep.py zero-natural --worker tcp://127.0.0.1:5555
+
 Result files: sim/results/<grid>/<data>_<method>_<bcr>_<channel>_<snr>dB[_<extra>].json
 """
 from __future__ import annotations
@@ -155,6 +161,9 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--force", action="store_true", help="re-run points whose file exists")
     ap.add_argument("--match", default=None, help="only points whose file name contains this text")
+    ap.add_argument("--worker", default=None, metavar="ENDPOINT",
+                    help="restore through running workers: a `sing broker` endpoint fans every point's "
+                    "images out over all its workers (start them with the same models)")
     ap.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
                     help="run the prior's UNet under autocast (recorded in each result's setup)")
     a = ap.parse_args(argv)
@@ -181,6 +190,8 @@ def main(argv=None) -> int:
         for k, v in p.items():
             if k not in BASE_KEYS:
                 args += [f"--{k.replace('_', '-')}", str(v)]
+        if a.worker:
+            args += ["--worker", a.worker]
         if a.autocast and p["method"] in DIFFUSION_METHODS:
             args += ["--autocast", a.autocast]
         ev.run(parser.parse_args(args))

@@ -51,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--worker", default=None, metavar="ENDPOINT",
+                   help="restore through a running `sing worker` or `sing broker` (e.g. "
+                   "tcp://127.0.0.1:5555) instead of in this process: every image of a batch is in "
+                   "flight at once, so a broker spreads them over all its workers. Encoding, channel "
+                   "and metrics stay here; the worker must serve this --jscc model and its parts")
+    p.add_argument("--worker-timeout-s", type=float, default=None,
+                   help="per-request timeout through --worker (default: the client's, 65 s)")
     p.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
                    help="run the prior's UNet under torch.autocast (bf16: ~2x faster on CPUs with "
                    "AVX512-BF16; recorded in the result's setup)")
@@ -84,6 +91,38 @@ def _rel(p) -> str:
         return str(p)
 
 
+def _worker_client(args):
+    from ..worker.client import WorkerClient
+    from ..worker.protocol import WorkerUnavailable
+    kw = {"timeout_s": args.worker_timeout_s} if args.worker_timeout_s else {}
+    client = WorkerClient(args.worker, **kw)
+    try:
+        client.ping(timeout_s=min(10.0, kw.get("timeout_s", 10.0)))
+    except WorkerUnavailable as e:
+        client.close()
+        raise InputError(f"no worker or broker answers at {args.worker} ({e}): start one with "
+                         f"`sing worker --jscc DIR --prior DIR --bind {args.worker}`") from e
+    return client
+
+
+def _restore_remote(client, method, y, snr_rx, ids, jscc, args, params) -> torch.Tensor:
+    """Send every image of the batch at once (the worker batches them; a broker spreads them over
+    its workers) and wait for all: float16 images back, (B, C, H, W) in [0, 1]."""
+    from ..worker.protocol import WorkerError
+    futs = [client.submit(y[j].numpy().astype("complex64"), float(snr_rx[j]), method,
+                          {"image_id": str(ids[j]), "model_id": jscc.model_id,
+                           "snr_source": args.snr_source},
+                          params=params, out="float16") for j in range(y.shape[0])]
+    imgs = []
+    for j, f in enumerate(futs):
+        try:
+            r = f.result()
+        except WorkerError as e:
+            raise InputError(f"the worker at {args.worker} failed on image {ids[j]}: {e}") from e
+        imgs.append(torch.from_numpy(r.image.astype("float32")).permute(2, 0, 1))
+    return torch.stack(imgs)
+
+
 def evaluate(args) -> dict:
     from tqdm import tqdm
     from .. import data as D
@@ -105,7 +144,12 @@ def evaluate(args) -> dict:
         raise InputError(f"model {jdir} is for BCR {jscc.config.bcr}, not {args.bcr}")
     prior = cal = inn = None
     prior_path = inn_path = None
-    if method in DIFFUSION_METHODS:
+    remote = bool(args.worker) and method not in BOUND_METHODS
+    if method in DIFFUSION_METHODS and remote:
+        prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)  # recorded only
+        if method == "sing-inn":
+            inn_path = Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")
+    elif method in DIFFUSION_METHODS:
         from ..prior import load_prior
         prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)
         prior = load_prior(prior_path, device=args.device).set_autocast(args.autocast)
@@ -129,6 +173,7 @@ def evaluate(args) -> dict:
     csi = "pilot" if (args.snr_source == "estimated" or args.channel == "rayleigh") else "perfect"
     ch = ChannelConfig(kind=args.channel, snr_db=args.snr_db, csi=csi, n_pilots=args.n_pilots)
     lp = load_lpips("alex", device=args.device)
+    client = _worker_client(args) if remote else None
     outs, snr_rx_all, t_restore, bound_info = [], [], 0.0, []
     bar = tqdm(total=len(x), desc=f"eval {method} {args.channel} {args.snr_db:g} dB", disable=args.no_progress)
     for i in range(0, len(x), args.batch):
@@ -145,6 +190,10 @@ def evaluate(args) -> dict:
             rec, info = bound(method, xb, jscc.k, snr_rx, **params)
             outs.append(rec.cpu())
             bound_info += info
+        elif client is not None:
+            extra = {"encoder_snr_db": args.snr_db} if method == "dps" else {}
+            outs.append(_restore_remote(client, method, co.y, snr_rx, ib, jscc, args,
+                                        {**params, **extra, "seed": args.seed}))
         elif method == "dps":
             # the DPS data term encodes x0 at the transmitter's nominal SNR (a system constant)
             outs.append(rx.restore(method, co.y, snr_rx, ib, seed=args.seed, progress=False,
@@ -155,6 +204,8 @@ def evaluate(args) -> dict:
         snr_rx_all.append(snr_rx)
         bar.update(len(xb))
     bar.close()
+    if client is not None:
+        client.close()
     xr = torch.cat(outs)
     m = compute_metrics(xr, x, lp)
     snr_rx_all = torch.cat(snr_rx_all)
@@ -181,6 +232,7 @@ def evaluate(args) -> dict:
             "seed": args.seed, "commit": git_commit(), "device": device_name(args.device),
             "torch_threads": torch.get_num_threads(),
             **({"autocast": args.autocast} if args.autocast and prior is not None else {}),
+            **({"restored_by": args.worker} if remote else {}),
         },
         "metrics": {k: float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else float("inf")
                     for k, v in m.items()},
