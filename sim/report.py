@@ -32,6 +32,7 @@ def load(folder: Path) -> list[dict]:
         rows.append({"file": f.name, "data": s["dataset"], "split": s["split"], "n": s["n_images"],
                      "res": s["resolution"], "bcr": s["bcr"], "k": s["k"], "channel": s["channel"],
                      "snr_db": s["snr_db"], "snr_source": s["snr_source"], "method": s["method"],
+                     "snr_offset_db": float(s.get("snr_offset_db", 0.0)),
                      "config": json.dumps(s.get("method_config", {}), sort_keys=True),
                      "psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"],
                      "s_per_img": r.get("timing", {}).get("seconds_per_image", float("nan")),
@@ -46,7 +47,7 @@ def bcr_key(b: str) -> float:
 
 def write_tables(folder: Path, rows: list[dict]) -> None:
     rows = sorted(rows, key=lambda r: (r["data"], r["channel"], -bcr_key(r["bcr"]), r["method"],
-                                       r["snr_source"], r["snr_db"]))
+                                       r["config"], r["snr_offset_db"], r["snr_source"], r["snr_db"]))
     with open(folder / "table.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -61,14 +62,30 @@ def write_tables(folder: Path, rows: list[dict]) -> None:
         groups[(r["data"], r["split"], r["res"], r["channel"], r["snr_source"])].append(r)
     for (data, split, res, ch, src), g in groups.items():
         lines += [f"## {data} ({split}, {res}×{res}, {g[0]['n']} images), {ch}, receiver SNR: {src}", "",
-                  "| method | BCR | k | SNR (dB) | PSNR (dB) | SSIM | LPIPS | s/image | settings |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| method | BCR | k | SNR (dB) | SNR error given to the receiver (dB) | PSNR (dB) | SSIM | "
+                  "LPIPS | s/image | settings |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in g:
-            lines.append(f"| {r['method']} | {r['bcr']} | {r['k']} | {r['snr_db']:g} | {r['psnr']:.2f} | "
+            lines.append(f"| {r['method']} | {r['bcr']} | {r['k']} | {r['snr_db']:g} | {r['snr_offset_db']:+g} | "
+                         f"{r['psnr']:.2f} | "
                          f"{r['ssim']:.4f} | {r['lpips']:.4f} | {r['s_per_img']:.3f} | "
                          f"{'' if r['config'] == '{}' else r['config']} |")
         lines.append("")
     (folder / "table.md").write_text("\n".join(lines))
+
+
+def short_config(method: str, cfg: str) -> str:
+    """The settings that tell lines of one method apart, in a few characters (operator, σ_y scale)."""
+    c = json.loads(cfg)
+    parts = []
+    if method == "sing-zero" and "operator" in c:
+        parts.append(c["operator"])
+    if c.get("sigma_scale", 1.0) != 1.0:
+        parts.append(f"σ×{c['sigma_scale']:g}")
+    for k in ("zeta", "inn_from", "grad_scale", "steps"):
+        if k in c and len(parts) < 3:
+            parts.append(f"{k}={c[k]:g}")
+    return "(" + ", ".join(parts) + ")" if parts else cfg
 
 
 def plot(folder: Path, rows: list[dict]) -> list[Path]:
@@ -85,11 +102,13 @@ def plot(folder: Path, rows: list[dict]) -> list[Path]:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
         lines = defaultdict(list)
         for r in g:
-            lines[(r["method"], r["bcr"], r["config"])].append(r)
-        for (method, bcr, cfg), pts in sorted(lines.items(), key=lambda kv: (kv[0][0], -bcr_key(kv[0][1]))):
+            lines[(r["method"], r["bcr"], r["config"], r["snr_offset_db"])].append(r)
+        for (method, bcr, cfg, off), pts in sorted(lines.items(), key=lambda kv: (kv[0][0], -bcr_key(kv[0][1]),
+                                                                                  kv[0][2], kv[0][3])):
             pts = sorted(pts, key=lambda r: r["snr_db"])
-            label = f"{method}, BCR {bcr}" + ("" if cfg == "{}" or len({p for (m, b, p) in lines if m == method}) == 1
-                                               else f" {cfg}")
+            several = len({(p, o) for (m, b, p, o) in lines if m == method}) > 1
+            label = f"{method}, BCR {bcr}" + (f" {short_config(method, cfg)}" if several else "") + \
+                (f", SNR given {off:+g} dB" if off else "")
             for ax, key in zip(axes, ("psnr", "ssim", "lpips")):
                 ax.plot([p["snr_db"] for p in pts], [p[key] for p in pts], marker="o", label=label)
         for ax, key, lab in zip(axes, ("psnr", "ssim", "lpips"), ("PSNR (dB) ↑", "SSIM ↑", "LPIPS-Alex ↓")):
