@@ -118,8 +118,47 @@ def mismatch_grid(n: int) -> list[dict]:
     return pts
 
 
+def tune_dps(data: str, n: int) -> list[dict]:
+    """DPS's step size ζ chosen on the val split at the headline point (ζ = 1 under-guides)."""
+    return [point(data, "dps", "1/48", "awgn", 0.0, n, split="val", zeta=z) for z in (1.0, 3.0, 10.0, 30.0)]
+
+
+def best_dps(data: str) -> float:
+    folder = REPO / "sim" / "results" / f"tune-dps-{data}"
+    rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
+    if not rows:
+        raise SystemExit(f"run `sim/sweep.py tune-dps-{data}` first (no tuning results in {folder})")
+    best = min(rows, key=lambda r: r["metrics"]["lpips"])
+    z = best["setup"]["method_config"]["zeta"]
+    (folder / "choice.json").write_text(json.dumps({"zeta": z, "rule": "min val LPIPS",
+                                                    "val_metrics": best["metrics"]}, indent=1) + "\n")
+    return z
+
+
+def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
+    """Issue 9's comparison on the natural test split at BCR 1/48: every method × AWGN/Rayleigh × SNR
+    (the headline point with n_head images, the rest with n), plus the estimated-SNR variant of the
+    receivers that use the SNR. Diffusion settings come from the val tuning grids."""
+    c = best_from_tuning("natural")
+    zeta = best_dps("natural")
+    per = c.get("per_operator", {})
+    methods = [("deepjscc", {}), ("deepjscc-perceptual", {}), ("digital-jpeg", {}), ("digital-webp", {}),
+               ("ddnm-avgpool", {}), ("sing-inn", {}), ("dps", {"zeta": zeta})]
+    methods += [("sing-zero", {"operator": op, "sigma_scale": per.get(op, {}).get("sigma_scale", 1.0)})
+                for op in ("identity", "spectral")]
+    pts = []
+    for ch in ("awgn", "rayleigh"):
+        for s in SNRS:
+            for m, extra in methods:
+                nn = n_head if (ch, s) == ("awgn", 0.0) else n
+                pts.append(point("natural", m, "1/48", ch, s, nn, **extra))
+                if m in ("deepjscc", "sing-inn") or m == "sing-zero" and extra["operator"] == c["operator"]:
+                    pts.append(point("natural", m, "1/48", ch, s, nn, snr_source="estimated", **extra))
+    return pts
+
+
 GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
-         "inn-natural", "mismatch")
+         "inn-natural", "mismatch", "tune-dps-natural", "paper")
 
 
 def grid(name: str) -> list[dict]:
@@ -143,6 +182,10 @@ def grid(name: str) -> list[dict]:
         return inn_grid("natural", 64)
     if name == "mismatch":
         return mismatch_grid(64)
+    if name == "tune-dps-natural":
+        return tune_dps("natural", 32)
+    if name == "paper":
+        return paper_grid()
     raise SystemExit(f"unknown grid {name!r}; known: {', '.join(GRIDS)}")
 
 
@@ -152,6 +195,21 @@ def filename(p: dict) -> str:
     split = "" if p.get("split", "test") == "test" else f"_{p['split']}"
     return (f"{p['data']}{split}_{p['method']}_{p['bcr'].replace('/', '-')}_{p['channel']}_{p['snr_db']:g}dB"
             f"{src}{extra}.json")
+
+
+def _seconds_per_image() -> dict[tuple[str, str], float]:
+    """Median restoration seconds per image of each (method, data) over all committed result files."""
+    import statistics
+    acc: dict[tuple[str, str], list[float]] = {}
+    for f in (REPO / "sim" / "results").glob("*/*.json"):
+        try:
+            r = json.loads(f.read_text())
+        except (json.JSONDecodeError, OSError):
+            continue
+        if r.get("schema") == "sing.eval/1":
+            acc.setdefault((r["setup"]["method"], r["setup"]["dataset"]), []).append(
+                r["timing"]["seconds_per_image"])
+    return {k: statistics.median(v) for k, v in acc.items()}
 
 
 def main(argv=None) -> int:
@@ -170,8 +228,18 @@ def main(argv=None) -> int:
     pts = [p for p in grid(a.grid) if a.match is None or a.match in filename(p)]
     out = Path(a.out or REPO / "sim" / "results" / a.grid)
     if a.list:
+        per_img = _seconds_per_image()
+        spent = todo_s = 0.0
         for p in pts:
-            print(filename(p), "(done)" if (out / filename(p)).exists() else "")
+            f = out / filename(p)
+            if f.exists():
+                spent += json.loads(f.read_text())["timing"]["seconds_per_image"] * p["n_images"]
+            else:
+                todo_s += per_img.get((p["method"], p["data"]), float("nan")) * p["n_images"]
+            print(filename(p), "(done)" if f.exists() else "")
+        print(f"{a.grid}: {len(pts)} points; restoration time of the done ones {spent / 60:.1f} min; the rest "
+              f"≈ {todo_s / 60:.1f} min on this machine (median s/image per method from every result file "
+              f"under sim/results; nan: a method never run here), plus ≈ 10 s per point for loading")
         return 0
     from sing.commands import eval as ev
     from sing.methods import DIFFUSION_METHODS
