@@ -98,11 +98,45 @@ def zero_grid(data: str, n: int) -> list[dict]:
     return pts
 
 
-def inn_grid(data: str, n: int) -> list[dict]:
-    """Issue 8's sweep: SING-INN over every SNR, and at 0 dB with the SNR given to the INN off by ±2 dB."""
-    pts = [point(data, "sing-inn", "1/48", "awgn", s, n) for s in [0.0] + [v for v in SNRS if v != 0.0]]
-    pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, snr_offset_db=o) for o in (-2.0, 2.0)]
+def tune_inn(data: str, n: int) -> list[dict]:
+    """SING-INN's σ_c scale and INN hand-over point (inn_from) chosen on the val split at 0 dB."""
+    pts = [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3)
+           for sc in (0.5, 1.0, 2.0)]
+    pts.append(point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=1.0, inn_from=1.0))
     return pts
+
+
+def best_inn(data: str) -> dict:
+    """Lowest val LPIPS among tune-inn-<data> points whose PSNR is ≥ DeepJSCC's (tune-zero's val
+    reference) − 1.5 dB (issue 8's bound); written to choice.json."""
+    folder = REPO / "sim" / "results" / f"tune-inn-{data}"
+    rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
+    if not rows:
+        raise SystemExit(f"run `sim/sweep.py tune-inn-{data}` first (no tuning results in {folder})")
+    ref, _, _ = _tuning_rows(data)
+    ok = [r for r in rows if r["metrics"]["psnr"] >= ref["metrics"]["psnr"] - 1.5]
+    best = min(ok or rows, key=lambda r: r["metrics"]["lpips"])
+    mc = best["setup"]["method_config"]
+    choice = {"sigma_scale": mc["sigma_scale"], "inn_from": mc["inn_from"],
+              "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1.5 dB" + ("" if ok else " (none qualified)"),
+              "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"]}
+    (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
+    return choice
+
+
+def inn_grid(data: str, n: int) -> list[dict]:
+    """Issue 8's sweep: SING-INN (val-chosen settings) over every SNR, and at 0 dB with the SNR given to
+    the INN off by ±2 dB."""
+    c = best_inn(data)
+    kw = {"sigma_scale": c["sigma_scale"], "inn_from": c["inn_from"]}
+    pts = [point(data, "sing-inn", "1/48", "awgn", s, n, **kw) for s in [0.0] + [v for v in SNRS if v != 0.0]]
+    pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, snr_offset_db=o, **kw) for o in (-2.0, 2.0)]
+    return pts
+
+
+def _inn_kw(data: str) -> dict:
+    c = best_inn(data)
+    return {"sigma_scale": c["sigma_scale"], "inn_from": c["inn_from"]}
 
 
 def mismatch_grid(n: int) -> list[dict]:
@@ -114,7 +148,7 @@ def mismatch_grid(n: int) -> list[dict]:
            point("fmnist-rgb64", "ddnm-avgpool", "1/48", "awgn", 0.0, n),
            point("fmnist-rgb64", "sing-zero", "1/48", "awgn", 0.0, n, operator=c["operator"],
                  sigma_scale=c["sigma_scale"]),
-           point("fmnist-rgb64", "sing-inn", "1/48", "awgn", 0.0, n)]
+           point("fmnist-rgb64", "sing-inn", "1/48", "awgn", 0.0, n, **_inn_kw("natural"))]
     return pts
 
 
@@ -143,7 +177,7 @@ def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
     zeta = best_dps("natural")
     per = c.get("per_operator", {})
     methods = [("deepjscc", {}), ("deepjscc-perceptual", {}), ("digital-jpeg", {}), ("digital-webp", {}),
-               ("ddnm-avgpool", {}), ("sing-inn", {}), ("dps", {"zeta": zeta})]
+               ("ddnm-avgpool", {}), ("sing-inn", _inn_kw("natural")), ("dps", {"zeta": zeta})]
     methods += [("sing-zero", {"operator": op, "sigma_scale": per.get(op, {}).get("sigma_scale", 1.0)})
                 for op in ("identity", "spectral")]
     pts = []
@@ -158,7 +192,7 @@ def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
 
 
 GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
-         "inn-natural", "mismatch", "tune-dps-natural", "paper")
+         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper")
 
 
 def grid(name: str) -> list[dict]:
@@ -178,6 +212,8 @@ def grid(name: str) -> list[dict]:
         return tune_zero("fmnist", "1/48", 64)
     if name == "tune-zero-natural":
         return tune_zero("natural", "1/48", 64)
+    if name == "tune-inn-natural":
+        return tune_inn("natural", 64)
     if name == "inn-natural":
         return inn_grid("natural", 64)
     if name == "mismatch":
