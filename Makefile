@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo clean-venv lint
+.PHONY: setup test demo report experiments clean-venv lint
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,17 @@ test: setup
 
 demo: setup
 	$(PY) sim/demo_radio.py --out out/demo
+
+# Every table, plot and the README results block, from the committed result files (seconds).
+report: setup
+	$(PY) sim/report.py
+
+# Re-run the experiment grids (resumable: points with a result file are skipped; `--list` on any
+# grid prints what is left and the estimated time). WORKER=tcp://host:port fans out over a broker.
+GRIDS ?= tune-zero-natural zero-natural tune-inn-natural inn-natural mismatch tune-dps-natural paper
+experiments: setup
+	for g in $(GRIDS); do $(PY) sim/sweep.py $$g $(if $(WORKER),--worker $(WORKER)) $(if $(AUTOCAST),--autocast $(AUTOCAST)) || exit 1; done
+	$(PY) sim/report.py
 
 clean-venv:
 	rm -rf $(VENV)
