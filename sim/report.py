@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -118,7 +119,8 @@ def plot(folder: Path, rows: list[dict]) -> list[Path]:
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{folder.name}: {data} ({split}), {ch} (receiver SNR {src}); n = {g[0]['n']} images per point")
         fig.tight_layout()
-        p = folder / f"{data}{'' if split == 'test' else '_' + split}_{ch}{'' if src == 'true' else '_est'}_vs_snr.png"
+        tag = re.sub(r"[^A-Za-z0-9._-]+", "_", data).strip("_")   # folder@256:/x/y → folder_256_x_y
+        p = folder / f"{tag}{'' if split == 'test' else '_' + split}_{ch}{'' if src == 'true' else '_est'}_vs_snr.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         out.append(p)

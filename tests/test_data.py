@@ -63,6 +63,49 @@ def test_folder_dataset_fits_any_size(tmp_path):
     assert x.shape == (2, 3, 64, 64) and ids == ["folder/a.png", "folder/b.jpg"]
 
 
+def _write_images(folder, names, size=(40, 50), seed=0):
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / name)
+
+
+def test_folder_at_size_and_split_subfolders(tmp_path):
+    _write_images(tmp_path, ["train/a.png", "train/b.png", "train/c.png", "val/d.png", "test/e.jpg", "test/f.jpg"])
+    assert D.info(f"folder:{tmp_path}").image_size == 64
+    assert D.info(f"folder@256:{tmp_path}").image_size == 256
+    x, ids = D.load_split(f"folder@256:{tmp_path}", "test")
+    assert x.shape == (2, 3, 256, 256) and ids == ["folder/e.jpg", "folder/f.jpg"]
+    assert D.load_split(f"folder@48:{tmp_path}", "train")[0].shape == (3, 3, 48, 48)
+    assert len(D.load_split(f"folder:{tmp_path}", "all")[1]) == 6
+    b = next(D.train_batches(f"folder@96:{tmp_path}", 5))
+    assert b.shape == (5, 3, 96, 96) and b.dtype == torch.float32
+    (tmp_path / "val" / "d.png").unlink()
+    (tmp_path / "val").rmdir()
+    with pytest.raises(DataError, match="no val/ folder"):
+        D.load_split(f"folder@64:{tmp_path}", "val")
+    for bad in (f"folder@x:{tmp_path}", f"folder@4:{tmp_path}", "folder@256"):
+        with pytest.raises(DataError, match="folder"):
+            D.info(bad)
+
+
+def test_large_folder_train_split_is_cached_once(tmp_path, monkeypatch):
+    """Train splits above the memory limit are decoded once into a memory-mapped uint8 cache;
+    batches are the same either way."""
+    _write_images(tmp_path / "imgs", [f"{i}.png" for i in range(6)])
+    name = f"folder@32:{tmp_path / 'imgs'}"
+    want = next(D.train_batches(name, 4, seed=3))
+    monkeypatch.setenv("SING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(D, "_FOLDER_MEM_LIMIT", 0)
+    assert torch.equal(next(D.train_batches(name, 4, seed=3)), want)
+    done = list((tmp_path / "cache" / "data" / "folder").glob("*/done.json"))
+    assert len(done) == 1 and json.loads(done[0].read_text())["size"] == 32
+    arr = D._folder_train_array(name, progress=False)
+    assert isinstance(arr, np.memmap) and arr.shape[1:] == (32, 32, 3) and arr.dtype == np.uint8
+    assert len(list((tmp_path / "cache" / "data" / "folder").iterdir())) == 1   # reused, not rebuilt
+
+
 def test_errors_name_the_choices_and_packages(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="natural, fmnist"):
         D.load_split("celeba", "test")

@@ -10,7 +10,7 @@ from sing.cli import COMMANDS, main
 
 def _eval(tiny_jscc_dir, tmp_path, *extra):
     out = tmp_path / "r.json"
-    rc = main(["eval", "--method", "deepjscc", "--data", f"folder:{tmp_path / 'imgs'}", "--split", "all",
+    rc = main(["eval", "--method", "deepjscc", "--data", f"folder@32:{tmp_path / 'imgs'}", "--split", "all",
                "--bcr", "1/12", "--jscc", str(tiny_jscc_dir), "--n-images", "4", "--out", str(out),
                "--no-progress", *extra])
     return rc, out
@@ -27,12 +27,8 @@ def img_folder(tmp_path):
     return tmp_path
 
 
-def test_eval_result_file_schema(tiny_jscc_dir, img_folder, monkeypatch):
-    # the folder loader fits images to 64×64; the tiny model takes 32×32
-    import sing.data as D
-    monkeypatch.setattr(D, "info", lambda name: D.DatasetInfo(name, 32, 3))
-    orig_fit = D.fit_image
-    monkeypatch.setattr(D, "fit_image", lambda a, size: orig_fit(a, 32))
+def test_eval_result_file_schema(tiny_jscc_dir, img_folder):
+    # folder@32: the tiny model takes 32×32 (folder:PATH alone is 64×64)
     rc, out = _eval(tiny_jscc_dir, img_folder, "--channel", "rayleigh", "--snr-source", "estimated")
     assert rc == 0
     r = json.loads(out.read_text())
