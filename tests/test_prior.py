@@ -304,9 +304,10 @@ def test_denoise_table_and_bench_write_results(tmp_path):
         assert abs(r["gain_db"] - (r["psnr_prior"] - r["psnr_wiener"])) < 1e-9
     assert "prior − Wiener" in (out / "denoise-tiny-fm.md").read_text()
     assert bench.main(["--prior", str(d), "--batches", "1,4", "--repeats", "2",
-                       "--out-dir", str(out)]) == 0
+                       "--out-dir", str(out), "--autocast", "bf16"]) == 0
     b = json.loads((out / "bench-tiny-fm-cpu.json").read_text())
-    assert [r["batch"] for r in b["results"]] == [1, 4]
+    assert [(r["batch"], r["autocast"]) for r in b["results"]] == [(1, None), (4, None), (1, "bf16"),
+                                                                   (4, "bf16")]
     assert all(r["seconds_per_image"] > 0 for r in b["results"])
     assert b["setup"]["device"].startswith("cpu")
 

@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="fp32 | fp16 | bf16 (default fp16 on GPU, fp32 on CPU)")
+    p.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
+                   help="also time the UNet under torch.autocast (DiffusionPrior.set_autocast)")
     p.add_argument("--out-dir", default="sim/results/prior")
 
 
@@ -43,12 +45,12 @@ def bench_unet(prior, batches=(1, 16), repeats: int = 5) -> list[dict]:
         x = torch.randn(b, prior.channels, prior.image_size, prior.image_size, device=dev,
                         dtype=prior.dtype)
         t = torch.full((b,), 500, dtype=torch.long, device=dev)
-        prior.unet(x, t)                      # warm-up (allocations, cudnn autotune)
+        prior.eps(x, t)                       # warm-up (allocations, cudnn autotune)
         _sync(dev)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            prior.unet(x, t)
+            prior.eps(x, t)
             _sync(dev)
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
@@ -65,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     prior = load_prior(args.prior, device=args.device, dtype=args.dtype)
     batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
-    rows = bench_unet(prior, batches, args.repeats)
+    rows = [dict(r, autocast=None) for r in bench_unet(prior, batches, args.repeats)]
+    if args.autocast:
+        prior.set_autocast(args.autocast)
+        rows += [dict(r, autocast=args.autocast) for r in bench_unet(prior, batches, args.repeats)]
     dev = prior.device
     dev_name = (f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda"
                 else f"cpu:{platform.processor() or platform.machine()}")
@@ -85,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     f.write_text(json.dumps(res, indent=2) + "\n")
     for r in rows:
         print(f"batch {r['batch']:3d}: {r['seconds_per_image'] * 1e3:8.2f} ms/image "
-              f"({r['images_per_second']:.1f} images/s) on {dev_name}, {res['setup']['dtype']}, "
+              f"({r['images_per_second']:.1f} images/s) on {dev_name}, {res['setup']['dtype']}"
+              f"{' autocast ' + r['autocast'] if r['autocast'] else ''}, "
               f"{res['setup']['torch_threads']} threads")
     print(f"wrote {f}")
     return 0
