@@ -136,7 +136,7 @@ def readme_section(root: Path, all_rows: dict[str, list[dict]]) -> str:
     for data, res in (("natural", 64), ("fmnist", 32), ("fmnist-rgb64", 64)):
         head = [r | {"grid": g} for g, rows in all_rows.items() for r in rows
                 if r["data"] == data and r["bcr"] == "1/48" and r["channel"] == "awgn" and r["snr_db"] == 0.0
-                and r["split"] == "test" and r["snr_source"] == "true"]
+                and r["split"] == "test" and r["snr_source"] == "true" and not r["snr_offset_db"]]
         if not head:
             continue
         what = (f"{data} test split ({res}×{res})" if data != "fmnist-rgb64" else
