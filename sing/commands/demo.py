@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="natural", help="natural | fmnist")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps for the diffusion methods")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--operator", default=None, help="SING-Zero operator (default: spectral, or the "
+                   "val-chosen one with --tuned)")
+    p.add_argument("--sigma-scale", type=float, default=None, help="SING-Zero σ_y scale")
+    p.add_argument("--tuned", action="store_true", help="use the settings chosen on the val split "
+                   "(sim/results/tune-zero-<data>/choice.json, tune-inn-<data>/choice.json)")
 
 
 def available_methods(args) -> tuple[list[str], dict]:
@@ -55,9 +60,27 @@ def run_direct(args, methods, paths, x, ids) -> dict[str, torch.Tensor]:
     co = apply_channel(z, ChannelConfig("awgn", args.snr_db), [channel_generator(args.seed, i) for i in ids])
     out = {}
     for m in methods:
-        kw = {"steps": args.steps} if m != "deepjscc" else {}
+        kw = {"steps": args.steps, **method_settings(args, m)} if m != "deepjscc" else {}
         out[m] = rx.restore(m, co.y, co.snr_true_db, ids, seed=args.seed, progress=True, **kw)
     return out
+
+
+def method_settings(args, method: str) -> dict:
+    """Explicit --operator/--sigma-scale, else (with --tuned) the val choice files of the sweeps."""
+    from ..methods import MODELS_DIR
+    kw = {}
+    if getattr(args, "tuned", False):
+        f = MODELS_DIR.parent / "sim" / "results" / f"tune-{'zero' if method == 'sing-zero' else 'inn'}-{args.data}" / "choice.json"
+        if f.exists():
+            c = json.loads(f.read_text())
+            keys = ("operator", "sigma_scale") if method == "sing-zero" else ("sigma_scale", "inn_from")
+            kw = {k: c[k] for k in keys if k in c}
+    if method == "sing-zero":
+        if getattr(args, "operator", None):
+            kw["operator"] = args.operator
+        if getattr(args, "sigma_scale", None) is not None:
+            kw["sigma_scale"] = args.sigma_scale
+    return kw
 
 
 def paths_note(args) -> str:
@@ -90,8 +113,11 @@ def write_outputs(out: Path, x, ids, results: dict, args, path_used: str, second
         for j in range(n_col):
             canvas[pad + i * (H + pad):pad + i * (H + pad) + H, pad + j * (W + pad):pad + j * (W + pad) + W] = g[i * n_col + j]
     Image.fromarray(canvas.squeeze(-1) if C == 1 else canvas).save(out / "grid.png")
+    settings = {m: method_settings(args, m) for m in results if m in ("sing-zero", "sing-inn")}
     lines = [f"# SING demo — {args.data}, BCR {args.bcr}, AWGN {args.snr_db:g} dB, {len(x)} test images, "
              f"path: {path_used}", "", "Columns of grid.png: original | " + " | ".join(results), "",
+             f"DDIM steps {args.steps}; settings: " + (", ".join(f"{m} {v}" for m, v in settings.items() if v)
+                                                      or "defaults"), "",
              "| method | PSNR (dB) | SSIM | LPIPS |", "|---|---|---|---|"]
     lines += [f"| {m} | {t['psnr']:.2f} | {t['ssim']:.4f} | {t['lpips']:.4f} |" for m, t in table.items()]
     prior = paths_note(args)
