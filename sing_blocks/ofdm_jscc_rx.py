@@ -1,7 +1,16 @@
 """OFDM JSCC receiver (GNU Radio): complex baseband in, one image PDU out per frame.
 
 Thin wrapper of sing.phy.OfdmReceiver (sync, CFO, header-aided channel estimate, CPE, ZF
-equalisation, SNR estimate), which processes everything in each work() call at once.
+equalisation, SNR estimate), which processes all frames of each chunk it is given at once, so its
+cost per frame falls with the chunk size. Throughput therefore comes from large chunks:
+- a 128k-sample buffer in front of the deframer (a `skiphead(0)` pass-through: in GNU Radio 3.10.5
+  `blocks.copy` and `blocks.delay` ignore `set_min_output_buffer`, their readers never see more than
+  8191 items), so a receiver that falls behind gets everything that piled up in one call;
+- adaptive batching: while fewer than `_BATCH` samples are waiting, work() consumes nothing, sleeps
+  `_POLL_S` (letting the producers run) and looks again, until `_BATCH` samples have arrived or the
+  oldest of them has waited `_MAX_WAIT_S`; then everything waiting is processed in one call (also
+  at the end of a finite stream: the scheduler keeps calling work() while input is left).
+  Latency added: at most `_MAX_WAIT_S` (20 ms); at 1 MS/s the receiver needs about 1/4 core.
 PDU metadata: CONVENTIONS.md keys with snr_db = estimated post-equalisation SNR,
 snr_source = "estimated", plus seq, snr_channel_db, cfo_hz, noise_var, ofdm_symbols.
 Ids (docs/over_the_air.md): the header carries CRC32(model_id); `model_dirs` (model directories,
@@ -14,6 +23,7 @@ truncated frames logged with one line each; a summary line is logged at stop.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +31,37 @@ import pmt
 from gnuradio import blocks, gr
 
 from sing.phy import OfdmParams, OfdmReceiver
+
+from .ofdm_pmt import c32_pmt, dict_pmt
+
+_BATCH = 1 << 15           # samples: process at once from this many (≈ 20 frames of k = 256)
+_MAX_WAIT_S = 0.02         # ... or when the oldest waiting sample has waited this long
+_POLL_S = 0.001            # sleep between looks while waiting
+_BUFFER = 1 << 17          # items in front of the deframer
+
+
+class BlockLog:
+    """A GNU Radio block logger behind the `logging.Logger` calls sing.phy makes (`warning(msg,
+    *args)` etc.): the gr logger has `warn`, not `warning`, and takes one finished string."""
+
+    def __init__(self, gr_logger):
+        self.gr_logger = gr_logger
+
+    @staticmethod
+    def _text(msg, args) -> str:
+        return str(msg) % args if args else str(msg)
+
+    def debug(self, msg, *args):
+        self.gr_logger.debug(self._text(msg, args))
+
+    def info(self, msg, *args):
+        self.gr_logger.info(self._text(msg, args))
+
+    def warning(self, msg, *args):
+        self.gr_logger.warn(self._text(msg, args))
+
+    def error(self, msg, *args):
+        self.gr_logger.error(self._text(msg, args))
 
 
 def _split(v) -> list[str]:
@@ -65,20 +106,34 @@ class ofdm_deframer(gr.sync_block):
         mids, bcr = known_models(model_dirs)
         self.rx = OfdmReceiver(OfdmParams(header_mod=header_mod), detect_threshold=detect_threshold,
                                use_nulls=use_nulls, model_ids=_split(model_ids) + mids,
-                               image_ids=known_images(image_dir), model_bcr=bcr, logger=self.logger)
+                               image_ids=known_images(image_dir), model_bcr=bcr,
+                               logger=BlockLog(self.logger))
+        self._waiting_since = None       # when the oldest unprocessed input arrived
         self.port = pmt.intern("out")
         self.message_port_register_out(self.port)
 
     def counters(self) -> dict:
         return self.rx.counters.as_dict()
 
+    def _wait_for_more(self, n: int) -> bool:
+        """Adaptive batching (module doc): True → consume nothing now, look again shortly."""
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if n >= _BATCH or now - self._waiting_since >= _MAX_WAIT_S:
+            self._waiting_since = None
+            return False
+        time.sleep(_POLL_S)
+        return True
+
     def work(self, input_items, output_items):
         x = input_items[0]
+        if self._wait_for_more(len(x)):
+            return 0
         for fr in self.rx.push(x):
             meta = dict(fr.meta)
             meta["cfo_hz"] = float(meta.pop("cfo_cycles_per_sample")) * self.samp_rate
-            vec = pmt.init_c32vector(fr.symbols.size, fr.symbols)
-            self.message_port_pub(self.port, pmt.cons(pmt.to_pmt(meta), vec))
+            self.message_port_pub(self.port, pmt.cons(dict_pmt(meta), c32_pmt(fr.symbols)))
         return len(x)
 
     def stop(self):
@@ -96,10 +151,9 @@ class ofdm_jscc_rx(gr.hier_block2):
         self.message_port_register_hier_out("out")
         self.deframer = ofdm_deframer(header_mod, samp_rate, detect_threshold, use_nulls, model_ids,
                                       model_dirs, image_dir)
-        # A large buffer in front of the deframer: when the receiver falls behind, each work() call
-        # then gets up to ~64k samples and processes all their frames in one vectorised batch.
-        self.buffer = blocks.copy(gr.sizeof_gr_complex)
-        self.buffer.set_min_output_buffer(1 << 17)
+        # The large buffer in front of the deframer (module doc: why skiphead, not copy).
+        self.buffer = blocks.skiphead(gr.sizeof_gr_complex, 0)
+        self.buffer.set_min_output_buffer(_BUFFER)
         self.connect(self, self.buffer, self.deframer)
         self.msg_connect(self.deframer, "out", self, "out")
 

@@ -135,6 +135,38 @@ def test_generated_loopback_no_gui(tmp_path):
     assert all(_evm_db(r) < -8 for r in recs)
 
 
+def test_header_mod_choice_reaches_compiled_flowgraph(tmp_path):
+    """The header modulation set in GRC is what the generated Python passes to both blocks: a
+    literal non-default choice, and the flowgraph's `header_mod` parameter, which then runs end
+    to end with --header-mod bpsk-x2 (36 header symbols instead of QPSK's 9)."""
+    src = (ROOT / "flowgraphs" / "ofdm_loopback_no_gui.grc").read_text()
+    assert src.count("{header_mod: header_mod,") == 2
+    (tmp_path / "lit").mkdir()
+    lit = tmp_path / "lit" / "ofdm_loopback_no_gui.grc"
+    lit.write_text(src.replace("{header_mod: header_mod,", "{header_mod: bpsk-x2,"))
+    r = subprocess.run(["grcc", "-o", str(lit.parent), str(lit)], env=ENV, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = (lit.parent / "ofdm_loopback_no_gui.py").read_text()
+    assert "sing.ofdm_jscc_tx(header_mod='bpsk-x2'," in code
+    assert "sing.ofdm_jscc_rx(header_mod='bpsk-x2'," in code
+
+    py = _grcc("ofdm_loopback_no_gui", tmp_path)
+    code = py.read_text()
+    assert "sing.ofdm_jscc_tx(header_mod=header_mod," in code
+    assert "sing.ofdm_jscc_rx(header_mod=header_mod," in code
+    out = tmp_path / "rx.jsonl"
+    p = subprocess.Popen([sys.executable, str(py), "--n-images", "4", "--snr-db", "12", "--header-mod",
+                          "bpsk-x2", "--out", str(out)], env=ENV, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        recs = _wait_records(out, 4, [p], 60)
+    finally:
+        _stop(p)
+    assert sorted(int(r["image_id"]) for r in recs) == list(range(4))
+    assert all(r["ofdm_symbols"] == 36 + 256 // 48 + 1 for r in recs), [r["ofdm_symbols"] for r in recs]
+
+
 @pytest.mark.parametrize("name", ["usrp_tx", "usrp_rx"])
 def test_usrp_flowgraphs_compile_and_fail_cleanly_without_device(tmp_path, name):
     py = _grcc(name, tmp_path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blas import matmul_rows
 from .params import OfdmParams, tables
 
 
@@ -36,7 +37,8 @@ def smooth(p: OfdmParams, Hu: np.ndarray, on: bool = True) -> np.ndarray:
     t = tables(p)
     H = np.zeros((Hu.shape[0], p.fft_len), np.complex64)
     if on:      # real float32 product on interleaved (re, im): cgemm is slow/erratic on this BLAS
-        Hu = (np.ascontiguousarray(Hu, np.complex64).view(np.float32) @ t["projR"]).view(np.complex64)
+        Hu = matmul_rows(np.ascontiguousarray(Hu, np.complex64).view(np.float32),
+                         t["projR"]).view(np.complex64)
     H[:, t["used"]] = Hu
     return H
 

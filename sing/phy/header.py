@@ -25,10 +25,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
 from ..errors import InputError
+from .blas import matmul_rows
 from .params import OfdmParams, tables
 
 VERSION = 2
@@ -72,17 +74,13 @@ class HeaderFields:
                     width=int(self.width), channels=int(self.channels))
 
 
-def _crc(info_bits: np.ndarray) -> int:
-    return zlib.crc32(np.packbits(info_bits).tobytes()) & 0xFFFFFFFF
-
-
 def header_int(h: HeaderFields) -> int:
     """The 162 header bits as an integer: info (130 bits) followed by CRC32."""
     w = h.words()
     v = 0
     for name, width in _FIELDS:
         v = (v << width) | w[name]
-    crc = zlib.crc32((v << (136 - N_INFO)).to_bytes(17, "big")) & 0xFFFFFFFF   # = _crc(info bits)
+    crc = zlib.crc32((v << (136 - N_INFO)).to_bytes(17, "big")) & 0xFFFFFFFF   # 17 bytes, zero-padded
     return (v << 32) | crc
 
 
@@ -90,20 +88,34 @@ def pack_bits(h: HeaderFields) -> np.ndarray:
     return np.unpackbits(np.frombuffer(header_int(h).to_bytes(21, "big"), np.uint8))[-N_BITS:]
 
 
-def unpack_bits(bits: np.ndarray) -> dict | None:
-    """162 bits → field dict, or None when the CRC fails (or the version is not ours)."""
-    info = bits[:N_INFO]
-    crc = int.from_bytes(np.packbits(bits[N_INFO:N_BITS]).tobytes(), "big")
-    if crc != _crc(info):
+def fields_from_int(v: int) -> dict | None:
+    """The inverse of `header_int`: 162 bits as an integer → field dict, or None when the CRC fails
+    (or the version is not ours)."""
+    info, crc = v >> 32, v & 0xFFFFFFFF
+    if crc != zlib.crc32((info << (136 - N_INFO)).to_bytes(17, "big")) & 0xFFFFFFFF:
         return None
-    v = int.from_bytes(np.packbits(np.r_[np.zeros(6, np.uint8), info]).tobytes(), "big")
     out = {}
     for name, width in reversed(_FIELDS):
-        out[name] = v & ((1 << width) - 1)
-        v >>= width
+        out[name] = info & ((1 << width) - 1)
+        info >>= width
     if out["version"] != VERSION or out["k"] == 0:
         return None
-    return out
+    return dict(reversed(out.items()))
+
+
+def unpack_bits(bits: np.ndarray) -> dict | None:
+    """162 bits → field dict, or None when the CRC fails (or the version is not ours)."""
+    return unpack_rows(np.asarray(bits, np.uint8)[None, :N_BITS])[0]
+
+
+def unpack_rows(bits: np.ndarray) -> list:
+    """(B, 162) bits → a field dict (or None) per row: one packbits for the batch, then integer
+    arithmetic per header."""
+    B = bits.shape[0]
+    padded = np.zeros((B, 168), np.uint8)
+    padded[:, 168 - N_BITS:] = bits
+    raw = np.packbits(padded, axis=1).tobytes()                # 21 bytes per row, big-endian
+    return [fields_from_int(int.from_bytes(raw[21 * i:21 * i + 21], "big")) for i in range(B)]
 
 
 # --- RM(1,5) ---------------------------------------------------------------------------
@@ -119,19 +131,16 @@ def rm_encode(bits: np.ndarray) -> np.ndarray:
     return ((u @ _G) % 2).astype(np.uint8).reshape(-1)
 
 
-def _fht32(x: np.ndarray) -> np.ndarray:
-    """Walsh-Hadamard transform of the rows of x (N, 32): W[a] = Σ_j x_j (-1)^{popcount(a&j)}."""
-    n = x.shape[0]
-    h = 1
-    while h < 32:
-        y = x.reshape(n, 32 // (2 * h), 2, h)
-        x = np.concatenate([y[:, :, 0] + y[:, :, 1], y[:, :, 0] - y[:, :, 1]], axis=2).reshape(n, 32)
-        h *= 2
-    return x
+def _hadamard32() -> np.ndarray:
+    """The 32×32 Walsh-Hadamard matrix H[a, j] = (-1)^{popcount(a&j)} (Sylvester order)."""
+    h = np.ones((1, 1), np.float32)
+    while h.shape[0] < 32:
+        h = np.block([[h, h], [h, -h]])
+    return h
 
 
+_H32 = _hadamard32()
 # codeword index for (Hadamard row a, sign): correlation with codeword idx = ±W[a]
-_H32 = _fht32(np.eye(32))
 _IDX_OF = np.zeros((32, 2), np.int64)
 for _i in range(64):
     _r = int(np.argmax(np.abs(_H32 @ _SIGNS[_i])))
@@ -141,8 +150,8 @@ for _i in range(64):
 def rm_decode_idx(soft: np.ndarray) -> np.ndarray:
     """soft (..., 32·m): positive ⇒ bit 0. Returns the ML codeword indices (..., m).
     The 64 correlations of a biorthogonal code are ±(Walsh-Hadamard transform): ML = the row with
-    the largest |W|, its sign gives the complement bit (fast Hadamard transform, no matrix product)."""
-    W = _fht32(soft.reshape(-1, 32).astype(np.float32))
+    the largest |W|, its sign gives the complement bit (one 32×32 matrix product for the batch)."""
+    W = matmul_rows(soft.reshape(-1, 32).astype(np.float32), _H32)   # H symmetric: rows·H = H·rows
     a = np.argmax(np.abs(W), axis=1)
     neg = W[np.arange(W.shape[0]), a] < 0
     return _IDX_OF[a, neg.astype(np.int64)].reshape(soft.shape[:-1] + (-1,))
@@ -153,33 +162,52 @@ def rm_decode(soft: np.ndarray) -> np.ndarray:
 
 
 # --- mapping onto the header OFDM symbols -------------------------------------------------
-def _map_coded(p: OfdmParams, coded: np.ndarray) -> np.ndarray:
-    """coded (B, n_header_bits) uint8 (before repetition) → (B, n_header_syms, 48) symbols."""
+_W6 = (1 << np.arange(5, -1, -1)).astype(np.int64)        # 6 bits, MSB first → codeword index
+
+
+@lru_cache(maxsize=8)
+def _slot_map(p: OfdmParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per header slot (a real value; for qpsk the re, im halves of a symbol in turn): the coded
+    bit it carries (before repetition) and its factor: whitening sign (1-2pn) [× 1/√2 for qpsk]."""
     t = tables(p)
-    c = np.tile(coded, (1, p.header_rep)) ^ t["hdr_pn"][None, :]
-    tx = c[:, t["hdr_perm"]]                                    # slot i carries coded bit perm[i]
-    s = 1.0 - 2.0 * tx.astype(np.float32)
+    perm = t["hdr_perm"]                                    # slot i carries repeated bit perm[i]
+    scale = 1 / np.sqrt(2) if p.header_mod == "qpsk" else 1.0
+    return perm % p.n_header_bits, (t["hdr_sign"][perm] * np.float32(scale)).astype(np.float32)
+
+
+def _map_signs(p: OfdmParams, signs: np.ndarray) -> np.ndarray:
+    """±1 coded bits (B, n_header_bits) float32, +1 ⇔ bit 0 (before repetition) → (B, n_header_syms,
+    48) symbols. Whitening c ⊕ pn is the sign product (1-2c)(1-2pn); slot i carries bit perm[i];
+    qpsk slots are the interleaved (re, im) floats of the complex symbols."""
+    src, fac = _slot_map(p)
+    B = signs.shape[0]
+    vals = np.multiply(np.take(signs, src, axis=1), fac, out=np.empty((B, src.size), np.float32))
     if p.header_mod == "qpsk":
-        s = (s[:, 0::2] + 1j * s[:, 1::2]) / np.sqrt(2)
-    return s.astype(np.complex64).reshape(coded.shape[0], p.n_header_syms, 48)
+        out = vals.view(np.complex64)
+    else:
+        out = np.zeros((B, src.size), np.complex64)
+        out.real = vals
+    return out.reshape(B, p.n_header_syms, 48)
 
 
 def encode_header(p: OfdmParams, h: HeaderFields) -> np.ndarray:
     """Header → (n_header_syms, 48) complex data-subcarrier values."""
-    return _map_coded(p, rm_encode(pack_bits(h))[None, :])[0]
+    return encode_headers(p, [h])[0]
 
 
 def encode_headers(p: OfdmParams, hs) -> np.ndarray:
-    """A batch of headers → (B, n_header_syms, 48)."""
-    raw = np.frombuffer(b"".join(header_int(h).to_bytes(21, "big") for h in hs), np.uint8)
-    info = np.unpackbits(raw.reshape(len(hs), 21), axis=1)[:, -N_BITS:].reshape(len(hs), -1, 6)
-    coded = ((info @ _G) % 2).astype(np.uint8).reshape(len(hs), -1)
-    return _map_coded(p, coded)
+    """A batch of headers (HeaderFields, or their `header_int` values) → (B, n_header_syms, 48):
+    162 bits → 27 six-bit chunks → the RM(1,5) codewords as ±1 rows of a table (no per-bit work)."""
+    B = len(hs)
+    ints = (h if isinstance(h, int) else header_int(h) for h in hs)
+    raw = np.frombuffer(b"".join(v.to_bytes(21, "big") for v in ints), np.uint8)
+    info = np.unpackbits(raw.reshape(B, 21), axis=1)[:, -N_BITS:].reshape(B, -1, 6)
+    return _map_signs(p, _SIGNS[info @ _W6].reshape(B, -1))
 
 
 def symbols_from_idx(p: OfdmParams, idx: np.ndarray) -> np.ndarray:
     """Decoded codeword indices (B, 27) → the header symbols that were sent (B, n_h, 48)."""
-    return _map_coded(p, _CODEBOOK[idx].reshape(idx.shape[0], -1).astype(np.uint8))
+    return _map_signs(p, _SIGNS[idx].reshape(idx.shape[0], -1))
 
 
 def decode_headers(p: OfdmParams, soft_syms: np.ndarray):
@@ -196,8 +224,7 @@ def decode_headers(p: OfdmParams, soft_syms: np.ndarray):
     coded_soft = soft[:, t["hdr_perm_inv"]] * t["hdr_sign"][None, :]     # de-interleave, de-whiten
     coded_soft = coded_soft.reshape(B, p.header_rep, -1).sum(axis=1)      # combine repetitions
     idx = rm_decode_idx(coded_soft)
-    bits = _U[idx].reshape(B, -1)
-    return [unpack_bits(b) for b in bits], idx
+    return unpack_rows(_U[idx].reshape(B, -1)), idx
 
 
 def decode_header(p: OfdmParams, soft_syms: np.ndarray) -> dict | None:

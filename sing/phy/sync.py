@@ -21,7 +21,7 @@ Fine CFO (Moose 1994): f̂_fine = ∠(Σ_m y*(τ+m) y(τ+64+m) · e^{-j2π f̂_c
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+import scipy.fft
 
 
 _BLOCK = 1 << 16
@@ -53,15 +53,15 @@ def sc_metric(x: np.ndarray, lag: int, win: int) -> tuple[np.ndarray, np.ndarray
 
 
 def ltf_timing(seg: np.ndarray, ref: np.ndarray, f_c: np.ndarray) -> np.ndarray:
-    """seg (B, S) samples, ref (64,) LTF, f_c (B,) coarse CFO → ρ (B, S - 127) (module doc)."""
+    """seg (B, S) samples, ref (64,) LTF, f_c (B,) coarse CFO → ρ (B, S - 127) (module doc).
+    The correlations Σ_m y(τ+m) l*(m) of all lags come from one FFT pair per candidate (zero-padded
+    to ≥ S, so the circular correlation does not wrap for the lags kept)."""
     n = ref.size
     B, S = seg.shape
+    nfft = 1 << int(np.ceil(np.log2(S)))
     y = seg * np.exp(-2j * np.pi * f_c[:, None] * np.arange(S)[None, :]).astype(np.complex64)
-    w = np.ascontiguousarray(sliding_window_view(y, n, axis=1)).reshape(-1, n)   # (B·(S-63), 64)
-    R = np.empty((2 * n, 2), np.float32)                  # Σ w·conj(ref) as a real float32 product
-    R[0::2, 0], R[1::2, 0] = ref.real, ref.imag
-    R[0::2, 1], R[1::2, 1] = -ref.imag, ref.real
-    c = (w.view(np.float32) @ R).view(np.complex64).reshape(B, S - n + 1)
+    R = np.conj(scipy.fft.fft(ref.astype(np.complex64), nfft))
+    c = scipy.fft.ifft(scipy.fft.fft(y, nfft, axis=1) * R[None, :], axis=1)[:, :S - n + 1]
     a2 = seg.real * seg.real + seg.imag * seg.imag
     cs = np.concatenate([np.zeros((seg.shape[0], 1)), np.cumsum(a2, axis=1, dtype=np.float64)], axis=1)
     e = cs[:, n:] - cs[:, :-n]

@@ -3,9 +3,18 @@
 Payload: the k symbols are padded to n_p·48 with fixed unit-modulus filler, interleaved by the fixed
 permutation π (slot i carries symbol π[i]) and laid row by row on the 48 data subcarriers of n_p OFDM
 symbols; the 4 pilots carry P_{n,p}. x = a · IDFT_unitary(grid), a = sqrt(64/52), CP prepended.
-A batch of frames shares one inverse FFT over all its OFDM symbols.
+
+A batch of frames of the same k is one array program, whatever the batch size: the grids of all
+their OFDM symbols come from one gather through a cached index map (`frame_map`: header symbols,
+interleaved payload, pad, pilots, nulls), one inverse FFT runs over all of them, and the scaled
+result (a · gain) is written straight into the output rows behind the preamble; the cyclic prefixes
+are copies inside that output. No per-frame or per-symbol Python work. `payload_slots` and
+`ofdm_modulate` are the same mapping written out step by step (the reference the tests hold
+`build_frames` to).
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
@@ -15,21 +24,47 @@ from .header import HeaderFields, encode_headers
 from .params import OfdmParams, interleaver, pad_symbols, pilots_for, tables
 
 
-def ofdm_modulate(p: OfdmParams, data: np.ndarray, first_sym: int = 0) -> np.ndarray:
-    """data (n, 48) → n·(N+CP) samples."""
-    return _modulate(p, data, pilots_for(p, data.shape[0], first_sym)).reshape(-1)
-
-
-def _modulate(p: OfdmParams, data: np.ndarray, pilots: np.ndarray) -> np.ndarray:
+@lru_cache(maxsize=64)
+def frame_map(p: OfdmParams, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """How the frequency grid of a frame's OFDM symbols (header and payload, n × N bins) is filled,
+    as one gather: grid.flat = row[gidx], row = [header symbols (n_h·48) | z (k) | tail] with
+    tail = [pad symbols | pilot values (n × 4) | 0]. The payload interleaver is folded in (slot i
+    of the payload reads z[π[i]], pads following z), null bins read the final 0.
+    Returns (gidx (n·N,) int64, tail complex64), cached per k."""
     t = tables(p)
-    grid = np.zeros((data.shape[0], p.fft_len), np.complex64)
+    nh, npl = p.n_header_syms, p.n_payload_syms(k)
+    n, n_slots, H = nh + npl, npl * p.n_data, nh * p.n_data
+    g = np.full((n, p.fft_len), H + n_slots + 4 * n, np.int64)
+    g[:nh, t["data"]] = np.arange(H).reshape(nh, p.n_data)
+    g[nh:, t["data"]] = (H + interleaver(n_slots)).reshape(npl, p.n_data)
+    g[:, t["pilot"]] = H + n_slots + np.arange(4 * n).reshape(n, 4)
+    tail = np.concatenate([pad_symbols(n_slots - k), pilots_for(p, n, 0).reshape(-1), [0]])
+    g.setflags(write=False)
+    return g.reshape(-1), tail.astype(np.complex64)
+
+
+def _ofdm_symbols(p: OfdmParams, grid: np.ndarray, out: np.ndarray, gain: float = 1.0) -> None:
+    """grid (..., N) unit-scale bins → out (..., N + CP) samples: a·gain·IDFT_unitary, CP prepended."""
+    td = scipy.fft.ifft(grid, axis=-1, norm="ortho", overwrite_x=True)
+    cp = p.cp_len
+    np.multiply(td, np.float32(p.scale * gain), out=out[..., cp:])
+    out[..., :cp] = out[..., -cp:]
+
+
+def ofdm_modulate(p: OfdmParams, data: np.ndarray, first_sym: int = 0) -> np.ndarray:
+    """data (n, 48) → n·(N+CP) samples (OFDM symbols first_sym … counted from the header)."""
+    t = tables(p)
+    n = data.shape[0]
+    grid = np.zeros((n, p.fft_len), np.complex64)
     grid[:, t["data"]] = data
-    grid[:, t["pilot"]] = pilots
-    td = scipy.fft.ifft(grid, axis=1) * np.float32(np.sqrt(p.fft_len) * p.scale)
-    return np.concatenate([td[:, -p.cp_len:], td], axis=1).astype(np.complex64, copy=False)
+    grid[:, t["pilot"]] = pilots_for(p, n, first_sym)
+    out = np.empty((n, p.sym_len), np.complex64)
+    _ofdm_symbols(p, grid, out)
+    return out.reshape(-1)
 
 
 def payload_slots(p: OfdmParams, z: np.ndarray) -> np.ndarray:
+    """(k,) symbols → (n_p, 48): padded, interleaved, one row per OFDM symbol."""
     k = z.size
     n_slots = p.n_payload_syms(k) * p.n_data
     padded = np.concatenate([z, pad_symbols(n_slots - k)]) if n_slots > k else z
@@ -47,41 +82,50 @@ def check_symbols(z: np.ndarray, k: int) -> np.ndarray:
     return z
 
 
-def _build_same_k(p: OfdmParams, Z: np.ndarray, hdr: np.ndarray, gap: int) -> np.ndarray:
+def _build_same_k(p: OfdmParams, Z: np.ndarray, hdr: np.ndarray, gap: int,
+                  gain: float = 1.0) -> np.ndarray:
     """Z (B, k) symbols, hdr (B, n_h, 48) header symbols → (B, frame_len + gap) samples."""
     t = tables(p)
     B, k = Z.shape
-    npl = p.n_payload_syms(k)
-    n_slots = npl * p.n_data
-    if n_slots > k:
-        Z = np.concatenate([Z, np.broadcast_to(pad_symbols(n_slots - k), (B, n_slots - k))], axis=1)
-    pay = Z[:, interleaver(n_slots)].reshape(B, npl, p.n_data)
-    body = np.concatenate([hdr, pay], axis=1)                         # (B, n, 48)
-    n = body.shape[1]
-    pil = np.broadcast_to(pilots_for(p, n, 0), (B, n, 4)).reshape(B * n, 4)
-    sym = _modulate(p, body.reshape(B * n, p.n_data), pil).reshape(B, n * p.sym_len)
+    gidx, tail = frame_map(p, k)
+    H = hdr.shape[1] * hdr.shape[2]
+    row = np.empty((B, H + k + tail.size), np.complex64)
+    row[:, :H] = hdr.reshape(B, H)
+    row[:, H:H + k] = Z
+    row[:, H + k:] = tail
+    n = gidx.size // p.fft_len
+    grid = row.take(gidx, axis=1).reshape(B, n, p.fft_len)
     pre = t["preamble"]
-    out = np.zeros((B, pre.size + n * p.sym_len + gap), np.complex64)
-    out[:, :pre.size] = pre
-    out[:, pre.size:pre.size + sym.shape[1]] = sym
+    L = pre.size + n * p.sym_len
+    out = np.empty((B, L + gap), np.complex64)
+    out[:, :pre.size] = pre if gain == 1.0 else pre * np.float32(gain)
+    out[:, L:] = 0
+    _ofdm_symbols(p, grid, out[:, pre.size:L].reshape(B, n, p.sym_len), gain)
     return out
 
 
-def build_frames(p: OfdmParams, zs, headers, gap: int = 0):
-    """Frames for lists of symbols and HeaderFields, back to back, each followed by `gap` zeros.
-    Frames of the same k are built together (one inverse FFT). Returns (samples complex64,
-    frame lengths without the gap)."""
-    zs = [check_symbols(z, h.k) for z, h in zip(zs, headers)]
+def build_frames(p: OfdmParams, zs, headers, gap: int = 0, gain: float = 1.0, checked: bool = False):
+    """Frames for lists of symbols and headers, back to back, each followed by `gap` zeros, samples
+    scaled by `gain`. Frames of the same k are built together (one gather, one inverse FFT).
+    zs: a list of (k_i,) arrays, or a (B, k) array when all frames have the same k.
+    headers: HeaderFields, or (with `checked`) their `header_int` values.
+    `checked`: the symbols already passed `check_symbols` (complex64, size k, finite).
+    Returns (samples complex64, frame lengths without the gap)."""
+    if not checked:
+        zs = [check_symbols(z, h.k) for z, h in zip(zs, headers)]
     hdr = encode_headers(p, headers)
+    if isinstance(zs, np.ndarray) and zs.ndim == 2:
+        out = _build_same_k(p, zs, hdr, gap, gain)
+        return out.reshape(-1), [out.shape[1] - gap] * zs.shape[0]
     groups: dict[int, list[int]] = {}
     for i, z in enumerate(zs):
         groups.setdefault(z.size, []).append(i)
     if len(groups) == 1:
-        out = _build_same_k(p, np.stack(zs), hdr, gap)
+        out = _build_same_k(p, np.stack(zs), hdr, gap, gain)
         return out.reshape(-1), [out.shape[1] - gap] * len(zs)
     parts = [None] * len(zs)
     for k, ids in groups.items():
-        o = _build_same_k(p, np.stack([zs[i] for i in ids]), hdr[ids], gap)
+        o = _build_same_k(p, np.stack([zs[i] for i in ids]), hdr[ids], gap, gain)
         for q, i in enumerate(ids):
             parts[i] = o[q]
     return np.concatenate(parts), [x.size - gap for x in parts]
