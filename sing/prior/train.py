@@ -183,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
     on_cpu = args.cpu or not torch.cuda.is_available()
     if args.mixed_precision == "fp16" and on_cpu:
         raise InputError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
+    if "WORLD_SIZE" not in os.environ:
+        # accelerate keeps one process-wide state: a second in-process run (tests, notebooks) with
+        # another precision would be refused, so a single-process run starts from a clean one
+        from accelerate.state import AcceleratorState
+        if hasattr(AcceleratorState, "_reset_state"):
+            AcceleratorState._reset_state()
     acc = Accelerator(cpu=on_cpu, mixed_precision=args.mixed_precision)
     world, rank = acc.num_processes, acc.process_index
     if args.batch % world:
