@@ -320,6 +320,34 @@ def test_training_decreases_loss_and_resumes(tmp_path, fmnist_jscc_dir, capsys):
         train.run(_train_args(fmnist_jscc_dir, out, 60, hidden=16))
 
 
+def test_two_process_accelerate_training(tmp_path, fmnist_jscc_dir):
+    """`--num-processes 2`: two real CPU processes, each its own data/SNR stream, gradients
+    averaged; the model written once, recording 2 processes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    py = repo / ".venv" / "bin" / "python"
+    out = tmp_path / "inn2"
+    argv = [str(py if py.exists() else sys.executable), "-m", "sing.cli", "train-inn", "--jscc",
+            str(fmnist_jscc_dir), "--out", str(out), "--steps", "6", "--batch", "8", "--blocks", "1,1",
+            "--hidden", "8", "--calib-images", "8", "--log-every", "3", "--no-progress",
+            "--num-processes", "2", "--threads", "1"]
+    r = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["processes"] == 2 and cfg["training"]["steps"] == 6
+    assert "--num-processes 2" in cfg["training"]["command"]
+    assert [h["step"] for h in json.loads((out / "history.json").read_text())] == [3, 6]
+    assert r.stdout.count('"step": 6') == 1                     # rank 0 logs, once
+    # it differs from one process with the same global batch (each rank draws its own pairs)
+    from sing.inn import train
+    one = tmp_path / "inn1"
+    assert train.run(_train_args(fmnist_jscc_dir, one, 6, blocks="1,1", lr="5e-4", seed=0)) == 0
+    a, b = load_inn(out), load_inn(one)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI and bench
 def test_cli_and_bench(tmp_path, prior3, inn3):

@@ -22,6 +22,13 @@ Haar/average-pool observation model (DDNM-avgpool) assumes; history.json logs bo
 fixed noise, per SNR on a grid over the trained range and per channel, the RMS of c(x; snr) − g(x̂);
 "std_haar" is the same for the untrained (pure Haar) f. Done at every checkpoint.
 
+Processes: one by default; `--num-processes N` spawns N local CPU processes and `accelerate launch
+-m sing.cli train-inn …` runs one per GPU/node (sing.distributed). Each process draws its own pairs
+(data and SNR streams seeded by rank) from a global batch split evenly; gradients are averaged
+across processes by an explicit all-reduce (the sampler's f⁻¹ is a second entry point into the
+same parameters, which a DDP wrapper around forward alone would not cover). Rank 0 calibrates and
+writes checkpoints.
+
 Checkpoints (model dir + run/ train state) every --ckpt-every steps or --ckpt-minutes minutes,
 whichever comes first; re-running the same command resumes. The INN records the JSCC model_id and
 refuses to resume against another JSCC.
@@ -40,6 +47,7 @@ import torch
 from ..channel import awgn_per_sample, generator_for
 from ..checkpoint import (has_train_state, load_config, load_train_state, save_model,
                           save_train_state, write_json)
+from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import InputError
 from .haar import haar_lowpass, haar_multilevel
 from .model import KIND, INNConfig, InvertibleDegradation, build_inn
@@ -68,8 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-images", type=int, default=32, help="val images for the σ_c calibration")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (under a launcher: each rank's own GPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-processes", type=int, default=1, help="spawn N local CPU processes "
+                   "(accelerate / torch.distributed; the global --batch is split over them)")
+    p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -212,7 +223,12 @@ def train(args) -> Path:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    dev = torch.device(args.device)
+    on_cpu = args.cpu or args.device == "cpu" or not torch.cuda.is_available()
+    acc = accelerator(on_cpu)
+    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    if args.batch % world:
+        raise InputError(f"--batch {args.batch} does not split over {world} processes: use a multiple")
+    dev = acc.device if world > 1 or not on_cpu else torch.device("cpu")
     jscc = load_jscc(args.jscc, dev)
     jscc.requires_grad_(False)
     jc = jscc.config
@@ -247,26 +263,37 @@ def train(args) -> Path:
         st = load_train_state(run_dir, model=inn, optimizer=opt)
         step, history = st["step"], st["extra"].get("history", [])
         elapsed0 = float(st["extra"].get("elapsed_s", 0.0))
-        print(f"resuming {out} at step {step}")
-    x_cal, ids = D.load_split(data, "val", n=args.calib_images, progress=not args.no_progress)
-    calib = Calibrator(jscc, x_cal, ids, snr_grid(args.snr_min, args.snr_max), seed=args.seed)
-    batches = D.train_batches(data, args.batch, seed=args.seed + 7919 * step, progress=not args.no_progress)
-    g = torch.Generator().manual_seed(args.seed * 1000003 + step)
+        if main:
+            print(f"resuming {out} at step {step}")
+    calib = None
+    if main:
+        x_cal, ids = D.load_split(data, "val", n=args.calib_images, progress=not args.no_progress)
+        calib = Calibrator(jscc, x_cal, ids, snr_grid(args.snr_min, args.snr_max), seed=args.seed)
+    local_batch = args.batch // world
+    batches = D.train_batches(data, local_batch, seed=args.seed + 7919 * step + 104729 * rank,
+                              progress=main and not args.no_progress)
+    g = torch.Generator().manual_seed(args.seed * 1000003 + step + 7777 * rank)
     command = ("sing train-inn " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
         if k in ("jscc", "out", "data", "steps", "batch", "lr", "snr_min", "snr_max", "levels", "blocks",
-                 "hidden", "lambda_d", "lambda_inv", "threads", "seed", "device") and v is not None))
+                 "hidden", "lambda_d", "lambda_inv", "threads", "seed", "device") and v is not None)
+        + (f" --num-processes {world}" if world > 1 else ""))
     inn.train()
     t0, t_ck = time.time(), time.time()
+    saved_at = -1
     ema: dict = {}
     bar = tqdm(total=args.steps, initial=step, desc=f"train-inn {jscc.model_id}",
-               disable=args.no_progress, mininterval=5)
+               disable=args.no_progress or not main, mininterval=5)
 
     def checkpoint():
+        acc.wait_for_everyone()
+        if not main:
+            return
         el = round(elapsed0 + time.time() - t0, 1)
         inn.config.sigma_c = calib(inn)
         inn.config.training = {"steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                                "device": str(dev), "threads": torch.get_num_threads(),
+                               "processes": world,
                                "elapsed_s": el, "commit": _commit(), "command": command,
                                "last": {k: round(v, 6) for k, v in ema.items()}}
         save_model(out, inn.state_dict(), inn.config.to_dict(), card=model_card(inn.config, command))
@@ -286,6 +313,12 @@ def train(args) -> Path:
                              f"from the last checkpoint")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:                     # average gradients (and the logged parts) over processes
+            for p_ in inn.parameters():
+                if p_.grad is not None:
+                    p_.grad = acc.reduce(p_.grad, reduction="mean")
+            red = acc.reduce(torch.tensor([parts[k] for k in sorted(parts)], device=dev), reduction="mean")
+            parts = dict(zip(sorted(parts), red.tolist()))
         torch.nn.utils.clip_grad_norm_(inn.parameters(), 1.0)
         opt.step()
         step += 1
@@ -296,18 +329,25 @@ def train(args) -> Path:
         if step % args.log_every == 0 or step == args.steps:
             history.append({"step": step, **{k: round(v, 6) for k, v in ema.items()},
                             "elapsed_s": round(elapsed0 + time.time() - t0, 1)})
-            if args.no_progress:
+            if args.no_progress and main:
                 print(json.dumps(history[-1]), flush=True)
-        if step % args.ckpt_every == 0 or step == args.steps or \
-                time.time() - t_ck > 60 * args.ckpt_minutes:
+        timed = time.time() - t_ck > 60 * args.ckpt_minutes
+        if world > 1:                     # every process must agree (the checkpoint has a barrier)
+            timed = bool(acc.reduce(torch.tensor([float(timed)], device=dev), reduction="sum")[0] > 0)
+        if step % args.ckpt_every == 0 or step == args.steps or timed:
             checkpoint()
+            saved_at = step
             t_ck = time.time()
     bar.close()
-    if not (out / "config.json").exists():      # steps already reached: still write the model
+    if saved_at != step:                  # steps already reached on resume: still write the model
         checkpoint()
+    acc.wait_for_everyone()
+    acc.end_training()
     return out
 
 
 def run(args) -> int:
+    if args.num_processes > 1 and not is_spawned_rank():
+        return spawn_local("train-inn", args.num_processes, args.threads or 1)
     train(args)
     return 0

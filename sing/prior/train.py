@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import (file_digest, has_train_state, load_config, load_state, load_into,
                           load_train_state, save_train_state, write_json)
+from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import CheckpointError, InputError
 from .model import DiffusionPrior, PriorConfig, build_unet, save_prior
 
@@ -85,96 +86,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-def _spawn(args: argparse.Namespace) -> int:
-    """Re-run this command under torch.distributed.run with N CPU processes."""
-    argv = [a for a in sys.argv[1:]]
-    # drop our --num-processes flag (both "--num-processes N" and "--num-processes=N")
-    clean, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--num-processes":
-            skip = True
-            continue
-        if a.startswith("--num-processes="):
-            continue
-        clean.append(a)
-    if "train-prior" not in clean:
-        clean = ["train-prior"] + clean
-    if "--cpu" not in clean:
-        clean.append("--cpu")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={args.num_processes}", "-m", "sing.cli"] + clean
-    print("spawning:", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    return subprocess.call(cmd, env=env)
-
-
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), model.parameters()):
-            pe.lerp_(pm.detach().to(pe.dtype), 1.0 - decay)
-        for be, bm in zip(ema.buffers(), model.buffers()):
-            be.copy_(bm)
-
-
-def _latest(run: Path) -> Path | None:
-    f = run / LATEST
-    if not f.exists():
-        return None
-    try:
-        d = run / json.loads(f.read_text())["dir"]
-    except (OSError, json.JSONDecodeError, KeyError) as e:
-        raise CheckpointError(f"{f} is unreadable ({e}); delete it to restart from scratch") from e
-    return d if has_train_state(d) else None
-
-
-def _read_loss(run: Path, upto: int) -> list[dict]:
-    f = run / LOSS_CSV
-    if not f.exists():
-        return []
-    with f.open() as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= upto]
-    return rows
-
-
-def _write_loss(run: Path, rows: list[dict]) -> None:
-    f = run / LOSS_CSV
-    tmp = f.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["step", "loss", "lr", "elapsed_s"])
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, f)
-
-
-def plot_loss(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    if not rows:
-        return
-    s = [int(r["step"]) for r in rows]
-    l = [float(r["loss"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    ax.plot(s, l, lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("ε-MSE (running mean)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    if args.num_processes > 1 and "WORLD_SIZE" not in os.environ:
-        return _spawn(args)
+    if args.num_processes > 1 and not is_spawned_rank():
+        return spawn_local("train-prior", args.num_processes, args.threads)
     torch.set_num_threads(max(1, args.threads))
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
     from .. import data as sdata
 
@@ -183,13 +99,7 @@ def run(args: argparse.Namespace) -> int:
     on_cpu = args.cpu or not torch.cuda.is_available()
     if args.mixed_precision == "fp16" and on_cpu:
         raise InputError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
-    if "WORLD_SIZE" not in os.environ:
-        # accelerate keeps one process-wide state: a second in-process run (tests, notebooks) with
-        # another precision would be refused, so a single-process run starts from a clean one
-        from accelerate.state import AcceleratorState
-        if hasattr(AcceleratorState, "_reset_state"):
-            AcceleratorState._reset_state()
-    acc = Accelerator(cpu=on_cpu, mixed_precision=args.mixed_precision)
+    acc = accelerator(on_cpu, args.mixed_precision)
     world, rank = acc.num_processes, acc.process_index
     if args.batch % world:
         raise InputError(f"--batch {args.batch} does not split over {world} processes: use a multiple")
