@@ -86,6 +86,64 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pm.detach().to(pe.dtype), 1.0 - decay)
+        for be, bm in zip(ema.buffers(), model.buffers()):
+            be.copy_(bm)
+
+
+def _latest(run: Path) -> Path | None:
+    f = run / LATEST
+    if not f.exists():
+        return None
+    try:
+        d = run / json.loads(f.read_text())["dir"]
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise CheckpointError(f"{f} is unreadable ({e}); delete it to restart from scratch") from e
+    return d if has_train_state(d) else None
+
+
+def _read_loss(run: Path, upto: int) -> list[dict]:
+    f = run / LOSS_CSV
+    if not f.exists():
+        return []
+    with f.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= upto]
+    return rows
+
+
+def _write_loss(run: Path, rows: list[dict]) -> None:
+    f = run / LOSS_CSV
+    tmp = f.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["step", "loss", "lr", "elapsed_s"])
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, f)
+
+
+def plot_loss(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if not rows:
+        return
+    s = [int(r["step"]) for r in rows]
+    l = [float(r["loss"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.plot(s, l, lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("ε-MSE (running mean)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     if args.num_processes > 1 and not is_spawned_rank():
