@@ -30,7 +30,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -323,7 +322,6 @@ def cfg_alphas(cfg: PriorConfig) -> list[float]:
 # ----------------------------------------------------------------------------------------------
 def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, step: int,
             elapsed: float, loss_rows: list[dict], grid: Path | None, args, model) -> None:
-    from ..checkpoint import save_model
     cfg = PriorConfig.from_dict(cfg.to_dict())
     cfg.training = {**recipe, "steps": step, "hours": round(elapsed / 3600, 3),
                     "command": "sing train-prior " + " ".join(shlex.quote(a) for a in
