@@ -1,0 +1,68 @@
+"""The sweep runner's val-tuning rules and grids (sim/sweep.py): choices come from val result files by
+the stated rule, test grids cover what the issues ask for."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def sweep(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("sweep_under_test", REPO / "sim" / "sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "REPO", tmp_path)
+    return mod
+
+
+def _result(folder: Path, name: str, method: str, psnr: float, lpips: float, **cfg):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps({
+        "schema": "sing.eval/1", "setup": {"method": method, "method_config": cfg},
+        "metrics": {"psnr": psnr, "ssim": 0.5, "lpips": lpips}, "timing": {"seconds_per_image": 1.0}}))
+
+
+def test_zero_choice_rule_and_grid(sweep, tmp_path):
+    f = tmp_path / "sim" / "results" / "tune-zero-natural"
+    _result(f, "ref.json", "deepjscc", 20.0, 0.50)
+    _result(f, "a.json", "sing-zero", 17.0, 0.30, operator="spectral", sigma_scale=0.5)   # too far below
+    _result(f, "b.json", "sing-zero", 19.5, 0.40, operator="spectral", sigma_scale=1.0)
+    _result(f, "c.json", "sing-zero", 19.2, 0.38, operator="identity", sigma_scale=2.0)
+    _result(f, "d.json", "sing-zero", 19.9, 0.45, operator="identity", sigma_scale=1.0)
+    c = sweep.best_from_tuning("natural")
+    assert (c["operator"], c["sigma_scale"]) == ("identity", 2.0)          # min LPIPS within 1 dB
+    assert c["per_operator"]["spectral"]["sigma_scale"] == 1.0              # 0.5 is > 1 dB below
+    assert json.loads((f / "choice.json").read_text())["operator"] == "identity"
+    pts = sweep.grid("zero-natural")
+    for snr in sweep.SNRS:
+        got = {(p["method"], p.get("operator"), p.get("sigma_scale")) for p in pts if p["snr_db"] == snr}
+        assert got == {("deepjscc", None, None), ("ddnm-avgpool", None, None),
+                       ("sing-zero", "identity", 2.0), ("sing-zero", "spectral", 1.0)}
+    assert all(p["n_images"] >= 64 and p["split"] == "test" for p in pts)
+
+
+def test_tuning_grids_are_on_val_and_missing_tuning_is_explained(sweep):
+    for name in ("tune-zero-natural", "tune-inn-natural", "tune-dps-natural"):
+        assert all(p["split"] == "val" for p in sweep.grid(name)), name
+    with pytest.raises(SystemExit, match="tune-zero-natural"):
+        sweep.grid("zero-natural")
+    with pytest.raises(SystemExit, match="unknown grid"):
+        sweep.grid("nope")
+
+
+def test_inn_grid_uses_val_choice_and_offsets(sweep, tmp_path):
+    z = tmp_path / "sim" / "results" / "tune-zero-natural"
+    _result(z, "ref.json", "deepjscc", 20.0, 0.50)
+    _result(z, "b.json", "sing-zero", 19.5, 0.40, operator="spectral", sigma_scale=1.0)
+    i = tmp_path / "sim" / "results" / "tune-inn-natural"
+    _result(i, "x.json", "sing-inn", 18.0, 0.20, sigma_scale=0.5, inn_from=0.3)    # > 1.5 dB below
+    _result(i, "y.json", "sing-inn", 19.0, 0.35, sigma_scale=2.0, inn_from=0.3)
+    pts = sweep.grid("inn-natural")
+    assert {(p["sigma_scale"], p["inn_from"]) for p in pts} == {(2.0, 0.3)}
+    assert sorted(p.get("snr_offset_db", 0.0) for p in pts if p["snr_db"] == 0.0) == [-2.0, 0.0, 2.0]
+    assert {p["snr_db"] for p in pts} == set(sweep.SNRS)
+    names = [sweep.filename(p) for p in pts]
+    assert len(set(names)) == len(names)                  # one result file per point
