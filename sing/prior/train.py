@@ -386,7 +386,7 @@ on CPU with `sing train-prior`. Load it with `sing.prior.load_prior("{export}")`
 | data | `{tr.get('data', cfg.get('dataset', '?'))}` train split (sing.data) |
 | UNet | preset `{tr.get('unet_preset', '?')}`, channels {u.get('block_out_channels')}, {u.get('layers_per_block')} layer(s)/block, attention at 8×8, {f'{nparams / 1e6:.2f} M parameters' if nparams else ''} |
 | schedule | linear β {cfg.get('beta_start')}…{cfg.get('beta_end')}, T = {cfg.get('num_train_timesteps')}, ε-prediction |
-| recipe | AdamW lr {tr.get('lr')} (warm-up {tr.get('warmup')}), batch {tr.get('batch')}, grad clip {tr.get('grad_clip')}, EMA {tr.get('ema_decay')}, seed {tr.get('seed')} |
+| recipe | AdamW lr {tr.get('lr')} (warm-up {tr.get('warmup')}), batch {tr.get('batch')}, grad clip {tr.get('grad_clip')}, EMA {tr.get('ema_decay')}, seed {tr.get('seed')}, mixed precision {tr.get('mixed_precision', 'no')} (the last run's) |
 | trained | **{tr.get('steps')} steps**, {tr.get('hours')} h on {tr.get('processes')} process(es) × {tr.get('threads')} thread(s), device {tr.get('device')} |
 | weights | `model.safetensors` = EMA weights (sha256 {digest}…); `train_weights.safetensors` = raw weights (fp16, for resuming) |
 | commit | (filled in by the commit that adds this file) |
