@@ -266,16 +266,20 @@ def main(argv=None) -> int:
     if a.list:
         per_img = _seconds_per_image()
         spent = todo_s = 0.0
+        unknown: set[str] = set()
         for p in pts:
             f = out / filename(p)
             if f.exists():
                 spent += json.loads(f.read_text())["timing"]["seconds_per_image"] * p["n_images"]
+            elif (p["method"], p["data"]) in per_img:
+                todo_s += per_img[(p["method"], p["data"])] * p["n_images"]
             else:
-                todo_s += per_img.get((p["method"], p["data"]), float("nan")) * p["n_images"]
+                unknown.add(p["method"])
             print(filename(p), "(done)" if f.exists() else "")
         print(f"{a.grid}: {len(pts)} points; restoration time of the done ones {spent / 60:.1f} min; the rest "
               f"≈ {todo_s / 60:.1f} min on this machine (median s/image per method from every result file "
-              f"under sim/results; nan: a method never run here), plus ≈ 10 s per point for loading")
+              f"under sim/results), plus ≈ 10 s per point for loading"
+              + (f"; not counted (never run on this data here): {', '.join(sorted(unknown))}" if unknown else ""))
         return 0
     from sing.commands import eval as ev
     from sing.methods import DIFFUSION_METHODS
