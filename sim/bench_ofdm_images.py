@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sim"))
 
-from radio import compile_grc, free_port, gr_env, read_outputs, write_images, start_worker, stop_worker, wait_ready  # noqa: E402
+from radio import compile_grc, eval_on_folder, free_port, gr_env, read_outputs, write_images, start_worker, stop_worker, wait_ready  # noqa: E402
 
 GRC = "ofdm_loopback_images_no_gui"
 TOL = 0.05
@@ -88,7 +88,6 @@ def main(argv=None) -> int:
     import torch
     from sing import data as D
     from sing.channel import channel_generator, complex_normal
-    from sing.commands import eval as ev
     from sing.commands.eval import device_name, git_commit
     from sing.jscc import load_jscc
     from sing.methods import Receiver
@@ -101,14 +100,7 @@ def main(argv=None) -> int:
     fids = [f"folder/{n}" for n in names]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    p = argparse.ArgumentParser()
-    ev.add_arguments(p)
-    res_a = ev.evaluate(p.parse_args(["--method", args.method, "--data", f"folder:{imgs}", "--split", "all",
-                                      "--bcr", "1/48", "--jscc", args.jscc, "--snr-db", str(args.snr_db),
-                                      "--snr-source", "estimated", "--n-images", str(args.n_images),
-                                      "--seed", str(args.seed), "--out", str(work / "a.json"), "--no-progress"]))
-    t_a = time.time() - t0
+    res_a, t_a = eval_on_folder(imgs, args, work, "--snr-source", "estimated")
     per_a = {r["id"]: r for r in res_a["per_image"]}
     lp = load_lpips("alex")
     jscc = load_jscc(Path(args.jscc), "cpu")

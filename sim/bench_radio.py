@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sim"))
 
-from radio import compile_grc, free_port, read_outputs, write_images, run_flowgraph, start_worker, stop_worker, wait_ready  # noqa: E402
+from radio import compile_grc, eval_on_folder, free_port, read_outputs, write_images, run_flowgraph, start_worker, stop_worker, wait_ready  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,7 +40,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from sing import data as D
-    from sing.commands import eval as ev
     from sing.commands.eval import device_name, git_commit
     from sing.metrics import compute_metrics, load_lpips
 
@@ -50,16 +49,8 @@ def main(argv=None) -> int:
     names = write_images(x, ids, imgs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
     # A: sing eval on the same files (ids "folder/<name>" as the flowgraph's source makes them)
-    import argparse as _ap
-    p = _ap.ArgumentParser()
-    ev.add_arguments(p)
-    res_a = ev.evaluate(p.parse_args(["--method", args.method, "--data", f"folder:{imgs}", "--split", "all",
-                                      "--bcr", "1/48", "--jscc", args.jscc, "--snr-db", str(args.snr_db),
-                                      "--n-images", str(args.n_images), "--seed", str(args.seed),
-                                      "--out", str(work / "a.json"), "--no-progress"]))
-    t_a = time.time() - t0
+    res_a, t_a = eval_on_folder(imgs, args, work)
     lp = load_lpips("alex")
     paths = {"jscc": args.jscc}
     port = free_port()

@@ -117,3 +117,20 @@ def read_outputs(rdir: Path, names: list[str], channels: int):
         a = D.read_image(f, channels)
         got.append(torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255)
     return torch.stack(got)
+
+
+def eval_on_folder(folder: Path, args, work: Path, *extra: str) -> tuple[dict, float]:
+    """Run A of the radio benchmarks: `sing eval` in-process on the PNGs the flowgraph's source reads
+    (ids "folder/<name>", same seeded channel), BCR 1/48, with args.method/jscc/snr_db/n_images/seed;
+    `extra` adds eval options (e.g. "--snr-source", "estimated"). Returns (result, seconds)."""
+    import argparse
+    from sing.commands import eval as ev
+    p = argparse.ArgumentParser()
+    ev.add_arguments(p)
+    t0 = time.time()
+    res = ev.evaluate(p.parse_args(["--method", args.method, "--data", f"folder:{folder}", "--split", "all",
+                                    "--bcr", "1/48", "--jscc", args.jscc, "--snr-db", str(args.snr_db),
+                                    "--n-images", str(args.n_images), "--seed", str(args.seed),
+                                    "--out", str(work / "a.json"), "--no-progress", *extra]))
+    return res, time.time() - t0
+

@@ -39,6 +39,17 @@ def _run(tb, timeout=30.0):
         pytest.fail(f"flowgraph did not finish within {timeout} s")
 
 
+def _rx_flowgraph(x):
+    """Run samples x through the OFDM JSCC RX block to the end; returns (rx, message_debug)."""
+    tb = gr.top_block()
+    rx = sing.ofdm_jscc_rx()
+    dbg = blocks.message_debug()
+    tb.connect(blocks.vector_source_c(x, False), rx)
+    tb.msg_connect(rx, "out", dbg, "store")
+    _run(tb)
+    return rx, dbg
+
+
 def _post_images(tx, ks, seed=3):
     post = tx.framer.to_basic_block()._post
     zs = []
@@ -95,12 +106,7 @@ def test_rx_finite_stream_delivers_every_frame_before_finishing():
     rng = np.random.default_rng(1)
     x = np.r_[np.zeros(300), x, np.zeros(20)]
     x = (x + 0.05 * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
-    tb = gr.top_block()
-    rx = sing.ofdm_jscc_rx()
-    dbg = blocks.message_debug()
-    tb.connect(blocks.vector_source_c(x, False), rx)
-    tb.msg_connect(rx, "out", dbg, "store")
-    _run(tb)
+    rx, dbg = _rx_flowgraph(x)
     assert dbg.num_messages() == len(ks)
     for i in range(len(ks)):
         m = dbg.get_message(i)
@@ -128,12 +134,7 @@ def test_rx_block_drops_bad_header_and_truncated_frame_and_keeps_running(capfd):
     gap = np.zeros(200, np.complex64)
     x = np.concatenate([gap, frames[0], gap, frames[1], frames[2], gap, frames[3], gap])
     x = (x + 0.03 * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
-    tb = gr.top_block()
-    rx = sing.ofdm_jscc_rx()
-    dbg = blocks.message_debug()
-    tb.connect(blocks.vector_source_c(x, False), rx)
-    tb.msg_connect(rx, "out", dbg, "store")
-    _run(tb)
+    rx, dbg = _rx_flowgraph(x)
     got = [pmt.to_python(pmt.car(dbg.get_message(i)))["image_id"] for i in range(dbg.num_messages())]
     assert got == ["2", "3"]
     c = rx.counters()
