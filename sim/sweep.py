@@ -42,10 +42,26 @@ def tune_zero(data: str, bcr: str, n: int) -> list[dict]:
     every operator with the σ_y scales worth trying for it (σ_y is the sensitive knob)."""
     pool = "avgpool-2" if data.startswith("fmnist") else "avgpool-4"
     pts = [point(data, "deepjscc", bcr, "awgn", 0.0, n, split="val")]
-    for op, scales in (("spectral", (0.5, 1.0, 2.0)), ("identity", (1.0, 2.0)), (pool, (1.0,))):
-        for sc in scales:
-            pts.append(point(data, "sing-zero", bcr, "awgn", 0.0, n, split="val", operator=op, sigma_scale=sc))
+    # (σ_y scale, start): start < 1 is the warm start from x̂ at start·T (sing/zero/ddnm.py)
+    cands = (("spectral", ((0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (0.5, 0.1), (1.0, 0.05), (1.0, 0.1),
+                           (1.0, 0.2), (1.5, 0.1), (2.0, 0.1))),
+             ("identity", ((1.0, 1.0), (2.0, 1.0), (1.0, 0.1), (2.0, 0.1))),
+             (pool, ((0.0, 1.0), (0.5, 1.0), (1.0, 1.0), (0.0, 0.3))))
+    for op, settings in cands:
+        for sc, start in settings:
+            kw = {} if start == 1.0 else {"start": start}
+            pts.append(point(data, "sing-zero", bcr, "awgn", 0.0, n, split="val", operator=op, sigma_scale=sc,
+                             **kw))
     return pts
+
+
+def zero_kw(c: dict, op: str | None = None) -> dict:
+    """The method settings of a choice (or of its per-operator choice for `op`) as sweep-point extras."""
+    src = c if op is None else c.get("per_operator", {}).get(op, {"operator": op})
+    kw = {"operator": op or c["operator"], "sigma_scale": src.get("sigma_scale", 1.0)}
+    if src.get("start", 1.0) != 1.0:
+        kw["start"] = src["start"]
+    return kw
 
 
 def _tuning_rows(data: str) -> tuple[dict, list[dict], Path]:
@@ -73,10 +89,11 @@ def best_from_tuning(data: str) -> dict:
     per_op = {}
     for op in sorted({r["setup"]["method_config"]["operator"] for r in cand}):
         b, o = _pick(ref, [r for r in cand if r["setup"]["method_config"]["operator"] == op])
-        per_op[op] = {"sigma_scale": b["setup"]["method_config"]["sigma_scale"], "qualified": o,
+        per_op[op] = {"sigma_scale": b["setup"]["method_config"]["sigma_scale"],
+                      "start": b["setup"]["method_config"].get("start", 1.0), "qualified": o,
                       "val_metrics": b["metrics"]}
     mc = best["setup"]["method_config"]
-    choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"],
+    choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"], "start": mc.get("start", 1.0),
               "rule": rule + ("" if ok else " (none qualified: min LPIPS)"),
               "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"], "per_operator": per_op}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
@@ -92,8 +109,7 @@ def zero_grid(data: str, n: int) -> list[dict]:
     for s in [0.0] + [v for v in SNRS if v != 0.0]:        # the headline point first
         pts.append(point(data, "deepjscc", "1/48", "awgn", s, n))
         for op in ops:
-            sc = c["per_operator"][op]["sigma_scale"] if op in c.get("per_operator", {}) else 1.0
-            pts.append(point(data, "sing-zero", "1/48", "awgn", s, n, operator=op, sigma_scale=sc))
+            pts.append(point(data, "sing-zero", "1/48", "awgn", s, n, **zero_kw(c, op)))
         pts.append(point(data, "ddnm-avgpool", "1/48", "awgn", s, n))
     return pts
 
@@ -103,6 +119,9 @@ def tune_inn(data: str, n: int) -> list[dict]:
     pts = [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3)
            for sc in (0.5, 1.0, 2.0)]
     pts.append(point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=1.0, inn_from=1.0))
+    # warm start from x̂ (start·T < inn_from·T: the INN guides the whole short chain)
+    pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3, start=st)
+            for sc, st in ((0.5, 0.1), (1.0, 0.1), (2.0, 0.1), (1.0, 0.2))]
     return pts
 
 
@@ -117,7 +136,7 @@ def best_inn(data: str) -> dict:
     ok = [r for r in rows if r["metrics"]["psnr"] >= ref["metrics"]["psnr"] - 1.5]
     best = min(ok or rows, key=lambda r: r["metrics"]["lpips"])
     mc = best["setup"]["method_config"]
-    choice = {"sigma_scale": mc["sigma_scale"], "inn_from": mc["inn_from"],
+    choice = {"sigma_scale": mc["sigma_scale"], "inn_from": mc["inn_from"], "start": mc.get("start", 1.0),
               "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1.5 dB" + ("" if ok else " (none qualified)"),
               "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"]}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
@@ -127,8 +146,7 @@ def best_inn(data: str) -> dict:
 def inn_grid(data: str, n: int) -> list[dict]:
     """Issue 8's sweep: SING-INN (val-chosen settings) over every SNR, and at 0 dB with the SNR given to
     the INN off by ±2 dB."""
-    c = best_inn(data)
-    kw = {"sigma_scale": c["sigma_scale"], "inn_from": c["inn_from"]}
+    kw = _inn_kw(data)
     pts = [point(data, "sing-inn", "1/48", "awgn", s, n, **kw) for s in [0.0] + [v for v in SNRS if v != 0.0]]
     pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, snr_offset_db=o, **kw) for o in (-2.0, 2.0)]
     return pts
@@ -136,7 +154,10 @@ def inn_grid(data: str, n: int) -> list[dict]:
 
 def _inn_kw(data: str) -> dict:
     c = best_inn(data)
-    return {"sigma_scale": c["sigma_scale"], "inn_from": c["inn_from"]}
+    kw = {"sigma_scale": c["sigma_scale"], "inn_from": c["inn_from"]}
+    if c.get("start", 1.0) != 1.0:
+        kw["start"] = c["start"]
+    return kw
 
 
 def mismatch_grid(n: int) -> list[dict]:
@@ -146,8 +167,7 @@ def mismatch_grid(n: int) -> list[dict]:
     pts = [point("fmnist-rgb64", "deepjscc", "1/48", "awgn", 0.0, n),
            point("fmnist-rgb64", "deepjscc-perceptual", "1/48", "awgn", 0.0, n),
            point("fmnist-rgb64", "ddnm-avgpool", "1/48", "awgn", 0.0, n),
-           point("fmnist-rgb64", "sing-zero", "1/48", "awgn", 0.0, n, operator=c["operator"],
-                 sigma_scale=c["sigma_scale"]),
+           point("fmnist-rgb64", "sing-zero", "1/48", "awgn", 0.0, n, **zero_kw(c)),
            point("fmnist-rgb64", "sing-inn", "1/48", "awgn", 0.0, n, **_inn_kw("natural"))]
     return pts
 
@@ -175,11 +195,9 @@ def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
     receivers that use the SNR. Diffusion settings come from the val tuning grids."""
     c = best_from_tuning("natural")
     zeta = best_dps("natural")
-    per = c.get("per_operator", {})
     methods = [("deepjscc", {}), ("deepjscc-perceptual", {}), ("digital-jpeg", {}), ("digital-webp", {}),
                ("ddnm-avgpool", {}), ("sing-inn", _inn_kw("natural")), ("dps", {"zeta": zeta})]
-    methods += [("sing-zero", {"operator": op, "sigma_scale": per.get(op, {}).get("sigma_scale", 1.0)})
-                for op in ("identity", "spectral")]
+    methods += [("sing-zero", zero_kw(c, op)) for op in ("identity", "spectral")]
     pts = []
     for ch in ("awgn", "rayleigh"):
         for s in SNRS:
@@ -255,13 +273,15 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--force", action="store_true", help="re-run points whose file exists")
     ap.add_argument("--match", default=None, help="only points whose file name contains this text")
+    ap.add_argument("--exclude", default=None, help="skip points whose file name contains this text")
     ap.add_argument("--worker", default=None, metavar="ENDPOINT",
                     help="restore through running workers: a `sing broker` endpoint fans every point's "
                     "images out over all its workers (start them with the same models)")
     ap.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
                     help="run the prior's UNet under autocast (recorded in each result's setup)")
     a = ap.parse_args(argv)
-    pts = [p for p in grid(a.grid) if a.match is None or a.match in filename(p)]
+    pts = [p for p in grid(a.grid) if (a.match is None or a.match in filename(p))
+           and (a.exclude is None or a.exclude not in filename(p))]
     out = Path(a.out or REPO / "sim" / "results" / a.grid)
     if a.list:
         per_img = _seconds_per_image()

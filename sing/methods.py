@@ -35,9 +35,10 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 # Default restoration settings (ALGORITHMS §3–4): 50 DDIM steps on CPU, η = 0.85.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "ddnm-avgpool": {"operator": "avgpool-4", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
-    "sing-zero": {"operator": "spectral", "steps": 50, "eta": 0.85, "sigma_scale": 1.0},
-    "sing-inn": {"steps": 50, "eta": 0.85, "sigma_scale": 1.0, "grad_scale": 0.0, "inn_from": 0.3},
+    "ddnm-avgpool": {"operator": "avgpool-4", "steps": 50, "eta": 0.85, "sigma_scale": 1.0, "start": 1.0},
+    "sing-zero": {"operator": "spectral", "steps": 50, "eta": 0.85, "sigma_scale": 1.0, "start": 1.0},
+    "sing-inn": {"steps": 50, "eta": 0.85, "sigma_scale": 1.0, "grad_scale": 0.0, "inn_from": 0.3,
+                 "start": 1.0},
     "dps": {"steps": 50, "eta": 0.85, "zeta": 1.0},
     "digital-jpeg": {"subsampling": "4:2:0", "header": "file"},
     "digital-webp": {"header": "file"},
@@ -163,12 +164,13 @@ class Receiver:
             out = sing_zero(self.prior, cal, x_hat.to(dev), snr_db.to(dev),
                             operator=p["operator"], sigma_scale=p["sigma_scale"], steps=p["steps"],
                             eta=p["eta"], generators=gens, travel=p.get("travel"), progress=progress,
-                            model_id=model_id)
+                            model_id=model_id, start=p["start"])
         elif method == "sing-inn":
             from .inn import sing_inn
             out = sing_inn(self.prior, inn, x_hat.to(dev), snr_db.to(dev), steps=p["steps"],
                            eta=p["eta"], generators=gens, progress=progress, sigma_scale=p["sigma_scale"],
-                           grad_scale=p["grad_scale"], inn_from=p["inn_from"], model_id=model_id)
+                           grad_scale=p["grad_scale"], inn_from=p["inn_from"], model_id=model_id,
+                           start=p["start"])
         else:  # pragma: no cover - listed for completeness, refused above
             raise InputError(f"{method} is not implemented yet")
         return out.float().clamp(0, 1).cpu()

@@ -176,6 +176,31 @@ def test_sing_inn_noiseless_is_consistent(prior3):
     assert ((c - gy).norm() / gy.norm()).item() < 1e-4
 
 
+def test_sing_inn_warm_start_is_consistent_and_short(prior3):
+    """start < 1: the chain begins from x̂ at start·T, runs only the steps below it, and σ_c = 0 still
+    gives c(x_out) = g(y) exactly."""
+    cfg = INNConfig.tiny(SIZE, 3, jscc_model_id="jscc-A@123")
+    cfg.sigma_c = _sigma_table(3, 0.0)
+    f = _randomize(build_inn(cfg, seed=2), seed=4).eval()
+    x_hat = (_x(2, seed=11) + 1) / 2
+    calls = []
+    real_eps = prior3.eps
+    prior3.eps = lambda x, t: calls.append(int(t[0])) or real_eps(x, t)
+    try:
+        out = sing_inn(prior3, f, x_hat, 3.0, steps=8, generators=_gens(2), progress=False, clamp=False,
+                       clip_x0_hat=False, start=0.3)
+    finally:
+        del prior3.eps
+    T = prior3.num_train_timesteps
+    assert calls == [t for t in prior3.ddim_timesteps(8).tolist() if t <= 0.3 * T] and 0 < len(calls) < 8
+    with torch.no_grad():
+        c, _, _ = f(2 * out - 1, torch.tensor([3.0, 3.0]))
+    gy = observation(f, x_hat)
+    assert ((c - gy).norm() / gy.norm()).item() < 1e-4
+    with pytest.raises(InputError, match="start must lie"):
+        sing_inn(prior3, f, x_hat, 3.0, steps=8, progress=False, start=0.0)
+
+
 def test_sing_inn_runs_and_is_reproducible(prior3, inn3):
     x_hat = (_x(2, seed=10) + 1) / 2
     a = sing_inn(prior3, inn3, x_hat, 5.0, steps=3, generators=_gens(2), progress=False)

@@ -173,6 +173,45 @@ def test_seeded_per_image_independent_of_batch(prior3):
     assert torch.equal(both, again)
 
 
+def test_warm_start_consistency_cost_and_errors(prior3):
+    """start < 1 (SDEdit/CCDF warm start from x̂): still exactly consistent at σ_y = 0, costs only the
+    steps below start·T, and begins from x_init (a chain started at t ≈ 0 barely moves it)."""
+    from sing.zero.ddnm import start_position, unet_evals
+    shape = (3, SIZE, SIZE)
+    op = make_operator("avgpool-2", shape)
+    x_true = _rand(2, *shape, seed=11)
+    y = op.A(x_true)
+    x_init = _rand(2, *shape, seed=12)
+    out = restore(prior3, op, y, 0.0, steps=STEPS, clamp=False, progress=False, start=0.4, x_init01=x_init)
+    assert _residual(op, out, y) < 1e-4
+    out = restore(prior3, op, y, 0.0, steps=STEPS, travel=(1, 2), clamp=False, progress=False, start=0.4,
+                  x_init01=x_init)
+    assert _residual(op, out, y) < 1e-4
+    # cost: only the DDIM timesteps t ≤ start·T are evaluated
+    calls = []
+    real_eps = prior3.eps
+    prior3.eps = lambda x, t: calls.append(int(t[0])) or real_eps(x, t)
+    try:
+        restore(prior3, op, y, 0.0, steps=STEPS, progress=False, start=0.4, x_init01=x_init)
+    finally:
+        del prior3.eps
+    T = prior3.num_train_timesteps
+    ts = prior3.ddim_timesteps(STEPS).tolist()
+    assert calls == [t for t in ts if t <= 0.4 * T] and 0 < len(calls) < STEPS
+    assert unet_evals(prior3, STEPS, 0.4) == len(calls) and unet_evals(prior3, STEPS) == STEPS
+    assert start_position(ts, 1.0, T) == 0
+    # a chain begun at the last timestep, with an observation it is not forced onto, stays near x_init
+    far = restore(prior3, Identity(shape), torch.zeros(2, *shape), 10.0, steps=1000, clamp=False,
+                  progress=False, start=1.5 / T, x_init01=x_init)
+    assert float((far - x_init).abs().max()) < 0.05
+    with pytest.raises(InputError, match="x_init"):
+        restore(prior3, op, y, 0.0, steps=STEPS, progress=False, start=0.5)
+    with pytest.raises(InputError, match="start must lie"):
+        restore(prior3, op, y, 0.0, steps=STEPS, progress=False, start=0.0, x_init01=x_init)
+    with pytest.raises(InputError, match="x_init has shape"):
+        restore(prior3, op, y, 0.0, steps=STEPS, progress=False, start=0.5, x_init01=x_init[:, :1])
+
+
 def test_travel_schedule():
     assert travel_schedule(4) == [0, 1, 2, 3, 4]
     seq = travel_schedule(10, (3, 2))

@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eta", type=float, default=None)
     p.add_argument("--sigma-scale", type=float, default=None, help="scale of the calibrated σ_y")
+    p.add_argument("--start", type=float, default=None,
+                   help="diffusion restorers from x̂ (sing-zero, ddnm-avgpool, sing-inn): begin the chain at "
+                   "start·T from x̂ itself (warm start; 1 = from pure noise)")
     p.add_argument("--inn-from", type=float, default=None,
                    help="sing-inn: INN guidance for t < inn_from·T, Haar guidance before (1 = INN throughout)")
     p.add_argument("--grad-scale", type=float, default=None, help="sing-inn: INDIGO+ gradient term weight")
@@ -163,7 +166,8 @@ def evaluate(args) -> dict:
             inn = load_inn(inn_path, device=args.device, jscc_model_id=jscc.model_id)
     rx = Receiver(jscc, prior=prior, calibration=cal, inn=inn)
     params = {}
-    for name in ("operator", "steps", "eta", "sigma_scale", "zeta", "subsampling", "header", "inn_from", "grad_scale"):
+    for name in ("operator", "steps", "eta", "sigma_scale", "zeta", "subsampling", "header", "inn_from", "grad_scale",
+                 "start"):
         v = getattr(args, name)
         if v is not None:
             if name not in DEFAULTS.get(method, {}):
@@ -216,6 +220,9 @@ def evaluate(args) -> dict:
         for img, i in zip(D.to_uint8(xr), ids):
             Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(d / (i.replace("/", "_").replace("#", "_") + ".png"))
     steps = params.get("steps", DEFAULTS.get(method, {}).get("steps", 0)) if method in DIFFUSION_METHODS else 0
+    if prior is not None and method in ("sing-zero", "ddnm-avgpool", "sing-inn"):
+        from ..zero.ddnm import unet_evals
+        steps = unet_evals(prior, steps, params.get("start", 1.0), params.get("travel"))
     return {
         "schema": "sing.eval/1",
         "setup": {

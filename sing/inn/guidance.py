@@ -33,6 +33,9 @@ Two deviations from the bare scheme, both measured (pilot: Fashion-MNIST 32×32,
   0.076; inn_from 0.3: 0.074 (0.5: 0.085; 0.15: 0.075). inn_from = 1 is the bare scheme.
 - `clip_x0_hat`: x0_hat is clipped to [−1, 1] after the inversion (INN at all steps: 0.109 → 0.099).
 
+Warm start (`start` < 1; SDEdit / CCDF, as in sing.zero.ddnm): the chain begins at the first DDIM
+timestep t₀ ≤ start·T from x_{t₀} = √ᾱ_{t₀}·(2x̂ − 1) + √(1 − ᾱ_{t₀})·z instead of pure noise.
+
 SNR: the receiver's estimate per image, clamped (warning) to the INN's trained range.
 """
 from __future__ import annotations
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..zero.ddnm import check_sampling_args
+from ..zero.ddnm import check_sampling_args, start_position
 from .haar import haar_lowpass, haar_multilevel, haar_multilevel_inv
 from .model import InvertibleDegradation
 
@@ -99,8 +102,9 @@ def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tenso
            snr: torch.Tensor | None, steps: int, eta: float, generators, progress: bool,
            sigma_scale: float = 1.0, grad_scale: float = 0.0, clip_x0: bool = True,
            guided: bool = True, desc: str = "SING-INN", inn_from: float = 1.0,
-           clip_x0_hat: bool = True) -> torch.Tensor:
-    """The DDIM loop on diffusion scale; guided=False is plain DDIM (same code, the overhead floor)."""
+           clip_x0_hat: bool = True, start: float = 1.0, x_init: torch.Tensor | None = None) -> torch.Tensor:
+    """The DDIM loop on diffusion scale; guided=False is plain DDIM (same code, the overhead floor).
+    start < 1: begin at t₀ ≤ start·T from x_init (diffusion scale) noised by the forward kernel."""
     check_sampling_args(steps, eta, generators, batch)
     device = torch.device(prior.device)
     shape = (batch, int(prior.channels), int(prior.image_size), int(prior.image_size))
@@ -114,8 +118,13 @@ def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tenso
         nu = sigma_scale * inn.sigma_c(snr)                                  # (B, C, 1, 1)
         nu_haar = sigma_scale * inn.sigma_c(snr, "std_haar")
         L = inn.config.levels
+    q0 = start_position(ts.tolist(), start, T)
     x = _randn(shape, generators, device)
-    for q in tqdm(range(len(ts)), desc=desc, disable=not progress, leave=False):
+    if q0 > 0:
+        if x_init is None or tuple(x_init.shape) != shape:
+            raise InputError(f"a warm start (start < 1) needs an initial estimate of shape {shape}")
+        x = math.sqrt(abar[q0]) * x_init.to(device=device, dtype=torch.float32) + math.sqrt(1.0 - abar[q0]) * x
+    for q in tqdm(range(q0, len(ts)), desc=desc, disable=not progress, leave=False):
         at = abar[q]
         t = torch.full((batch,), int(ts[q]), dtype=torch.long, device=device)
         eps = prior.eps(x.to(pdtype), t).float()
@@ -148,7 +157,7 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
              progress: bool = True, sigma_scale: float = 1.0, grad_scale: float = 0.0,
              model_id: str | None = None, clamp: bool = True, clip_x0: bool = True,
              snr_offset_db: float = 0.0, inn_from: float = 0.3,
-             clip_x0_hat: bool = True) -> torch.Tensor:
+             clip_x0_hat: bool = True, start: float = 1.0) -> torch.Tensor:
     """Restore DeepJSCC outputs x_hat01 (B, C, H, W) in [0, 1] with SING-INN; returns x01 (B, C, H, W).
 
     snr_db:      float or (B,): the receiver's SNR estimate (clamped to the INN's range, warned).
@@ -158,6 +167,7 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
     snr_offset_db: added to the SNR given to the INN only (robustness study: the estimate off by ±2 dB).
     inn_from:    use the INN for timesteps t < inn_from·T, the linear Haar model before (module doc).
     clip_x0_hat: clip x0_hat to [−1, 1] after the inversion (off: exact consistency tests).
+    start:       1 = from pure noise; < 1 = warm start at start·T from x̂ (module doc).
     """
     if inn is None or not isinstance(inn, InvertibleDegradation):
         raise InputError("sing_inn needs a SING-INN model (sing.inn.load_inn DIR)")
@@ -182,6 +192,7 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
     if not 0.0 <= inn_from <= 1.0:
         raise InputError(f"inn_from must lie in [0, 1], got {inn_from}")
     x = sample(prior, inn, b, gy, snr, steps, eta, generators, progress, sigma_scale, grad_scale,
-               clip_x0, guided=True, inn_from=inn_from, clip_x0_hat=clip_x0_hat)
+               clip_x0, guided=True, inn_from=inn_from, clip_x0_hat=clip_x0_hat, start=start,
+               x_init=2.0 * x_hat01.to(device, torch.float32) - 1.0 if start < 1 else None)
     x01 = (x + 1.0) / 2.0
     return x01.clamp(0.0, 1.0) if clamp else x01

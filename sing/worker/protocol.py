@@ -71,6 +71,7 @@ PARAMS: dict[str, tuple] = {
     "sigma_scale": (float, 0.0, 100.0),
     "operator": (str, ("spectral", "identity", "avgpool-2", "avgpool-4", "avgpool-8")),
     "travel": (list, 0, 100),            # time-travel (length, repeat)
+    "start": (float, 0.0, 1.0),          # sing-zero/ddnm-avgpool/sing-inn: warm start at start·T from x̂
     "inn_from": (float, 0.0, 1.0),       # sing-inn: INN guidance below this fraction of T
     "grad_scale": (float, 0.0, 100.0),   # sing-inn: INDIGO+ gradient term
     "zeta": (float, 0.0, 1000.0),        # dps: step size

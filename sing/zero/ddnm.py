@@ -36,6 +36,16 @@ not onto {x: Ax = y}, so it can break exact consistency; tests check with clamp=
 Time-travel (RePaint / DDNM §3.4): with travel=(l, r), each time the chain reaches a position
 q = l, 2l, … (< S) it is re-noised back l positions with the exact forward kernel
 x_hi = √(ᾱ_hi/ᾱ_lo)·x_lo + √(1 − ᾱ_hi/ᾱ_lo)·z, r − 1 times; the guided steps are then redone.
+
+Warm start (SDEdit, Meng et al. 2022; "Come-Closer-Diffuse-Faster", Chung, Sim & Ye, CVPR 2022,
+Eq. 5): with start < 1 the chain begins at the first DDIM timestep t₀ ≤ start·T, from the forward
+kernel applied to an initial estimate x_init (here: the DeepJSCC output x̂),
+
+    x_{t₀} = √ᾱ_{t₀}·x_init + √(1 − ᾱ_{t₀})·z,
+
+and runs the guided steps from there. CCDF shows the error contracts from a good x_init, so a short
+chain suffices; it also keeps a weak prior from inventing the image from pure noise (its weakest
+regime), which is where PSNR is lost. start = 1 is plain DDNM from x_T ~ N(0, I).
 """
 from __future__ import annotations
 
@@ -112,9 +122,31 @@ def check_sampling_args(steps: int, eta: float, generators, batch: int) -> None:
 
 
 @torch.no_grad()
+def start_position(timesteps: Sequence[int], start: float, T: int) -> int:
+    """Index of the first DDIM timestep t ≤ start·T (0 for start = 1: begin at pure noise)."""
+    if not 0.0 < float(start) <= 1.0:
+        raise InputError(f"start must lie in (0, 1] (fraction of T at which the chain begins), got {start}")
+    if start >= 1.0:
+        return 0
+    for q, t in enumerate(timesteps):
+        if int(t) <= start * T:
+            return q
+    return len(timesteps) - 1
+
+
+def unet_evals(prior, steps: int, start: float = 1.0, travel: tuple[int, int] | None = None) -> int:
+    """How many ε_θ evaluations one restoration costs (per image) with these settings."""
+    ts = prior.ddim_timesteps(int(steps)).tolist()
+    q0 = start_position(ts, start, int(prior.num_train_timesteps))
+    seq = travel_schedule(len(ts) - q0, travel)
+    return sum(1 for a, b in zip(seq, seq[1:]) if b > a)
+
+
 def _sample(prior, batch: int, steps: int, eta: float, generators, travel, progress: bool,
-            guide: dict | None, clip_x0: bool, desc: str) -> torch.Tensor:
-    """The DDIM loop on diffusion scale; `guide` = None is plain (unconditional) DDIM."""
+            guide: dict | None, clip_x0: bool, desc: str, start: float = 1.0,
+            x_init: torch.Tensor | None = None) -> torch.Tensor:
+    """The DDIM loop on diffusion scale; `guide` = None is plain (unconditional) DDIM.
+    start < 1: begin at t₀ ≤ start·T from x_init (diffusion scale) noised by the forward kernel."""
     check_sampling_args(steps, eta, generators, batch)
     device = torch.device(prior.device)
     shape = (batch, *_prior_shape(prior))
@@ -123,12 +155,19 @@ def _sample(prior, batch: int, steps: int, eta: float, generators, travel, progr
     abar_all = prior.alphas_cumprod.to("cpu", torch.float64)
     abar = [float(abar_all[t]) for t in ts] + [1.0]          # ᾱ at positions 0..S (ᾱ = 1 after the end)
     c_eps = math.sqrt(max(0.0, 1.0 - eta * eta))
-    seq = travel_schedule(steps, travel)
+    q0 = start_position(ts.tolist(), start, len(abar_all))
+    if q0 > 0 and x_init is None:
+        raise InputError("a warm start (start < 1) needs an initial estimate x_init")
+    seq = [q0 + p for p in travel_schedule(steps - q0, travel)]
 
     if guide is not None:
         op: LinearOperator = guide["op"]
         P, Y, nu = guide["P"], guide["Y"], guide["nu"]
     x = _randn(shape, generators, device)
+    if q0 > 0:                                                 # warm start: forward kernel to t₀
+        if tuple(x_init.shape) != shape:
+            raise InputError(f"x_init has shape {tuple(x_init.shape)}, the chain needs {shape}")
+        x = math.sqrt(abar[q0]) * x_init.to(device=device, dtype=torch.float32) + math.sqrt(1.0 - abar[q0]) * x
     pdtype = getattr(prior, "dtype", torch.float32)
     for q, q_next in tqdm(list(zip(seq[:-1], seq[1:])), desc=desc, disable=not progress, leave=False):
         if q_next < q:                                         # time-travel: forward kernel q → q_next
@@ -159,7 +198,7 @@ def _sample(prior, batch: int, steps: int, eta: float, generators, travel, progr
 def restore(prior, operator: LinearOperator, y01: torch.Tensor, sigma_y=0.0, steps: int = 50,
             eta: float = 0.85, generators: Sequence[torch.Generator] | None = None,
             travel: tuple[int, int] | None = None, progress: bool = True, clamp: bool = True,
-            clip_x0: bool = True) -> torch.Tensor:
+            clip_x0: bool = True, start: float = 1.0, x_init01: torch.Tensor | None = None) -> torch.Tensor:
     """Restore images from y01 ≈ A·x01 + n with DDNM (σ_y = 0) or DDNM+ (σ_y > 0).
 
     prior:      a sing.prior DiffusionPrior (eps, alphas_cumprod, ddim_timesteps, image_size, channels).
@@ -173,6 +212,8 @@ def restore(prior, operator: LinearOperator, y01: torch.Tensor, sigma_y=0.0, ste
     generators: one torch.Generator per image (sing.channel.generator_for) for reproducible noise.
     clamp:      clamp the output to [0, 1] (off: exact consistency A·x = y when σ_y = 0).
     clip_x0:    clip the predicted clean image x0_t to [-1, 1] before the correction.
+    start:      fraction of T at which the chain begins (module doc, warm start); < 1 needs
+    x_init01:   the initial estimate (B, C, H, W) on the [0, 1] scale (SING: the DeepJSCC output x̂).
     Returns x01 (B, C, H, W) float32 on the prior's device.
     """
     if operator is None or not isinstance(operator, LinearOperator):
@@ -195,8 +236,9 @@ def restore(prior, operator: LinearOperator, y01: torch.Tensor, sigma_y=0.0, ste
     nu = torch.where(s > 0, sig / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s * sig))
     guide = {"op": op, "P": P, "Y": op.pinv_spectral(y_d), "nu": nu}
     plus = bool((sig > 0).any())
+    x_init = None if x_init01 is None else 2.0 * x_init01.to(device=device, dtype=torch.float32) - 1.0
     x = _sample(prior, batch, steps, eta, generators, travel, progress, guide, clip_x0,
-                desc=f"{'DDNM+' if plus else 'DDNM'} {op.name}")
+                desc=f"{'DDNM+' if plus else 'DDNM'} {op.name}", start=start, x_init=x_init)
     x01 = (x + 1.0) / 2.0
     return x01.clamp(0.0, 1.0) if clamp else x01
 

@@ -28,13 +28,14 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
               operator: str = "spectral", sigma_scale: float = 1.0, steps: int = 50, eta: float = 0.85,
               generators: Sequence[torch.Generator] | None = None, travel: tuple[int, int] | None = None,
               progress: bool = True, tau: float = 1e-2, model_id: str | None = None,
-              clamp: bool = True, return_info: bool = False):
+              clamp: bool = True, return_info: bool = False, start: float = 1.0):
     """Restore DeepJSCC outputs x_hat01 (B, C, H, W) in [0, 1] with SING-Zero.
 
     calibration: a Calibration for the JSCC that produced x̂ (required for `spectral`); with
                  `model_id` (the JSCC's model_id) a calibration for another model is refused.
     snr_db:      float or (B,) per-image SNR at which x̂ was decoded (clamped to the calibrated
                  range with a warning).
+    start:       1 = DDNM from pure noise; < 1 = warm start at start·T from x̂ itself (ddnm.py doc).
     Returns x01 (B, C, H, W), or (x01, info) with return_info=True (operator, σ source, SNRs used,
     mean σ_y per image).
     """
@@ -81,11 +82,11 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
         sig, source = point.noise.sqrt(), "calibrated"
     sig = sig * float(sigma_scale)
     x = restore(prior, op, y, sig, steps=steps, eta=eta, generators=generators, travel=travel,
-                progress=progress, clamp=clamp)
+                progress=progress, clamp=clamp, start=start, x_init01=x_hat01 if start < 1 else None)
     if not return_info:
         return x
     info: dict[str, Any] = {"operator": op.name, "sigma_source": source, "sigma_scale": float(sigma_scale),
-                            "steps": int(steps), "eta": float(eta), "travel": list(travel) if travel else None,
+                            "steps": int(steps), "eta": float(eta), "start": float(start), "travel": list(travel) if travel else None,
                             "sigma_y_mean": [float(v) for v in sig.reshape(b, -1).mean(1)]
                             if sig.dim() else [float(sig)] * b}
     if point is not None:
