@@ -168,7 +168,10 @@ def mismatch_grid(n: int) -> list[dict]:
            point("fmnist-rgb64", "deepjscc-perceptual", "1/48", "awgn", 0.0, n),
            point("fmnist-rgb64", "ddnm-avgpool", "1/48", "awgn", 0.0, n),
            point("fmnist-rgb64", "sing-zero", "1/48", "awgn", 0.0, n, **zero_kw(c)),
-           point("fmnist-rgb64", "sing-inn", "1/48", "awgn", 0.0, n, **_inn_kw("natural"))]
+           point("fmnist-rgb64", "sing-inn", "1/48", "awgn", 0.0, n, **_inn_kw("natural")),
+           point("fmnist-rgb64", "dps", "1/48", "awgn", 0.0, n, zeta=best_dps("natural")),
+           point("fmnist-rgb64", "digital-jpeg", "1/48", "awgn", 0.0, n),
+           point("fmnist-rgb64", "digital-webp", "1/48", "awgn", 0.0, n)]
     return pts
 
 
@@ -209,8 +212,23 @@ def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
     return pts
 
 
+def digital_grid(n: int = 32) -> list[dict]:
+    """Issue 9's digital-separation cliff: JPEG/WebP at the ideal-capacity rate next to DeepJSCC (BCR 1/12
+    and 1/48) and SING-Zero (BCR 1/48, val-chosen settings) on the natural test split, AWGN, from −5 dB
+    up to 30 dB so that the codecs get past their cliff (the JSCC models were trained on −5…15 dB: above
+    that they run with their SNR input clamped, the calibration likewise)."""
+    c = best_from_tuning("natural")
+    pts = []
+    for s in (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0):
+        for b in ("1/12", "1/48"):
+            for m in ("deepjscc", "digital-jpeg", "digital-webp"):
+                pts.append(point("natural", m, b, "awgn", s, n))
+        pts.append(point("natural", "sing-zero", "1/48", "awgn", s, n, **zero_kw(c)))
+    return pts
+
+
 GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
-         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper")
+         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital")
 
 
 def grid(name: str) -> list[dict]:
@@ -240,6 +258,8 @@ def grid(name: str) -> list[dict]:
         return tune_dps("natural", 32)
     if name == "paper":
         return paper_grid()
+    if name == "digital":
+        return digital_grid()
     raise SystemExit(f"unknown grid {name!r}; known: {', '.join(GRIDS)}")
 
 
