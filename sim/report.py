@@ -244,6 +244,12 @@ def readme_section(root: Path, all_rows: dict[str, list[dict]]) -> str:
             L.append(f"| {r['method']} | {cfg} | {r['n']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['lpips']:.4f} | "
                      f"[{r['grid']}](sim/results/{r['grid']}/table.md) |")
         L.append("")
+    mins = {g: sum(r["s_per_img"] * r["n"] for r in rows if r["s_per_img"] == r["s_per_img"]) / 60
+            for g, rows in all_rows.items()}
+    L += [f"Restoration time recorded in the result files (each on the machine in its `device` field; model "
+          f"loading, about 5–10 s per point, not included): " +
+          ", ".join(f"`{g}` {m:.1f} min" for g, m in sorted(mins.items())) +
+          f"; {sum(mins.values()):.0f} min in all.", ""]
     for g in sorted(all_rows):
         pngs = sorted((root / g).glob("*_vs_snr.png"))
         L.append(f"- `{g}`: [table](sim/results/{g}/table.md), " + ", ".join(

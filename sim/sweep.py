@@ -212,6 +212,20 @@ def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
     return pts
 
 
+def bcr_grid(n: int = 32) -> list[dict]:
+    """The BCR axis of BENCHMARKS.md for the receivers that need no training per JSCC model: BCR 1/12 and
+    1/24 (k = 1024, 512), AWGN and Rayleigh, every SNR, natural test split. SING-Zero and DPS use the
+    settings chosen on val at BCR 1/48 (not re-tuned per BCR); SING-Zero uses each JSCC's own
+    calibration (`sing calibrate`, shipped next to the model). SING-INN needs an INN trained per JSCC
+    model and is shipped for BCR 1/48 only; the perceptual DeepJSCC likewise."""
+    c = best_from_tuning("natural")
+    zeta = best_dps("natural")
+    methods = [("deepjscc", {}), ("digital-jpeg", {}), ("digital-webp", {}), ("ddnm-avgpool", {}),
+               ("sing-zero", zero_kw(c, "spectral")), ("dps", {"zeta": zeta})]
+    return [point("natural", m, b, ch, s, n, **extra)
+            for b in ("1/12", "1/24") for ch in ("awgn", "rayleigh") for s in SNRS for m, extra in methods]
+
+
 def digital_grid(n: int = 32) -> list[dict]:
     """Issue 9's digital-separation cliff: JPEG/WebP at the ideal-capacity rate next to DeepJSCC (BCR 1/12
     and 1/48) and SING-Zero (BCR 1/48, val-chosen settings) on the natural test split, AWGN, from −5 dB
@@ -228,7 +242,7 @@ def digital_grid(n: int = 32) -> list[dict]:
 
 
 GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
-         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital")
+         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital", "bcr")
 
 
 def grid(name: str) -> list[dict]:
@@ -260,6 +274,8 @@ def grid(name: str) -> list[dict]:
         return paper_grid()
     if name == "digital":
         return digital_grid()
+    if name == "bcr":
+        return bcr_grid()
     raise SystemExit(f"unknown grid {name!r}; known: {', '.join(GRIDS)}")
 
 
