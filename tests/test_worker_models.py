@@ -73,10 +73,11 @@ def test_worker_serves_each_model_with_its_parts(procs, parts):
         assert "sing-zero" in st["models"][ida]["methods"] and "sing-inn" not in st["models"][ida]["methods"]
         assert {"sing-zero", "sing-inn"} <= set(st["models"][idb]["methods"])
         y = symbols(64, 5)
-        for mid, method in ((ida, "sing-zero"), (idb, "sing-zero"), (idb, "sing-inn")):
-            r = c.restore(y, 3.0, method, {"image_id": "im5", "model_id": mid}, params={"steps": 3})
-            x = ref.restore(mid, method, torch.from_numpy(y[None]), torch.tensor([3.0]), ["im5"], 0,
-                            {"steps": 3})
+        for mid, method, prm in ((ida, "sing-zero", {"steps": 3}), (idb, "sing-zero", {"steps": 3}),
+                                 (idb, "sing-inn", {"steps": 3}), (idb, "sing-zero", {"steps": 4, "start": 0.6}),
+                                 (idb, "sing-inn", {"steps": 4, "start": 0.6})):
+            r = c.restore(y, 3.0, method, {"image_id": "im5", "model_id": mid}, params=prm)
+            x = ref.restore(mid, method, torch.from_numpy(y[None]), torch.tensor([3.0]), ["im5"], 0, prm)
             want = (x.clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
             assert np.abs(r.image.astype(int) - want).max() <= 1, (mid, method)
             tm = r.header["timings"]
