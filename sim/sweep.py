@@ -354,6 +354,8 @@ def main(argv=None) -> int:
         for k, v in p.items():
             if k not in BASE_KEYS:
                 args += [f"--{k.replace('_', '-')}", str(v)]
+        if p["method"] in ("sing-zero", "sing-inn", "ddnm-avgpool") and "start" not in p:
+            args += ["--start", "1.0"]     # a point without `start` is from noise, whatever the defaults
         if a.worker:
             args += ["--worker", a.worker]
         if a.autocast and p["method"] in DIFFUSION_METHODS:

@@ -73,7 +73,7 @@ def test_worker_serves_each_model_with_its_parts(procs, parts):
         assert "sing-zero" in st["models"][ida]["methods"] and "sing-inn" not in st["models"][ida]["methods"]
         assert {"sing-zero", "sing-inn"} <= set(st["models"][idb]["methods"])
         y = symbols(64, 5)
-        for mid, method, prm in ((ida, "sing-zero", {"steps": 3}), (idb, "sing-zero", {"steps": 3}),
+        for mid, method, prm in ((ida, "sing-zero", {"steps": 3, "start": 1.0}), (idb, "sing-zero", {"steps": 3}),
                                  (idb, "sing-inn", {"steps": 3}), (idb, "sing-zero", {"steps": 4, "start": 0.6}),
                                  (idb, "sing-inn", {"steps": 4, "start": 0.6})):
             r = c.restore(y, 3.0, method, {"image_id": "im5", "model_id": mid}, params=prm)
@@ -93,7 +93,7 @@ def test_continuous_batching(procs, parts):
     a, _ = parts["tinyA"]
     endpoint = ep()
     procs.start(*worker_args(a, "--bind", endpoint, "--prior", str(parts["prior"]), "--max-batch", "8"))
-    slow = {"steps": 100}
+    slow = {"steps": 100, "start": 1.0}                                  # the full chain: slow
     with WorkerClient(endpoint, timeout_s=60) as c:
         c.restore(symbols(64), 0.0, "sing-zero", params={"steps": 1})        # warm-up
         first = c.submit(symbols(64, 1), 0.0, "sing-zero", params=slow)

@@ -199,6 +199,7 @@ def test_warm_start_consistency_cost_and_errors(prior3):
     ts = prior3.ddim_timesteps(STEPS).tolist()
     assert calls == [t for t in ts if t <= 0.4 * T] and 0 < len(calls) < STEPS
     assert unet_evals(prior3, STEPS, 0.4) == len(calls) and unet_evals(prior3, STEPS) == STEPS
+    assert unet_evals(None, STEPS, 0.4, num_train_timesteps=T) == len(calls)      # worker-side count
     assert start_position(ts, 1.0, T) == 0
     # a chain begun at the last timestep, with an observation it is not forced onto, stays near x_init
     far = restore(prior3, Identity(shape), torch.zeros(2, *shape), 10.0, steps=1000, clamp=False,

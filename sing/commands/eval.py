@@ -220,9 +220,10 @@ def evaluate(args) -> dict:
         for img, i in zip(D.to_uint8(xr), ids):
             Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(d / (i.replace("/", "_").replace("#", "_") + ".png"))
     steps = params.get("steps", DEFAULTS.get(method, {}).get("steps", 0)) if method in DIFFUSION_METHODS else 0
-    if prior is not None and method in ("sing-zero", "ddnm-avgpool", "sing-inn"):
+    if method in ("sing-zero", "ddnm-avgpool", "sing-inn"):      # prior None: restored in a worker
         from ..zero.ddnm import unet_evals
-        steps = unet_evals(prior, steps, params.get("start", 1.0), params.get("travel"))
+        cfg = {**DEFAULTS.get(method, {}), **params}
+        steps = unet_evals(prior, steps, cfg.get("start", 1.0), cfg.get("travel"))
     return {
         "schema": "sing.eval/1",
         "setup": {

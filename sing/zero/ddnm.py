@@ -134,10 +134,17 @@ def start_position(timesteps: Sequence[int], start: float, T: int) -> int:
     return len(timesteps) - 1
 
 
-def unet_evals(prior, steps: int, start: float = 1.0, travel: tuple[int, int] | None = None) -> int:
-    """How many ε_θ evaluations one restoration costs (per image) with these settings."""
-    ts = prior.ddim_timesteps(int(steps)).tolist()
-    q0 = start_position(ts, start, int(prior.num_train_timesteps))
+def unet_evals(prior, steps: int, start: float = 1.0, travel: tuple[int, int] | None = None,
+               num_train_timesteps: int = 1000) -> int:
+    """How many ε_θ evaluations one restoration costs (per image) with these settings. prior = None
+    (the restoration runs in a worker): DDIM "leading" timesteps of a num_train_timesteps schedule."""
+    if prior is None:
+        T = int(num_train_timesteps)
+        ts = [i * (T // int(steps)) for i in range(int(steps) - 1, -1, -1)]
+    else:
+        T = int(prior.num_train_timesteps)
+        ts = prior.ddim_timesteps(int(steps)).tolist()
+    q0 = start_position(ts, start, T)
     seq = travel_schedule(len(ts) - q0, travel)
     return sum(1 for a, b in zip(seq, seq[1:]) if b > a)
 
