@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--snr-db", type=float, default=0.0)
     ap.add_argument("--bcr", default="1/48")
     ap.add_argument("--data", default="natural")
-    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.path = "radio"

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snr-db", type=float, default=0.0)
     p.add_argument("--bcr", default="1/48")
     p.add_argument("--data", default="natural", help="natural | fmnist")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps for the diffusion methods")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps for the diffusion methods")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--operator", default=None, help="SING-Zero operator (default: spectral, or the "
                    "val-chosen one with --tuned)")
