@@ -252,8 +252,8 @@ def readme_section(root: Path, all_rows: dict[str, list[dict]]) -> str:
           f"; {sum(mins.values()):.0f} min in all.", ""]
     for g in sorted(all_rows):
         pngs = sorted((root / g).glob("*_vs_snr.png"))
-        L.append(f"- `{g}`: [table](sim/results/{g}/table.md), " + ", ".join(
-            f"[{p.stem}](sim/results/{g}/{p.name})" for p in pngs))
+        L.append(", ".join([f"- `{g}`: [table](sim/results/{g}/table.md)"] +
+                           [f"[{p.stem}](sim/results/{g}/{p.name})" for p in pngs]))
     L += ["", END]
     return "\n".join(L)
 
