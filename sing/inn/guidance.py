@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..zero.ddnm import check_sampling_args, start_position
+from ..zero.ddnm import check_sampling_args, start_position, warm_start
 from .haar import haar_lowpass, haar_multilevel, haar_multilevel_inv
 from .model import InvertibleDegradation
 
@@ -121,9 +121,7 @@ def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tenso
     q0 = start_position(ts.tolist(), start, T)
     x = _randn(shape, generators, device)
     if q0 > 0:
-        if x_init is None or tuple(x_init.shape) != shape:
-            raise InputError(f"a warm start (start < 1) needs an initial estimate of shape {shape}")
-        x = math.sqrt(abar[q0]) * x_init.to(device=device, dtype=torch.float32) + math.sqrt(1.0 - abar[q0]) * x
+        x = warm_start(x, x_init, abar[q0])
     for q in tqdm(range(q0, len(ts)), desc=desc, disable=not progress, leave=False):
         at = abar[q]
         t = torch.full((batch,), int(ts[q]), dtype=torch.long, device=device)

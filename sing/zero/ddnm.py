@@ -121,7 +121,6 @@ def check_sampling_args(steps: int, eta: float, generators, batch: int) -> None:
         raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
 
 
-@torch.no_grad()
 def start_position(timesteps: Sequence[int], start: float, T: int) -> int:
     """Index of the first DDIM timestep t ≤ start·T (0 for start = 1: begin at pure noise)."""
     if not 0.0 < float(start) <= 1.0:
@@ -149,6 +148,17 @@ def unet_evals(prior, steps: int, start: float = 1.0, travel: tuple[int, int] | 
     return sum(1 for a, b in zip(seq, seq[1:]) if b > a)
 
 
+def warm_start(z: torch.Tensor, x_init: torch.Tensor | None, abar0: float) -> torch.Tensor:
+    """The chain's state at t₀ from the initial estimate (module doc, warm start):
+    x_{t₀} = √ᾱ_{t₀}·x_init + √(1 − ᾱ_{t₀})·z, z the chain's starting noise (diffusion scale)."""
+    if x_init is None:
+        raise InputError("a warm start (start < 1) needs an initial estimate x_init")
+    if tuple(x_init.shape) != tuple(z.shape):
+        raise InputError(f"x_init has shape {tuple(x_init.shape)}, the chain needs {tuple(z.shape)}")
+    return math.sqrt(abar0) * x_init.to(device=z.device, dtype=torch.float32) + math.sqrt(1.0 - abar0) * z
+
+
+@torch.no_grad()
 def _sample(prior, batch: int, steps: int, eta: float, generators, travel, progress: bool,
             guide: dict | None, clip_x0: bool, desc: str, start: float = 1.0,
             x_init: torch.Tensor | None = None) -> torch.Tensor:
@@ -163,18 +173,14 @@ def _sample(prior, batch: int, steps: int, eta: float, generators, travel, progr
     abar = [float(abar_all[t]) for t in ts] + [1.0]          # ᾱ at positions 0..S (ᾱ = 1 after the end)
     c_eps = math.sqrt(max(0.0, 1.0 - eta * eta))
     q0 = start_position(ts.tolist(), start, len(abar_all))
-    if q0 > 0 and x_init is None:
-        raise InputError("a warm start (start < 1) needs an initial estimate x_init")
     seq = [q0 + p for p in travel_schedule(steps - q0, travel)]
 
     if guide is not None:
         op: LinearOperator = guide["op"]
         P, Y, nu = guide["P"], guide["Y"], guide["nu"]
     x = _randn(shape, generators, device)
-    if q0 > 0:                                                 # warm start: forward kernel to t₀
-        if tuple(x_init.shape) != shape:
-            raise InputError(f"x_init has shape {tuple(x_init.shape)}, the chain needs {shape}")
-        x = math.sqrt(abar[q0]) * x_init.to(device=device, dtype=torch.float32) + math.sqrt(1.0 - abar[q0]) * x
+    if q0 > 0:
+        x = warm_start(x, x_init, abar[q0])
     pdtype = getattr(prior, "dtype", torch.float32)
     for q, q_next in tqdm(list(zip(seq[:-1], seq[1:])), desc=desc, disable=not progress, leave=False):
         if q_next < q:                                         # time-travel: forward kernel q → q_next
