@@ -267,6 +267,8 @@ def test_export_and_continue_from_model_dir(tmp_path):
         assert (m / f).exists(), f
     cfg = json.loads((m / "config.json").read_text())
     assert cfg["training"]["steps"] == 4 and "sing train-prior" in cfg["training"]["command"]
+    assert cfg["dc_prior"]["n_images"] > 100 and len(cfg["dc_prior"]["mean"]) == 1   # the sampler's DC prior
+    assert "DC posterior" in (m / "README.md").read_text()
     prior = load_prior(m, expect_size=32, expect_channels=1)
     assert prior.image_size == 32
     r = _train(tmp_path / "run2", 6, 2, ["--export", str(m)])

@@ -78,6 +78,9 @@ class PriorConfig:
     dataset: str = ""
     notes: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # recipe/steps, informational
+    # N(μ, Σ) of the train images' channel means, for the sampler's DC posterior
+    # (sing/prior/dc_posterior.py); {} = none stored
+    dc_prior: dict[str, Any] = field(default_factory=dict)
     kind: str = KIND
     version: int = VERSION
 

@@ -5,6 +5,10 @@
     x_prev  = √ᾱ_prev · x̂_0 + √(1 − ᾱ_prev − σ_t²) · ε_θ + σ_t · z,      z ~ N(0, I)
 
 with ᾱ_prev = 1 after the last step ("set_alpha_to_one"). η = 0 is deterministic DDIM, η = 1 DDPM-like.
+
+With a DC prior (the default when the prior's config.json has one), x̂_0's channel means are
+replaced by their Gaussian posterior mean given x_t before clipping (sing/prior/dc_posterior.py,
+Eq. 1–2): without it, a small prior's samples drift to saturated flat colours.
 """
 from __future__ import annotations
 
@@ -22,13 +26,24 @@ from .model import DiffusionPrior
 @torch.no_grad()
 def ddim_sample(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = 0.85,
                 generator: torch.Generator | None = None, batch: int = 16,
-                progress: bool = True) -> torch.Tensor:
-    """n unconditional samples, float32 (n, C, H, W) in [0, 1] on the CPU."""
+                progress: bool = True, dc: "DCPrior | str | None" = "auto") -> torch.Tensor:
+    """n unconditional samples, float32 (n, C, H, W) in [0, 1] on the CPU.
+
+    dc: the DC prior of the x̂_0 correction: "auto" = the one stored with the prior (none: no
+    correction), None = no correction, or a DCPrior."""
     if n < 1:
         raise InputError(f"n must be ≥ 1, got {n}")
     if eta < 0:
         raise InputError(f"eta must be ≥ 0, got {eta}")
     from tqdm.auto import tqdm
+    from .dc_posterior import DCPrior, of_prior
+    if isinstance(dc, str):
+        if dc != "auto":
+            raise InputError(f"dc must be 'auto', None or a DCPrior, got {dc!r}")
+        dc = of_prior(prior)
+    if dc is not None and dc.channels != prior.channels:
+        raise InputError(f"the DC prior is for {dc.channels}-channel images, the prior makes "
+                         f"{prior.channels}-channel ones")
     ts = prior.ddim_timesteps(steps)
     C, S = prior.channels, prior.image_size
     g = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -42,7 +57,10 @@ def ddim_sample(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = 0.8
             a_t = float(prior.alpha_bar(int(t)))
             a_p = float(prior.alpha_bar(t_prev))
             eps = prior.eps(x, int(t)).float()
-            x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1, 1)
+            x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+            if dc is not None:
+                x0 = dc.correct(x0, x, a_t)
+            x0 = x0.clamp(-1, 1)
             sigma = eta * math.sqrt((1 - a_p) / (1 - a_t)) * math.sqrt(max(1 - a_t / a_p, 0.0))
             # ε re-derived from the clipped x̂_0 keeps the update consistent (diffusers does the same)
             eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
@@ -93,6 +111,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, help="fp32 | fp16 | bf16 (default: fp16 on GPU, fp32 on CPU)")
     p.add_argument("--scale", type=int, default=0, help="upscale the grid (default: 4 below 64 px, 2 at 64)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--dc", choices=("auto", "off"), default="auto",
+                   help="DC posterior of x̂_0 (sing/prior/dc_posterior.py): auto = use the statistics "
+                        "stored with the prior, off = plain DDIM")
+    p.add_argument("--dc-data", default=None,
+                   help="estimate the DC statistics from this data set's train split (for priors "
+                        "without stored ones, e.g. a diffusers model)")
     p.add_argument("--out", default="samples.png", help="output PNG grid")
 
 
@@ -101,10 +125,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     prior = load_prior(args.prior, device=args.device, dtype=args.dtype)
+    dc = None
+    if args.dc == "auto":
+        from .dc_posterior import from_data, of_prior
+        dc = from_data(args.dc_data) if args.dc_data else of_prior(prior)
     x = ddim_sample(prior, args.n, args.steps, args.eta,
-                    torch.Generator().manual_seed(args.seed), batch=args.batch)
+                    torch.Generator().manual_seed(args.seed), batch=args.batch, dc=dc)
     scale = args.scale or (4 if prior.image_size < 64 else 2 if prior.image_size < 128 else 1)
     path = save_grid(x, args.out, scale=scale)
     print(f"wrote {path} ({args.n} samples, {args.steps} DDIM steps, eta {args.eta}, "
-          f"{prior.image_size}×{prior.image_size}×{prior.channels})")
+          f"{prior.image_size}×{prior.image_size}×{prior.channels}, DC posterior "
+          f"{'on (' + (dc.data or '?') + ')' if dc is not None else 'off'})")
     return 0

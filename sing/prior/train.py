@@ -190,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
                               f" images but --data {args.data} gives {tuple(first.shape[1:])}: use "
                               f"another --out/--export directory for this data")
 
+    if not cfg.dc_prior:        # the sampler's DC posterior (dc_posterior.py): train-split statistics
+        from .dc_posterior import from_data
+        cfg.dc_prior = from_data(args.data, n=4096).to_dict()
+
     torch.manual_seed(args.seed)
     model = build_unet(cfg.unet)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -358,6 +362,9 @@ def _cli_args(args) -> list[str]:
     return out
 
 
+NOTES_MARKER = "<!-- notes: everything below is hand-written and kept by write_card -->"
+
+
 def write_card(export: Path) -> None:
     """(Re)write README.md of an exported prior from its config, loss log, samples and the
     denoising table (sim/results/prior/denoise-<name>.md when present)."""
@@ -376,6 +383,20 @@ def write_card(export: Path) -> None:
         if cand.exists():
             table = cand.read_text()
     digest = file_digest(export / "model.safetensors", 12)
+    extra_grids = ""
+    if (export / "samples-plain.png").exists():
+        extra_grids += ("\nThe same seeds with plain DDIM (`--dc off`):\n\n"
+                        "![samples, plain DDIM](samples-plain.png)\n")
+    if (export / "data.png").exists():
+        extra_grids += "\nTraining images, for comparison:\n\n![train images](data.png)\n"
+    stats = Path("sim/results/prior-samples") / f"{export.name}.md"
+    if stats.exists():               # sim/prior_samples.py: the grids in numbers
+        extra_grids += "\n" + stats.read_text()
+    notes = ""
+    if (export / "README.md").exists():          # a hand-written tail survives regeneration
+        old_card = (export / "README.md").read_text()
+        if NOTES_MARKER in old_card:
+            notes = "\n" + NOTES_MARKER + old_card.split(NOTES_MARKER, 1)[1]
     card = f"""# {export.name}: DDPM diffusion prior ({cfg['image_size']}×{cfg['image_size']}, {cfg['channels']} channel{'s' if cfg['channels'] > 1 else ''})
 
 ε-prediction DDPM prior for SING (ALGORITHMS.md §3), a `diffusers.UNet2DModel` trained from scratch
@@ -408,10 +429,13 @@ directory (raw weights + EMA + step counter; the AdamW state starts fresh).
 
 ![samples](samples.png)
 
+{'With the DC posterior of x̂₀ (the channel means of the clean-image estimate replaced by their Gaussian posterior given x_t, `sing/prior/dc_posterior.py`), using the train-split statistics stored in config.json (' + str(cfg['dc_prior'].get('n_images')) + ' images). `sing sample --dc off` gives plain DDIM.' if cfg.get('dc_prior') else 'Plain DDIM (no DC statistics stored with this prior).'}
+{extra_grids}
+
 ## Denoising (one-step x̂₀ vs. Wiener, test split)
 
 {table or '(not measured yet: `python -m sing.prior.denoise_table --prior ' + str(export) + ' --data ' + str(tr.get('data', '')) + '`)'}
-"""
+{notes}"""
     (export / "README.md").write_text(card)
 
 
