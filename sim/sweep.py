@@ -32,6 +32,9 @@ SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0]
 BASE_KEYS = ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source", "split")
 
 
+DEFAULT_ETA = 0.85       # DDNM's η, the samplers' default (sing.methods.DEFAULTS)
+
+
 def point(data, method, bcr, channel, snr, n, snr_source="true", split="test", **extra):
     return dict(data=data, method=method, bcr=bcr, channel=channel, snr_db=snr, n_images=n,
                 snr_source=snr_source, split=split, **extra)
@@ -42,14 +45,17 @@ def tune_zero(data: str, bcr: str, n: int) -> list[dict]:
     every operator with the σ_y scales worth trying for it (σ_y is the sensitive knob)."""
     pool = "avgpool-2" if data.startswith("fmnist") else "avgpool-4"
     pts = [point(data, "deepjscc", bcr, "awgn", 0.0, n, split="val")]
-    # (σ_y scale, start): start < 1 is the warm start from x̂ at start·T (sing/zero/ddnm.py)
+    # (σ_y scale, start[, η]): start < 1 is the warm start from x̂ at start·T (sing/zero/ddnm.py);
+    # η defaults to DDNM's 0.85
     cands = (("spectral", ((0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (0.5, 0.1), (1.0, 0.05), (1.0, 0.1),
-                           (1.0, 0.2), (1.5, 0.1), (2.0, 0.1))),
+                           (1.0, 0.2), (1.5, 0.1), (2.0, 0.1), (1.5, 0.1, 0.0), (1.5, 0.1, 0.5))),
              ("identity", ((1.0, 1.0), (2.0, 1.0), (1.0, 0.1), (2.0, 0.1))),
              (pool, ((0.0, 1.0), (0.5, 1.0), (1.0, 1.0), (0.0, 0.3))))
     for op, settings in cands:
-        for sc, start in settings:
+        for sc, start, *eta in settings:
             kw = {} if start == 1.0 else {"start": start}
+            if eta:
+                kw["eta"] = eta[0]
             pts.append(point(data, "sing-zero", bcr, "awgn", 0.0, n, split="val", operator=op, sigma_scale=sc,
                              **kw))
     return pts
@@ -61,6 +67,8 @@ def zero_kw(c: dict, op: str | None = None) -> dict:
     kw = {"operator": op or c["operator"], "sigma_scale": src.get("sigma_scale", 1.0)}
     if src.get("start", 1.0) != 1.0:
         kw["start"] = src["start"]
+    if src.get("eta", DEFAULT_ETA) != DEFAULT_ETA:
+        kw["eta"] = src["eta"]
     return kw
 
 
@@ -90,11 +98,12 @@ def best_from_tuning(data: str) -> dict:
     for op in sorted({r["setup"]["method_config"]["operator"] for r in cand}):
         b, o = _pick(ref, [r for r in cand if r["setup"]["method_config"]["operator"] == op])
         per_op[op] = {"sigma_scale": b["setup"]["method_config"]["sigma_scale"],
-                      "start": b["setup"]["method_config"].get("start", 1.0), "qualified": o,
+                      "start": b["setup"]["method_config"].get("start", 1.0),
+                      "eta": b["setup"]["method_config"].get("eta", DEFAULT_ETA), "qualified": o,
                       "val_metrics": b["metrics"]}
     mc = best["setup"]["method_config"]
     choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"], "start": mc.get("start", 1.0),
-              "rule": rule + ("" if ok else " (none qualified: min LPIPS)"),
+              "eta": mc.get("eta", DEFAULT_ETA), "rule": rule + ("" if ok else " (none qualified: min LPIPS)"),
               "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"], "per_operator": per_op}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
     return choice
@@ -122,6 +131,9 @@ def tune_inn(data: str, n: int) -> list[dict]:
     # warm start from x̂ (start·T < inn_from·T: the INN guides the whole short chain)
     pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3, start=st)
             for sc, st in ((0.5, 0.1), (1.0, 0.1), (2.0, 0.1), (1.0, 0.2))]
+    # η: the fresh-noise fraction of each step (0 = deterministic DDIM after the warm start)
+    pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3, start=0.1,
+                  eta=e) for sc, e in ((0.125, 0.0), (0.25, 0.0), (0.5, 0.0), (1.0, 0.0), (0.5, 0.5))]
     return pts
 
 
@@ -137,7 +149,7 @@ def best_inn(data: str) -> dict:
     best = min(ok or rows, key=lambda r: r["metrics"]["lpips"])
     mc = best["setup"]["method_config"]
     choice = {"sigma_scale": mc["sigma_scale"], "inn_from": mc["inn_from"], "start": mc.get("start", 1.0),
-              "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1.5 dB" + ("" if ok else " (none qualified)"),
+              "eta": mc.get("eta", DEFAULT_ETA), "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1.5 dB" + ("" if ok else " (none qualified)"),
               "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"]}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
     return choice
@@ -157,6 +169,8 @@ def _inn_kw(data: str) -> dict:
     kw = {"sigma_scale": c["sigma_scale"], "inn_from": c["inn_from"]}
     if c.get("start", 1.0) != 1.0:
         kw["start"] = c["start"]
+    if c.get("eta", DEFAULT_ETA) != DEFAULT_ETA:
+        kw["eta"] = c["eta"]
     return kw
 
 

@@ -35,13 +35,14 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 # Default restoration settings (ALGORITHMS §3–4): 50 DDIM steps, η = 0.85. SING-Zero and SING-INN
 # default to the settings chosen on the natural val split (sim/results/tune-{zero,inn}-natural/
-# choice.json): a warm start from x̂ at 0.1·T (6 UNet calls) with the σ_y scale that goes with it;
+# choice.json): a warm start from x̂ at 0.1·T (6 UNet calls) with the σ_y scale that goes with it
+# (SING-INN: deterministic steps after the warm start, η = 0, chosen there too);
 # start = 1 with sigma_scale = 1 is plain DDNM+ from pure noise. The DDNM-avgpool baseline stays as
 # published (from noise).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ddnm-avgpool": {"operator": "avgpool-4", "steps": 50, "eta": 0.85, "sigma_scale": 1.0, "start": 1.0},
     "sing-zero": {"operator": "spectral", "steps": 50, "eta": 0.85, "sigma_scale": 1.5, "start": 0.1},
-    "sing-inn": {"steps": 50, "eta": 0.85, "sigma_scale": 0.5, "grad_scale": 0.0, "inn_from": 0.3,
+    "sing-inn": {"steps": 50, "eta": 0.0, "sigma_scale": 0.25, "grad_scale": 0.0, "inn_from": 0.3,
                  "start": 0.1},
     "dps": {"steps": 50, "eta": 0.85, "zeta": 1.0},
     "digital-jpeg": {"subsampling": "4:2:0", "header": "file"},

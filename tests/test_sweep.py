@@ -66,3 +66,21 @@ def test_inn_grid_uses_val_choice_and_offsets(sweep, tmp_path):
     assert {p["snr_db"] for p in pts} == set(sweep.SNRS)
     names = [sweep.filename(p) for p in pts]
     assert len(set(names)) == len(names)                  # one result file per point
+
+
+def test_chosen_eta_travels_to_the_test_points(sweep, tmp_path):
+    """η is tuned like σ and start: a val winner with η ≠ 0.85 puts `eta` into every test point (and
+    so into the result file name); the default η leaves it out."""
+    z = tmp_path / "sim" / "results" / "tune-zero-natural"
+    _result(z, "ref.json", "deepjscc", 20.0, 0.50)
+    _result(z, "b.json", "sing-zero", 19.5, 0.40, operator="spectral", sigma_scale=1.5, start=0.1, eta=0.85)
+    i = tmp_path / "sim" / "results" / "tune-inn-natural"
+    _result(i, "y.json", "sing-inn", 19.0, 0.35, sigma_scale=0.5, inn_from=0.3, start=0.1, eta=0.85)
+    _result(i, "z.json", "sing-inn", 19.0, 0.33, sigma_scale=0.25, inn_from=0.3, start=0.1, eta=0.0)
+    assert sweep.best_inn("natural")["eta"] == 0.0
+    pts = sweep.grid("inn-natural")
+    assert {(p["sigma_scale"], p["eta"], p["start"]) for p in pts} == {(0.25, 0.0, 0.1)}
+    assert all("eta0.0" in sweep.filename(p) for p in pts)
+    zp = [p for p in sweep.grid("zero-natural") if p["method"] == "sing-zero"]
+    assert zp and all("eta" not in p for p in zp)
+    assert any(p.get("eta") == 0.0 for p in sweep.grid("tune-inn-natural"))

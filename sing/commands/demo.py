@@ -73,7 +73,7 @@ def method_settings(args, method: str) -> dict:
         f = MODELS_DIR.parent / "sim" / "results" / f"tune-{'zero' if method == 'sing-zero' else 'inn'}-{args.data}" / "choice.json"
         if f.exists():
             c = json.loads(f.read_text())
-            keys = ("operator", "sigma_scale", "start") if method == "sing-zero" else ("sigma_scale", "inn_from", "start")
+            keys = ("operator", "sigma_scale", "start", "eta") if method == "sing-zero" else ("sigma_scale", "inn_from", "start", "eta")
             kw = {k: c[k] for k in keys if k in c}
     if method == "sing-zero":
         if getattr(args, "operator", None):
