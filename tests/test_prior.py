@@ -338,3 +338,15 @@ def test_bf16_mixed_precision_training_records_recipe(tmp_path):
     st = load_file(str(tmp_path / "bf" / "ckpt-0000002" / "train_state.safetensors"))
     assert all(v.dtype == torch.float32 for k, v in st.items() if k.startswith(("model.", "ema.")))
     assert _train(tmp_path / "f16", 2, 2, ["--mixed-precision", "fp16", "--cpu"]).returncode == 2
+
+
+def test_low_t_mixture_is_recorded_and_checked(tmp_path):
+    """--low-t-fraction: part of each batch trains at t < --low-t-max (where a warm-started SING chain
+    runs); the recipe records it, nonsense values are refused before any training."""
+    r = _train(tmp_path / "lt", 2, 2, ["--low-t-fraction", "0.5", "--low-t-max", "100"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    recipe = json.loads((tmp_path / "lt" / "ckpt-0000002" / "train_state.json").read_text())["extra"]["recipe"]
+    assert recipe["low_t_fraction"] == 0.5 and recipe["low_t_max"] == 100
+    bad = _train(tmp_path / "bad", 2, 2, ["--low-t-fraction", "1.5"])
+    assert bad.returncode != 0 and "--low-t-fraction" in bad.stdout + bad.stderr
+    assert not (tmp_path / "bad" / "ckpt-0000002").exists()

@@ -79,6 +79,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16-export", action="store_true", help="store exported EMA weights in fp16")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
+    p.add_argument("--low-t-fraction", type=float, default=0.0,
+                   help="fraction of each batch whose timesteps are drawn from [0, --low-t-max) instead "
+                        "of [0, T): more training where a warm-started SING chain runs (0: uniform)")
+    p.add_argument("--low-t-max", type=int, default=200)
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
                    help="autocast the UNet forward (accelerate): bf16 is 1.6x faster on a CPU with "
                    "AVX512-BF16 and the usual choice on GPUs; weights, EMA and optimizer stay fp32")
@@ -151,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
     from .. import data as sdata
 
+    if not 0.0 <= args.low_t_fraction <= 1.0 or args.low_t_max < 1:
+        raise InputError("--low-t-fraction must be in [0, 1] and --low-t-max ≥ 1")
     if args.steps < 1 or args.batch < 1:
         raise InputError("--steps and --batch must be ≥ 1")
     on_cpu = args.cpu or not torch.cuda.is_available()
@@ -227,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
               "ema_decay": args.ema_decay, "grad_clip": args.grad_clip, "seed": args.seed,
               "weight_decay": args.weight_decay, "processes": world, "threads": args.threads,
               "device": str(acc.device), "unet_preset": args.unet_preset,
-              "mixed_precision": args.mixed_precision}
+              "mixed_precision": args.mixed_precision,
+              **({"low_t_fraction": args.low_t_fraction, "low_t_max": args.low_t_max}
+                 if args.low_t_fraction > 0 else {})}
 
     def checkpoint(step: int, elapsed: float, sample: bool) -> None:
         if not acc.is_main_process:
@@ -270,7 +278,11 @@ def run(args: argparse.Namespace) -> int:
     while step < args.steps:
         x0 = next(it).to(acc.device) * 2 - 1
         g = torch.Generator().manual_seed((args.seed * 1_000_003 + rank * 7919 + step) % (2 ** 63))
-        t = torch.randint(0, T, (x0.shape[0],), generator=g).to(acc.device)
+        t = torch.randint(0, T, (x0.shape[0],), generator=g)
+        if args.low_t_fraction > 0:          # a mixture: U[0, low_t_max) with prob. low_t_fraction
+            low = torch.rand(x0.shape[0], generator=g) < args.low_t_fraction
+            t = torch.where(low, torch.randint(0, args.low_t_max, (x0.shape[0],), generator=g), t)
+        t = t.to(acc.device)
         noise = torch.randn(x0.shape, generator=g).to(acc.device)
         a = ac[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                       # Eq. 4
