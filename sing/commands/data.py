@@ -1,4 +1,5 @@
-"""`sing data`: build the cached natural-image set, list data sets, or regenerate the manifest."""
+"""`sing data`: build the cached natural-image set, list data sets, regenerate the manifest, or
+pack/unpack the decoded natural set for a machine without its sources (sing/data_bundle.py)."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +7,15 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("build", "info", "manifest"),
+    p.add_argument("action", choices=("build", "info", "manifest", "bundle", "unbundle"),
                    help="build: decode sources into the cache; info: sizes of every split; "
-                        "manifest: rescan the Debian data packages and rewrite the committed manifest")
+                        "manifest: rescan the Debian data packages and rewrite the committed manifest; "
+                        "bundle: write a compact copy of the cache (train as JPEG) into --dir; "
+                        "unbundle: rebuild the cache from the bundle in --dir")
+    p.add_argument("--dir", default=None, help="bundle folder (bundle/unbundle)")
+    p.add_argument("--quality", type=int, default=90, help="quality of the lossy train images (bundle)")
+    p.add_argument("--codec", default="webp", choices=("webp", "jpeg"), help="train image codec (bundle)")
+    p.add_argument("--no-eval", action="store_true", help="bundle: leave out the val/test crops (2.5 MB)")
 
 
 def run(args) -> int:
@@ -17,6 +24,21 @@ def run(args) -> int:
         m = D.build_manifest()
         D.MANIFEST.write_text(json.dumps(m, indent=1))
         print(f"wrote {D.MANIFEST} ({len(m['sources'])} sources)")
+        return 0
+    if args.action in ("bundle", "unbundle"):
+        from ..data_bundle import export_bundle, import_bundle
+        from ..errors import InputError
+        if not args.dir:
+            raise InputError(f"sing data {args.action} needs --dir FOLDER")
+        if args.action == "bundle":
+            idx = export_bundle(args.dir, args.quality, args.codec, eval_splits=not args.no_eval)
+            from pathlib import Path
+            size = sum(f.stat().st_size for f in Path(args.dir).iterdir()) / 1e6
+            print(f"wrote {len(idx['files'])} train images ({args.codec} q{args.quality})"
+                  f"{'' if args.no_eval else ' + val/test'} into "
+                  f"{args.dir}: {size:.1f} MB")
+        else:
+            print(f"natural set rebuilt in {import_bundle(args.dir)}")
         return 0
     if args.action == "build":
         d = D._natural_cache(progress=True)

@@ -424,7 +424,7 @@ on CPU with `sing train-prior`. Load it with `sing.prior.load_prior("{export}")`
 | schedule | linear β {cfg.get('beta_start')}…{cfg.get('beta_end')}, T = {cfg.get('num_train_timesteps')}, ε-prediction |
 | recipe | AdamW lr {tr.get('lr')} (warm-up {tr.get('warmup')}), batch {tr.get('batch')}, grad clip {tr.get('grad_clip')}, EMA {tr.get('ema_decay')}, seed {tr.get('seed')}, mixed precision {tr.get('mixed_precision', 'no')} (the last run's) |
 | trained | **{tr.get('steps')} steps**, {tr.get('hours')} h on {tr.get('processes')} process(es) × {tr.get('threads')} thread(s), device {tr.get('device')} |
-| weights | `model.safetensors` = EMA weights (sha256 {digest}…); `train_weights.safetensors` = raw weights (fp16, for resuming) |
+| weights | `model.safetensors` = EMA weights (sha256 {digest}…); `train_weights.safetensors` = raw weights (fp16, for resuming; written by the export, kept out of git by .gitignore) |
 | commit | (filled in by the commit that adds this file) |
 
 Command:
@@ -434,7 +434,8 @@ Command:
 ```
 
 Re-running the same command resumes from `runs/` when its checkpoints exist, otherwise from this
-directory (raw weights + EMA + step counter; the AdamW state starts fresh).
+directory (raw weights + EMA + step counter; the AdamW state starts fresh; without
+`train_weights.safetensors` the raw weights start from the EMA).
 
 ## Loss
 
