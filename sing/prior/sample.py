@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     dc = None
     if args.dc == "auto":
         from .dc_posterior import from_data, of_prior
-        dc = from_data(args.dc_data) if args.dc_data else of_prior(prior)
+        dc = (from_data(args.dc_data, n=4096 if prior.image_size <= 64 else 512)   # ≤ ~0.4 GB of floats
+              if args.dc_data else of_prior(prior))
     x = ddim_sample(prior, args.n, args.steps, args.eta,
                     torch.Generator().manual_seed(args.seed), batch=args.batch, dc=dc)
     scale = args.scale or (4 if prior.image_size < 64 else 2 if prior.image_size < 128 else 1)
