@@ -32,7 +32,11 @@ SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0]
 BASE_KEYS = ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source", "split")
 
 
-DEFAULT_ETA = 0.85       # DDNM's η, the samplers' default (sing.methods.DEFAULTS)
+def default_eta(method: str) -> float:
+    """The η a point runs with when it names none: the method's default in sing.methods.DEFAULTS
+    (one source of truth; it differs between methods, e.g. SING-INN's val-chosen 0)."""
+    from sing.methods import DEFAULTS
+    return float(DEFAULTS[method]["eta"])
 
 
 def point(data, method, bcr, channel, snr, n, snr_source="true", split="test", **extra):
@@ -46,7 +50,7 @@ def tune_zero(data: str, bcr: str, n: int) -> list[dict]:
     pool = "avgpool-2" if data.startswith("fmnist") else "avgpool-4"
     pts = [point(data, "deepjscc", bcr, "awgn", 0.0, n, split="val")]
     # (σ_y scale, start[, η]): start < 1 is the warm start from x̂ at start·T (sing/zero/ddnm.py);
-    # η defaults to DDNM's 0.85
+    # without η, SING-Zero's default (DDNM's 0.85)
     cands = (("spectral", ((0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (0.5, 0.1), (1.0, 0.05), (1.0, 0.1),
                            (1.0, 0.2), (1.5, 0.1), (2.0, 0.1), (1.5, 0.1, 0.0), (1.5, 0.1, 0.5))),
              ("identity", ((1.0, 1.0), (2.0, 1.0), (1.0, 0.1), (2.0, 0.1))),
@@ -67,7 +71,7 @@ def zero_kw(c: dict, op: str | None = None) -> dict:
     kw = {"operator": op or c["operator"], "sigma_scale": src.get("sigma_scale", 1.0)}
     if src.get("start", 1.0) != 1.0:
         kw["start"] = src["start"]
-    if src.get("eta", DEFAULT_ETA) != DEFAULT_ETA:
+    if src.get("eta", default_eta("sing-zero")) != default_eta("sing-zero"):
         kw["eta"] = src["eta"]
     return kw
 
@@ -99,11 +103,11 @@ def best_from_tuning(data: str) -> dict:
         b, o = _pick(ref, [r for r in cand if r["setup"]["method_config"]["operator"] == op])
         per_op[op] = {"sigma_scale": b["setup"]["method_config"]["sigma_scale"],
                       "start": b["setup"]["method_config"].get("start", 1.0),
-                      "eta": b["setup"]["method_config"].get("eta", DEFAULT_ETA), "qualified": o,
+                      "eta": b["setup"]["method_config"].get("eta", default_eta("sing-zero")), "qualified": o,
                       "val_metrics": b["metrics"]}
     mc = best["setup"]["method_config"]
     choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"], "start": mc.get("start", 1.0),
-              "eta": mc.get("eta", DEFAULT_ETA), "rule": rule + ("" if ok else " (none qualified: min LPIPS)"),
+              "eta": mc.get("eta", default_eta("sing-zero")), "rule": rule + ("" if ok else " (none qualified: min LPIPS)"),
               "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"], "per_operator": per_op}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
     return choice
@@ -125,12 +129,14 @@ def zero_grid(data: str, n: int) -> list[dict]:
 
 def tune_inn(data: str, n: int) -> list[dict]:
     """SING-INN's σ_c scale and INN hand-over point (inn_from) chosen on the val split at 0 dB."""
-    pts = [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3)
+    # η is named in every point: SING-INN's default η is itself chosen here
+    pts = [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3, eta=0.85)
            for sc in (0.5, 1.0, 2.0)]
-    pts.append(point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=1.0, inn_from=1.0))
+    pts.append(point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=1.0, inn_from=1.0,
+                     eta=0.85))
     # warm start from x̂ (start·T < inn_from·T: the INN guides the whole short chain)
-    pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3, start=st)
-            for sc, st in ((0.5, 0.1), (1.0, 0.1), (2.0, 0.1), (1.0, 0.2))]
+    pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3, start=st,
+                  eta=0.85) for sc, st in ((0.5, 0.1), (1.0, 0.1), (2.0, 0.1), (1.0, 0.2))]
     # η: the fresh-noise fraction of each step (0 = deterministic DDIM after the warm start)
     pts += [point(data, "sing-inn", "1/48", "awgn", 0.0, n, split="val", sigma_scale=sc, inn_from=0.3, start=0.1,
                   eta=e) for sc, e in ((0.125, 0.0), (0.25, 0.0), (0.5, 0.0), (1.0, 0.0), (0.5, 0.5))]
@@ -149,7 +155,7 @@ def best_inn(data: str) -> dict:
     best = min(ok or rows, key=lambda r: r["metrics"]["lpips"])
     mc = best["setup"]["method_config"]
     choice = {"sigma_scale": mc["sigma_scale"], "inn_from": mc["inn_from"], "start": mc.get("start", 1.0),
-              "eta": mc.get("eta", DEFAULT_ETA), "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1.5 dB" + ("" if ok else " (none qualified)"),
+              "eta": mc.get("eta", default_eta("sing-inn")), "rule": "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1.5 dB" + ("" if ok else " (none qualified)"),
               "val_metrics": best["metrics"], "val_deepjscc": ref["metrics"]}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
     return choice
@@ -169,8 +175,7 @@ def _inn_kw(data: str) -> dict:
     kw = {"sigma_scale": c["sigma_scale"], "inn_from": c["inn_from"]}
     if c.get("start", 1.0) != 1.0:
         kw["start"] = c["start"]
-    if c.get("eta", DEFAULT_ETA) != DEFAULT_ETA:
-        kw["eta"] = c["eta"]
+    kw["eta"] = c.get("eta", default_eta("sing-inn"))     # always named, as in tune_inn
     return kw
 
 

@@ -84,3 +84,6 @@ def test_chosen_eta_travels_to_the_test_points(sweep, tmp_path):
     zp = [p for p in sweep.grid("zero-natural") if p["method"] == "sing-zero"]
     assert zp and all("eta" not in p for p in zp)
     assert any(p.get("eta") == 0.0 for p in sweep.grid("tune-inn-natural"))
+    # SING-INN's default η is itself tuned: its points always name η, so a changed default can never
+    # re-label a result file
+    assert all("eta" in p for p in sweep.grid("tune-inn-natural"))

@@ -30,7 +30,6 @@ Nothing in the UNet changes; the statistics live in the prior's config.json unde
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,9 +100,12 @@ class DCPrior:
         return x0 - x0.mean(dim=(2, 3), keepdim=True) + m0[:, :, None, None]
 
 
-def from_data(name: str, n: int = 4096, progress: bool = False) -> DCPrior:
-    """DC statistics of the first n images of a data set's train split."""
-    from ..data import load_split
+def from_data(name: str, n: int | None = None, progress: bool = False) -> DCPrior:
+    """DC statistics of the first n images of a data set's train split (default: 4096 up to 64 px,
+    512 above, ≤ ~0.4 GB of floats)."""
+    from ..data import info, load_split
+    if n is None:
+        n = 4096 if info(name).image_size <= 64 else 512
     x, _ = load_split(name, "train", n=n, progress=progress)
     return DCPrior.estimate(x, data=name)
 
@@ -122,12 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                                             "prior of the sampler) in a prior's config.json")
     p.add_argument("--prior", required=True, help="one of our prior directories (config.json)")
     p.add_argument("--data", required=True, help="the data set the prior was trained on")
-    p.add_argument("--n", type=int, default=4096, help="train images to use")
+    p.add_argument("--n", type=int, default=None, help="train images to use (default: 4096 up to 64 px, 512 above)")
     args = p.parse_args(argv)
-    f = Path(args.prior) / "config.json"
-    if not f.exists():
-        raise CheckpointError(f"{f} does not exist: pass a prior directory made by sing train-prior")
-    cfg = json.loads(f.read_text())
+    from ..checkpoint import CONFIG, load_config, write_json
+    cfg = load_config(args.prior)
+    f = Path(args.prior) / CONFIG
     if cfg.get("kind") != "sing.prior":
         raise CheckpointError(f"{f} is not a sing.prior config; for a diffusers model pass "
                               f"--dc-data to sing sample instead")
@@ -136,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--data {args.data} has {dc.channels} channels, the prior "
                          f"{cfg.get('channels')}")
     cfg["dc_prior"] = dc.to_dict()
-    tmp = f.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-    tmp.replace(f)
+    write_json(f, cfg)
     print(f"wrote dc_prior ({dc.n_images} {args.data} train images) into {f}: μ = "
           f"{[round(v, 4) for v in dc.mean]}")
     return 0

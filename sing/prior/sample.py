@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from .model import DiffusionPrior
+
+if TYPE_CHECKING:
+    from .dc_posterior import DCPrior
 
 
 @torch.no_grad()
@@ -36,7 +40,7 @@ def ddim_sample(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = 0.8
     if eta < 0:
         raise InputError(f"eta must be ≥ 0, got {eta}")
     from tqdm.auto import tqdm
-    from .dc_posterior import DCPrior, of_prior
+    from .dc_posterior import of_prior
     if isinstance(dc, str):
         if dc != "auto":
             raise InputError(f"dc must be 'auto', None or a DCPrior, got {dc!r}")
@@ -128,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
     dc = None
     if args.dc == "auto":
         from .dc_posterior import from_data, of_prior
-        dc = (from_data(args.dc_data, n=4096 if prior.image_size <= 64 else 512)   # ≤ ~0.4 GB of floats
-              if args.dc_data else of_prior(prior))
+        dc = from_data(args.dc_data) if args.dc_data else of_prior(prior)
     x = ddim_sample(prior, args.n, args.steps, args.eta,
                     torch.Generator().manual_seed(args.seed), batch=args.batch, dc=dc)
     scale = args.scale or (4 if prior.image_size < 64 else 2 if prior.image_size < 128 else 1)

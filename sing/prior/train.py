@@ -198,8 +198,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not cfg.dc_prior:        # the sampler's DC posterior (dc_posterior.py): train-split statistics
         from .dc_posterior import from_data
-        try:                    # 4096 images at ≤ 64 px (≈ 200 MB as floats), fewer when larger
-            cfg.dc_prior = from_data(args.data, n=4096 if cfg.image_size <= 64 else 512).to_dict()
+        try:
+            cfg.dc_prior = from_data(args.data).to_dict()
         except InputError as e:
             acc.print(f"warning: no DC statistics for the sampler ({e}); samples use plain DDIM")
 
