@@ -94,7 +94,11 @@ def main(argv=None) -> int:
                                 text=True).stdout.strip()
     except OSError:
         commit = ""
-    res = {"format": "sing.prior-samples/1", "prior": str(a.prior), "data": a.data,
+    import platform
+    device = f"{prior.device.type}:{platform.machine()}" + (f" {torch.cuda.get_device_name()}"
+                                                            if prior.device.type == "cuda" else "")
+    res = {"format": "sing.prior-samples/1", "prior": str(a.prior), "data": a.data, "device": device,
+           "threads": a.threads,
            "sampler": {"steps": a.steps, "eta": a.eta, "seed": a.seed, "n": a.n},
            "dc_prior_images": dc.n_images, "rows": rows, "seconds": times, "commit": commit,
            "command": "python sim/prior_samples.py " + " ".join(argv if argv is not None else sys.argv[1:])}
