@@ -16,9 +16,12 @@ image; σ²_irr with the R/(R−1) correction):
     explained    (haar² − inn²) / (haar² − irr²)         the fraction of the *reducible* error the INN removes
 
 An INN near the floor cannot sharpen the guidance further: what is left is channel noise, and the
-restoration then rests on the diffusion prior.
+restoration then rests on the diffusion prior. With --prior, the script also measures what that prior
+does with *perfect* range information: DDNM (σ_y = 0, ALGORITHMS.md §3) restoring from the true s×s
+block means A·x, warm-started at --oracle-start from their bilinear up-sampling, next to the
+up-sampling alone and to DeepJSCC at 0 dB on the same images.
 
-    .venv/bin/python sim/inn_ceiling.py --out sim/results/inn/ceiling
+    .venv/bin/python sim/inn_ceiling.py --prior models/prior-natural-64 --out sim/results/inn/ceiling
 """
 from __future__ import annotations
 
@@ -69,6 +72,37 @@ def ceiling(jscc, inn, x: torch.Tensor, ids: list[str], snrs: list[float], reali
     return rows
 
 
+def oracle(prior, jscc, x: torch.Tensor, ids: list[str], factors: list[int], start: float, steps: int,
+           seed: int = 0) -> list[dict]:
+    """LPIPS/PSNR/SSIM of DDNM from the true s×s block means (and of their bilinear up-sampling)."""
+    import torch.nn.functional as F
+    from sing.channel import ChannelConfig, apply_channel, channel_generator, generator_for
+    from sing.metrics import compute_metrics, load_lpips
+    from sing.zero.ddnm import restore
+    from sing.zero.operators import AvgPool
+    lp = load_lpips("alex")
+
+    def mean(m):
+        return {k: float(v[torch.isfinite(v)].mean()) for k, v in m.items()}
+    with torch.no_grad():
+        z = jscc.encode(x, 0.0)
+        co = apply_channel(z, ChannelConfig(kind="awgn", snr_db=0.0, csi="perfect"),
+                           [channel_generator(seed, j) for j in ids])
+        xh = jscc.decode(co.y, co.snr_true_db).float()
+    rows = [{"what": "deepjscc at 0 dB", **mean(compute_metrics(xh.clamp(0, 1), x, lp))}]
+    for s in factors:
+        op = AvgPool(tuple(x.shape[1:]), s)
+        y = op.A(x)
+        up = F.interpolate(y, scale_factor=s, mode="bilinear", align_corners=False).clamp(0, 1)
+        rows.append({"what": f"true {s}×{s} block means, bilinear", "factor": s, **mean(compute_metrics(up, x, lp))})
+        gens = [generator_for(seed, f"restore:{i}") for i in ids]
+        out = restore(prior, op, y, sigma_y=0.0, steps=steps, eta=0.0, generators=gens, progress=False,
+                      start=start, x_init01=up)
+        rows.append({"what": f"true {s}×{s} block means, DDNM + prior", "factor": s, "start": start,
+                     "steps": steps, **mean(compute_metrics(out.clamp(0, 1).cpu(), x, lp))})
+    return rows
+
+
 def to_markdown(res: dict) -> str:
     s = res["setup"]
     lines = [f"# How much of the degradation can an INN model? (`{s['inn']}`)", "",
@@ -84,6 +118,12 @@ def to_markdown(res: dict) -> str:
     lines += ["", "The floor is what is left for any c(x; snr): the channel noise's own share of g(x̂). "
               "Where the INN is near it, a better INN cannot sharpen the guidance; where the gap is wide "
               "(high SNR), a larger or longer-trained INN can."]
+    if res.get("oracle"):
+        o = res["setup"]["oracle"]
+        lines += ["", f"## What the prior does with perfect range information (`{o['prior']}`)", "",
+                  f"DDNM, σ_y = 0, η = 0, {o['steps']} DDIM steps, warm start at {o['start']}·T; same images.", "",
+                  "| input | PSNR (dB) | SSIM | LPIPS |", "|---|---|---|---|"]
+        lines += [f"| {r['what']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['lpips']:.4f} |" for r in res["oracle"]]
     return "\n".join(lines) + "\n"
 
 
@@ -99,6 +139,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    p.add_argument("--prior", default=None, help="also run the perfect-range oracle with this prior")
+    p.add_argument("--oracle-factors", default="4,8", help="block sizes s of the oracle's true s×s means")
+    p.add_argument("--oracle-start", type=float, default=0.2)
+    p.add_argument("--oracle-steps", type=int, default=50)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from sing import data as D
@@ -114,6 +158,12 @@ def main(argv=None) -> int:
         inn = load_inn(inn_dir, device="cpu", jscc_model_id=jscc.model_id)
         x, ids = D.load_split(args.data, args.split, n=args.n_images, progress=not args.no_progress)
         rows = ceiling(jscc, inn, x, ids, snrs, args.realisations, args.seed, not args.no_progress)
+        orows = None
+        if args.prior:
+            from sing.prior import load_prior
+            prior = load_prior(args.prior, device="cpu")
+            orows = oracle(prior, jscc, x, ids, [int(v) for v in args.oracle_factors.split(",")],
+                           args.oracle_start, args.oracle_steps, args.seed)
     except (InputError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -128,8 +178,10 @@ def main(argv=None) -> int:
            "setup": {"jscc": rel(args.jscc), "jscc_model_id": jscc.model_id, "inn": rel(inn_dir),
                      "data": args.data, "split": args.split, "n_images": len(x),
                      "realisations": args.realisations, "levels": inn.config.levels, "seed": args.seed,
-                     "device": f"cpu:{platform.processor() or platform.machine()}"},
-           "rows": rows}
+                     "device": f"cpu:{platform.processor() or platform.machine()}",
+                     **({"oracle": {"prior": rel(args.prior), "start": args.oracle_start,
+                                    "steps": args.oracle_steps}} if args.prior else {})},
+           "rows": rows, **({"oracle": orows} if orows else {})}
     md = to_markdown(res)
     if args.out:
         out = Path(args.out)

@@ -136,3 +136,23 @@ def test_inn_ceiling_floor_is_below_every_model(tiny_jscc_dir):
     assert rows[1]["mean"]["irreducible"] < rows[0]["mean"]["irreducible"]   # less channel noise at 10 dB
     with pytest.raises(ValueError, match="at least 2"):
         ceiling.ceiling(jscc, inn, x, [f"p{i}" for i in range(6)], [0.0], realisations=1, progress=False)
+
+
+def test_inn_ceiling_oracle_restores_from_true_block_means(tiny_jscc_dir):
+    """The perfect-range oracle (DDNM, σ_y = 0, from the true block means A·x) runs for each factor
+    next to DeepJSCC at 0 dB, with finite metrics; finer true means are closer to the image."""
+    import torch
+    from sing.jscc import load_jscc
+    from sing.prior.model import tiny_prior
+    ceiling = _load("inn_ceiling")
+    jscc = load_jscc(tiny_jscc_dir)
+    prior = tiny_prior(32, 3, seed=0)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    rows = ceiling.oracle(prior, jscc, x, [f"p{i}" for i in range(4)], [4, 8], start=0.2, steps=10)
+    assert [r["what"] for r in rows] == ["deepjscc at 0 dB", "true 4×4 block means, bilinear",
+                                         "true 4×4 block means, DDNM + prior", "true 8×8 block means, bilinear",
+                                         "true 8×8 block means, DDNM + prior"]
+    for r in rows:
+        assert all(np.isfinite(r[k]) for k in ("psnr", "ssim", "lpips"))
+    assert rows[1]["psnr"] > rows[3]["psnr"] and rows[1]["lpips"] < rows[3]["lpips"]   # 4×4 vs 8×8 means
+    assert rows[2]["start"] == 0.2 and rows[2]["factor"] == 4
