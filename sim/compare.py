@@ -16,8 +16,8 @@ one photograph are not independent samples, so resampling crops would understate
     .venv/bin/python sim/compare.py --grid sim/results/inn-natural --grid sim/results/zero-natural \
         --a sing-inn --b deepjscc --b sing-zero@spectral --out sim/results/inn/compare-natural
 
-With --out P it writes P.json (machine-readable) and P.md (the table), and the command that made
-them. Points are matched on (data, split, n, BCR, channel, SNR, SNR source, SNR offset); when a grid
+With --out P it writes P.json (machine-readable), P.md (the table) and, where a group has several
+SNRs, P.png (LPIPS of each method and the ratio with its band vs SNR), and the command that made them. Points are matched on (data, split, n, BCR, channel, SNR, SNR source, SNR offset); when a grid
 holds several files of one method at one point (tuning grids, several operators), --a-match TEXT,
 --b-match TEXT or --b METHOD@TEXT pick by file name:
 
@@ -180,6 +180,47 @@ def to_markdown(rows: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows: list[dict], path: Path, metric: str = "lpips") -> Path | None:
+    """Per (data, channel, receiver SNR, SNR error) group with ≥ 2 SNRs: the metric of A and each B
+    vs SNR, and the ratio A/B with its bootstrap band. None when no group has two SNRs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["data"], r["split"], r["channel"], r["snr_source"], r["snr_offset_db"]), []).append(r)
+    groups = {k: g for k, g in groups.items() if len({r["snr_db"] for r in g}) >= 2}
+    if not groups:
+        return None
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 4 * len(groups)), squeeze=False)
+    for (ax0, ax1), ((data, split, ch, src, off), g) in zip(axes, sorted(groups.items())):
+        a = g[0]["a"]
+        seen_a = False
+        for b in dict.fromkeys(r["b"] for r in g):
+            pts = sorted((r for r in g if r["b"] == b), key=lambda r: r["snr_db"])
+            snr = [r["snr_db"] for r in pts]
+            m = [r["metrics"][metric] for r in pts]
+            if not seen_a:
+                ax0.plot(snr, [v["mean_a"] for v in m], marker="o", lw=2, label=a)
+                seen_a = True
+            ax0.plot(snr, [v["mean_b"] for v in m], marker="s", label=b)
+            ax1.plot(snr, [v["ratio"] for v in m], marker="o", label=f"{a} / {b}")
+            ax1.fill_between(snr, [v["ratio_ci"][0] for v in m], [v["ratio_ci"][1] for v in m], alpha=0.2)
+        ax1.axhline(1.0, color="k", lw=0.8)
+        ax0.set_ylabel(f"{metric.upper()} (mean over images)")
+        ax1.set_ylabel(f"{metric.upper()} ratio, 95 % cluster bootstrap")
+        for ax in (ax0, ax1):
+            ax.set_xlabel("SNR (dB)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        ax0.set_title(f"{data} ({split}), {ch}, receiver SNR {src}" + (f" {off:+g} dB" if off else ""), fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--grid", required=True, action="append",
@@ -210,6 +251,7 @@ def main(argv=None) -> int:
         out.with_suffix(".json").write_text(json.dumps({"schema": "sing.compare/1", "command": command,
                                                         "rows": rows}, indent=1) + "\n")
         out.with_suffix(".md").write_text(md)
+        plot(rows, out.with_suffix(".png"))
     print(md, end="")
     return 0
 

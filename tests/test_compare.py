@@ -103,6 +103,8 @@ def test_cli_writes_json_and_markdown(tmp_path):
     g = tmp_path / "grid"
     _write(g, "a.json", "sing-inn", [0.3, 0.35, 0.2, 0.25])
     _write(g, "b.json", "deepjscc", [0.5, 0.45, 0.4, 0.42])
+    _write(g, "a10.json", "sing-inn", [0.2, 0.25, 0.1, 0.15], snr=10.0)
+    _write(g, "b10.json", "deepjscc", [0.4, 0.35, 0.3, 0.32], snr=10.0)
     out = tmp_path / "cmp"
     r = subprocess.run([sys.executable, str(REPO / "sim" / "compare.py"), "--grid", str(g), "--a", "sing-inn",
                         "--b", "deepjscc", "--n-boot", "200", "--out", str(out)], capture_output=True, text=True)
@@ -110,6 +112,7 @@ def test_cli_writes_json_and_markdown(tmp_path):
     res = json.loads(out.with_suffix(".json").read_text())
     assert res["schema"] == "sing.compare/1" and "sim/compare.py" in res["command"]
     assert "| sing-inn | deepjscc |" in out.with_suffix(".md").read_text()
+    assert len(res["rows"]) == 2 and out.with_suffix(".png").stat().st_size > 10_000   # two SNRs: a plot
     bad = subprocess.run([sys.executable, str(REPO / "sim" / "compare.py"), "--grid", str(tmp_path / "none"),
                           "--a", "sing-inn", "--b", "deepjscc"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no result files" in bad.stderr
