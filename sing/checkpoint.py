@@ -20,6 +20,19 @@ from .errors import CheckpointError
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+# Model cards are regenerated on every save; what follows this line in a card is hand-written
+# (results, caveats) and survives regeneration.
+NOTES_MARKER = "<!-- notes: everything below is hand-written and kept by write_card -->"
+
+
+def card_with_notes(card_path: str | os.PathLike, card: str) -> str:
+    """`card` plus the hand-written tail (from NOTES_MARKER on) of the card now at card_path, if any."""
+    p = Path(card_path)
+    if p.exists():
+        old = p.read_text()
+        if NOTES_MARKER in old:
+            return card.rstrip("\n") + "\n\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
+    return card
 
 
 def save_model(directory: str | os.PathLike, state: dict[str, torch.Tensor], config: dict[str, Any],
@@ -33,7 +46,7 @@ def save_model(directory: str | os.PathLike, state: dict[str, torch.Tensor], con
     os.replace(tmp, d / weights_name)
     write_json(d / CONFIG, config)
     if card is not None:
-        (d / "README.md").write_text(card)
+        (d / "README.md").write_text(card_with_notes(d / "README.md", card))
     return d
 
 

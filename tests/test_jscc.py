@@ -87,3 +87,20 @@ def test_training_learns_and_resumes(tmp_path):
     assert hist[-1]["val_psnr_0db"] > hist[0]["val_psnr_0db"]
     m = load_jscc(tmp_path / "j")
     assert m.config.notes["steps"] == 120
+
+
+def test_model_card_keeps_the_hand_written_tail(tmp_path):
+    """save_model regenerates README.md on every save (a retrained model, a resumed run) but keeps what
+    follows NOTES_MARKER: results and caveats written by people survive."""
+    import torch
+    from sing.checkpoint import NOTES_MARKER, save_model
+    state = {"w": torch.zeros(2)}
+    save_model(tmp_path, state, {"kind": "t"}, card="# card v1\n")
+    assert (tmp_path / "README.md").read_text() == "# card v1\n"            # no marker: card as given
+    (tmp_path / "README.md").write_text("# card v1\n\n" + NOTES_MARKER + "\n\n## Results\nLPIPS 0.39\n")
+    save_model(tmp_path, state, {"kind": "t"}, card="# card v2\nsteps 5000\n")
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("# card v2\nsteps 5000\n") and "card v1" not in text
+    assert text.endswith(NOTES_MARKER + "\n\n## Results\nLPIPS 0.39\n")
+    save_model(tmp_path, state, {"kind": "t"}, card="# card v3\n")
+    assert (tmp_path / "README.md").read_text().count(NOTES_MARKER) == 1    # kept once, not stacked

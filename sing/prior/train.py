@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import (file_digest, has_train_state, load_config, load_state, load_into,
+from ..checkpoint import (card_with_notes, file_digest, has_train_state, load_config, load_state, load_into,
                           load_train_state, save_train_state, write_json)
 from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import CheckpointError, InputError
@@ -377,9 +377,6 @@ def _cli_args(args) -> list[str]:
     return out
 
 
-NOTES_MARKER = "<!-- notes: everything below is hand-written and kept by write_card -->"
-
-
 def write_card(export: Path) -> None:
     """(Re)write README.md of an exported prior from its config, loss log, samples and the
     denoising table (sim/results/prior/denoise-<name>.md when present)."""
@@ -407,11 +404,6 @@ def write_card(export: Path) -> None:
     stats = Path("sim/results/prior-samples") / f"{export.name}.md"
     if stats.exists():               # sim/prior_samples.py: the grids in numbers
         extra_grids += "\n" + stats.read_text()
-    notes = ""
-    if (export / "README.md").exists():          # a hand-written tail survives regeneration
-        old_card = (export / "README.md").read_text()
-        if NOTES_MARKER in old_card:
-            notes = "\n" + NOTES_MARKER + old_card.split(NOTES_MARKER, 1)[1]
     card = f"""# {export.name}: DDPM diffusion prior ({cfg['image_size']}×{cfg['image_size']}, {cfg['channels']} channel{'s' if cfg['channels'] > 1 else ''})
 
 ε-prediction DDPM prior for SING (ALGORITHMS.md §3), a `diffusers.UNet2DModel` trained from scratch
@@ -451,8 +443,8 @@ directory (raw weights + EMA + step counter; the AdamW state starts fresh; witho
 ## Denoising (one-step x̂₀ vs. Wiener, test split)
 
 {table or '(not measured yet: `python -m sing.prior.denoise_table --prior ' + str(export) + ' --data ' + str(tr.get('data', '')) + '`)'}
-{notes}"""
-    (export / "README.md").write_text(card)
+"""
+    (export / "README.md").write_text(card_with_notes(export / "README.md", card))
 
 
 def _prod(shape) -> int:
