@@ -14,9 +14,13 @@ test: setup
 demo: setup
 	$(PY) sim/demo_radio.py --out out/demo
 
-# Every table, plot and the README results block, from the committed result files (seconds).
+# Every table, plot and the README results block, from the committed result files (seconds),
+# and the paired comparisons with bootstrap intervals (sim/compare.py).
+COMPARE_INN := --grid sim/results/inn-natural --grid sim/results/zero-natural --a sing-inn \
+	--b deepjscc --b sing-zero@spectral --out sim/results/inn/compare-natural
 report: setup
 	$(PY) sim/report.py
+	$(PY) sim/compare.py $(COMPARE_INN) > /dev/null
 
 # Re-run the experiment grids (resumable: points with a result file are skipped; `--list` on any
 # grid prints what is left and the estimated time). WORKER=tcp://host:port fans out over a broker.
@@ -24,6 +28,7 @@ GRIDS ?= tune-zero-natural zero-natural tune-inn-natural inn-natural mismatch tu
 experiments: setup
 	for g in $(GRIDS); do $(PY) sim/sweep.py $$g $(if $(WORKER),--worker $(WORKER)) $(if $(AUTOCAST),--autocast $(AUTOCAST)) || exit 1; done
 	$(PY) sim/report.py
+	$(PY) sim/compare.py $(COMPARE_INN) > /dev/null
 
 clean-venv:
 	rm -rf $(VENV)
