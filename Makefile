@@ -27,8 +27,7 @@ report: setup
 GRIDS ?= tune-zero-natural zero-natural tune-inn-natural inn-natural mismatch tune-dps-natural paper digital bcr
 experiments: setup
 	for g in $(GRIDS); do $(PY) sim/sweep.py $$g $(if $(WORKER),--worker $(WORKER)) $(if $(AUTOCAST),--autocast $(AUTOCAST)) || exit 1; done
-	$(PY) sim/report.py
-	$(PY) sim/compare.py $(COMPARE_INN) > /dev/null
+	$(MAKE) --no-print-directory report
 
 clean-venv:
 	rm -rf $(VENV)
