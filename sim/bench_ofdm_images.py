@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Over-the-air path in simulation vs pure simulation, same images, same SNR (issue 9, build item 3).
+"""Over-the-air path in simulation vs pure simulation, same images, same SNR.
 
 On the first N natural test crops (PNGs fed to the flowgraph's image source), DeepJSCC at BCR 1/48
 unless --jscc says otherwise, restoration by --method through a real `sing worker` process:

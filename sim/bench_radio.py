@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Radio path vs pure simulation, on the same images (issue 5 acceptance; BENCHMARKS.md).
+"""Radio path vs pure simulation, on the same images (docs/BENCHMARKS.md).
 
 Three runs on the first N natural test crops (written as PNGs, fed to the flowgraph's image source),
 DeepJSCC at BCR 1/48 unless --jscc says otherwise, AWGN at --snr-db:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How much of the DeepJSCC degradation can *any* SING-INN model? (ALGORITHMS.md §5)
+"""How much of the DeepJSCC degradation can *any* SING-INN model? (docs/ALGORITHMS.md §5)
 
 SING-INN learns c(x; snr) ≈ g(x̂), x̂ = D(C(E(x), snr)), with g the L-level Haar low-pass. c is a
 deterministic function of x, but x̂ is not: it also depends on the channel noise. So the smallest
@@ -17,7 +17,7 @@ image; σ²_irr with the R/(R−1) correction):
 
 An INN near the floor cannot sharpen the guidance further: what is left is channel noise, and the
 restoration then rests on the diffusion prior. With --prior, the script also measures what that prior
-does with *perfect* range information: DDNM (σ_y = 0, ALGORITHMS.md §3) restoring from the true s×s
+does with *perfect* range information: DDNM (σ_y = 0, docs/ALGORITHMS.md §3) restoring from the true s×s
 block means A·x, warm-started at --oracle-start from their bilinear up-sampling, next to the
 up-sampling alone and to DeepJSCC at 0 dB on the same images.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How long to train the prior: SING-Zero on the *val* split at the headline point (BCR 1/48, AWGN
 0 dB), once per saved prior snapshot, with the operator and σ_y scale chosen by tune-zero-<data>.
-The prior's training length is chosen by this curve (issue 3), never by the test split.
+The prior's training length is chosen by this curve, never by the test split.
 
     .venv/bin/python sim/prior_length.py [--snapshots runs/prior-natural-64-snapshots] [--n 32]
 

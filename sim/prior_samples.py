@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the prior's unconditional samples look like, in numbers (issue 3): plain DDIM vs. DDIM with
+"""What the prior's unconditional samples look like, in numbers: plain DDIM vs. DDIM with
 the DC posterior of x̂_0 (sing/prior/dc_posterior.py), next to the same statistics of train images.
 
     .venv/bin/python sim/prior_samples.py --prior models/prior-natural-64 --data natural [--n 64]

@@ -45,7 +45,7 @@ def point(data, method, bcr, channel, snr, n, snr_source="true", split="test", *
 
 
 def tune_zero(data: str, bcr: str, n: int) -> list[dict]:
-    """SING-Zero settings chosen on the *val* split at the headline SNR (issue 4: never tune on test):
+    """SING-Zero settings chosen on the *val* split at the headline SNR (never tune on test):
     every operator with the σ_y scales worth trying for it (σ_y is the sensitive knob)."""
     pool = "avgpool-2" if data.startswith("fmnist") else "avgpool-4"
     pts = [point(data, "deepjscc", bcr, "awgn", 0.0, n, split="val")]
@@ -114,7 +114,7 @@ def best_from_tuning(data: str) -> dict:
 
 
 def zero_grid(data: str, n: int) -> list[dict]:
-    """Issue 4's sweep: DeepJSCC, DDNM-avgpool and SING-Zero with identity and spectral operators (and
+    """The SING-Zero sweep: DeepJSCC, DDNM-avgpool and SING-Zero with identity and spectral operators (and
     the val-chosen one, if another), each operator at its val-chosen σ_y scale, over every SNR."""
     c = best_from_tuning(data)
     ops = ["identity", "spectral"] + ([c["operator"]] if c["operator"] not in ("identity", "spectral") else [])
@@ -145,7 +145,7 @@ def tune_inn(data: str, n: int) -> list[dict]:
 
 def best_inn(data: str) -> dict:
     """Lowest val LPIPS among tune-inn-<data> points whose PSNR is ≥ DeepJSCC's (tune-zero's val
-    reference) − 1.5 dB (issue 8's bound); written to choice.json."""
+    reference) − 1.5 dB; written to choice.json."""
     folder = REPO / "sim" / "results" / f"tune-inn-{data}"
     rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
     if not rows:
@@ -162,7 +162,7 @@ def best_inn(data: str) -> dict:
 
 
 def inn_grid(data: str, n: int) -> list[dict]:
-    """Issue 8's sweep: SING-INN (val-chosen settings) over every SNR, and at 0 dB with the SNR given to
+    """The SING-INN sweep: SING-INN (val-chosen settings) over every SNR, and at 0 dB with the SNR given to
     the INN off by ±2 dB."""
     kw = _inn_kw(data)
     pts = [point(data, "sing-inn", "1/48", "awgn", s, n, **kw) for s in [0.0] + [v for v in SNRS if v != 0.0]]
@@ -180,7 +180,7 @@ def _inn_kw(data: str) -> dict:
 
 
 def mismatch_grid(n: int) -> list[dict]:
-    """Issue 8/9's mismatch set: Fashion-MNIST (as 64×64 RGB) through the models trained on natural images
+    """The mismatch set: Fashion-MNIST (as 64×64 RGB) through the models trained on natural images
     (JSCC, calibration, INN and prior all natural), with the settings chosen on natural val."""
     c = best_from_tuning("natural")
     pts = [point("fmnist-rgb64", "deepjscc", "1/48", "awgn", 0.0, n),
@@ -212,7 +212,7 @@ def best_dps(data: str) -> float:
 
 
 def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
-    """Issue 9's comparison on the natural test split at BCR 1/48: every method × AWGN/Rayleigh × SNR
+    """The paper-style comparison on the natural test split at BCR 1/48: every method × AWGN/Rayleigh × SNR
     (the headline point with n_head images, the rest with n), plus the estimated-SNR variant of the
     receivers that use the SNR. Diffusion settings come from the val tuning grids."""
     c = best_from_tuning("natural")
@@ -232,7 +232,7 @@ def paper_grid(n: int = 32, n_head: int = 64) -> list[dict]:
 
 
 def bcr_grid(n: int = 32) -> list[dict]:
-    """The BCR axis of BENCHMARKS.md for the receivers that need no training per JSCC model: BCR 1/12 and
+    """The BCR axis of docs/BENCHMARKS.md for the receivers that need no training per JSCC model: BCR 1/12 and
     1/24 (k = 1024, 512), AWGN and Rayleigh, every SNR, natural test split. SING-Zero and DPS use the
     settings chosen on val at BCR 1/48 (not re-tuned per BCR); SING-Zero uses each JSCC's own
     calibration (`sing calibrate`, shipped next to the model). SING-INN needs an INN trained per JSCC
@@ -246,7 +246,7 @@ def bcr_grid(n: int = 32) -> list[dict]:
 
 
 def digital_grid(n: int = 32) -> list[dict]:
-    """Issue 9's digital-separation cliff: JPEG/WebP at the ideal-capacity rate next to DeepJSCC (BCR 1/12
+    """The digital-separation cliff: JPEG/WebP at the ideal-capacity rate next to DeepJSCC (BCR 1/12
     and 1/48) and SING-Zero (BCR 1/48, val-chosen settings) on the natural test split, AWGN, from −5 dB
     up to 30 dB so that the codecs get past their cliff (the JSCC models were trained on −5…15 dB: above
     that they run with their SNR input clamped, the calibration likewise)."""

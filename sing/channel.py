@@ -1,4 +1,4 @@
-"""The link between encoder and decoder (ALGORITHMS.md §1).
+"""The link between encoder and decoder (docs/ALGORITHMS.md §1).
 
 - BCR = k / n: complex channel uses per real source dimension, n = C·H·W, k = floor(BCR·n).
 - Power: each image's k symbols are scaled so that (1/k)·‖z‖² = 1.

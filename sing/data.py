@@ -1,6 +1,6 @@
 """Data sets: any image folder, the built-in natural-image set, Fashion-MNIST, mismatch variants.
 
-Natural set (OFFLINE.md): 64×64 crops from the photos and video frames that Debian ships
+Natural set (docs/OFFLINE.md): 64×64 crops from the photos and video frames that Debian ships
 (opencv-doc, plasma-workspace-wallpapers, scikit-image). Splits are **by source** (a photo, or a
 whole video), never by crop, and are fixed by the committed manifest `sing/natural_manifest.json`.
 Each source is stored as a small pyramid (shorter side 128/192/256 px); training draws random

@@ -1,6 +1,6 @@
 """A compact, portable copy of the decoded natural-image set, for machines without its Debian sources.
 
-The natural set is decoded from Debian packages (opencv-doc, wallpapers, scikit-image: OFFLINE.md)
+The natural set is decoded from Debian packages (opencv-doc, wallpapers, scikit-image: docs/OFFLINE.md)
 into `$SING_CACHE/data/natural-v1/` (train pyramids ≈ 63 MB raw). A GPU machine lent to a session
 has none of those packages and takes at most 64 MiB of files per call, repository included. The
 bundle stores the 381 train pyramid images as WebP (quality 90 by default: 4.6 MB instead of 63 MB,

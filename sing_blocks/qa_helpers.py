@@ -1,5 +1,5 @@
 """Helpers for the block tests (used by tests/test_blocks_*.py and ctest): tiny models, image
-folders, and running message blocks headless (GNURADIO.md: post, then ('system', done))."""
+folders, and running message blocks headless (docs/GNURADIO.md: post, then ('system', done))."""
 from __future__ import annotations
 
 import time

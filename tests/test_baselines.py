@@ -1,4 +1,4 @@
-"""Baselines (ALGORITHMS.md §6): DPS through the known JSCC, and the digital separation bound.
+"""Baselines (docs/ALGORITHMS.md §6): DPS through the known JSCC, and the digital separation bound.
 
 DPS runs on a random tiny prior and a random tiny DeepJSCC: the properties checked (seeded and
 deterministic, ζ = 0 is plain DDIM, guidance lowers the data term ‖y − E(x)‖, no cross-talk

@@ -173,7 +173,7 @@ def test_celebahq_recipe_end_to_end(tmp_path, one_thread):
     assert ran[:1] == ["sample"] and "report" in ran
     assert ran.count("train-jscc") == 2 and "calibrate" in ran and "train-inn" in ran
     assert {f"eval {m} awgn" for m in METHODS} <= set(ran) and "eval deepjscc rayleigh" in ran
-    # the grid of BENCHMARKS.md at BCR 1/48: every method × AWGN/Rayleigh × 5 SNRs
+    # the grid of docs/BENCHMARKS.md at BCR 1/48: every method × AWGN/Rayleigh × 5 SNRs
     assert grid == {(m, c, s) for m in METHODS for c in ("awgn", "rayleigh")
                     for s in (-5.0, 0.0, 5.0, 10.0, 15.0)}
 

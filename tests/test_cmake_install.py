@@ -1,5 +1,5 @@
 """`cmake -B build && cmake --build build && cmake --install build` into a fresh prefix: then
-`from gnuradio import sing` and the GRC YAML are found (issue 5 acceptance)."""
+`from gnuradio import sing` and the GRC YAML are found."""
 import os
 import shutil
 import subprocess

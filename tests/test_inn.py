@@ -1,4 +1,4 @@
-"""SING-INN (ALGORITHMS.md §5): invertible degradation model, guided sampler, training, bench.
+"""SING-INN (docs/ALGORITHMS.md §5): invertible degradation model, guided sampler, training, bench.
 
 The properties hold for any weights, so INNs with random (non-zero) coupling weights and a random
 tiny UNet prior are used; training runs on a tiny random DeepJSCC for Fashion-MNIST.

@@ -80,7 +80,7 @@ def test_estimate_and_malformed_dicts():
 def test_samples_of_a_biased_prior_keep_the_data_means():
     """Data: flat images whose channel levels m ~ N(μ, s²I). Its exact ε (Eq. 1 is then the true
     posterior) plus a small constant offset δ, as a small trained UNet has: plain DDIM drives the
-    image means to the clip limits (the flat saturated colours of issue #3); with the DC posterior
+    image means to the clip limits (the flat saturated colours plain DDIM gave); with the DC posterior
     the sampler is the exact one again and the means follow N(μ, s²)."""
     prior = tiny_prior(16, 3, seed=0)
     dc = DCPrior(mean=[-0.1, 0.0, -0.2], cov=[[0.04, 0, 0], [0, 0.04, 0], [0, 0, 0.04]])

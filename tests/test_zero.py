@@ -1,4 +1,4 @@
-"""SING-Zero (ALGORITHMS.md §4): operators, calibration, DDNM/DDNM+ sampler.
+"""SING-Zero (docs/ALGORITHMS.md §4): operators, calibration, DDNM/DDNM+ sampler.
 
 The sampler properties hold for any ε-network, so a random tiny UNet (sing.prior.tiny_prior) is
 enough: σ_y = 0 ⇒ A·x_out = y; A = I, σ_y = 0 ⇒ x_out = y; σ_y > 0 ⇒ not forced onto y.

@@ -1,4 +1,4 @@
-"""Baselines that SING is compared against (ALGORITHMS.md §6), one algorithm per file:
+"""Baselines that SING is compared against (docs/ALGORITHMS.md §6), one algorithm per file:
 
 - `dps.dps_restore`: DPS through the known DeepJSCC encoder (DiffCom-style, arXiv 2209.14687 Alg. 1,
   arXiv 2406.07390): a receiver that knows the JSCC and conditions a diffusion prior on the received

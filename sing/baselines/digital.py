@@ -1,4 +1,4 @@
-"""Digital separation bound (ALGORITHMS.md §6): an image codec over an ideal channel code.
+"""Digital separation bound (docs/ALGORITHMS.md §6): an image codec over an ideal channel code.
 
 Separate source and channel coding with a capacity-achieving channel code: over k uses of an AWGN
 channel at SNR (linear, the receiver's effective SNR) an ideal code delivers, error-free,

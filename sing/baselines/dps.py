@@ -1,4 +1,4 @@
-"""DPS through the known DeepJSCC encoder (ALGORITHMS.md §6, "DiffCom-style").
+"""DPS through the known DeepJSCC encoder (docs/ALGORITHMS.md §6, "DiffCom-style").
 
 Diffusion posterior sampling (Chung, Kim, Mccann, Klasky, Ye, "Diffusion Posterior Sampling for
 General Noisy Inverse Problems", arXiv 2209.14687, Alg. 1) with the forward operator being the

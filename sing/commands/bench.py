@@ -1,4 +1,4 @@
-"""`sing bench WHAT`: speed benchmarks, each writing a result file (BENCHMARKS.md, Speed).
+"""`sing bench WHAT`: speed benchmarks, each writing a result file (docs/BENCHMARKS.md, Speed).
 
     sing bench prior     UNet seconds per image at batch 1 and 16            (sing.prior.bench)
     sing bench guidance  guided step ÷ plain step, SING-Zero / SING-INN       (sing.zero.bench)

@@ -1,4 +1,4 @@
-"""`sing eval`: one operating point → one `sing.eval/1` result file (BENCHMARKS.md).
+"""`sing eval`: one operating point → one `sing.eval/1` result file (docs/BENCHMARKS.md).
 
 image → DeepJSCC encoder (at the nominal SNR) → channel (seeded per image: every method sees the same
 noise) → receiver (decoder + method, fed the true or the pilot-estimated SNR) → PSNR/SSIM/LPIPS.

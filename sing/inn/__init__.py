@@ -1,4 +1,4 @@
-"""SING-INN (ALGORITHMS.md §5): an SNR-conditioned invertible model f_θ(x; snr) = (c, d) of the
+"""SING-INN (docs/ALGORITHMS.md §5): an SNR-conditioned invertible model f_θ(x; snr) = (c, d) of the
 DeepJSCC degradation (c ≈ g(x̂), g the Haar low-pass) and INN-guided DDIM restoration.
 
 - haar.py      orthonormal Haar transform, g = Haar low-pass

@@ -1,5 +1,5 @@
 """Guidance overhead of SING-INN: seconds per guided sampling step ÷ seconds per plain DDIM step,
-same UNet, same batch, same loop code (guidance.sample with guided=True/False). BENCHMARKS.md, Speed.
+same UNet, same batch, same loop code (guidance.sample with guided=True/False). docs/BENCHMARKS.md, Speed.
 
 Runs alternate plain and guided chains `--repeats` times and take the median of each, so that a
 shared, loaded CPU biases both alike. Writes a JSON result file (schema sing.bench.inn-guidance/1).

@@ -1,4 +1,4 @@
-"""INN-guided DDIM (SING-INN, ALGORITHMS.md §5; INDIGO, You & Dragotti; DDNM+ arXiv 2212.00490).
+"""INN-guided DDIM (SING-INN, docs/ALGORITHMS.md §5; INDIGO, You & Dragotti; DDNM+ arXiv 2212.00490).
 
 Observation: g(y) with y = x̂ the DeepJSCC output on diffusion scale (2·x̂ − 1) and g the L-level
 Haar low-pass (haar.py). The INN was trained so that c(x; snr) ≈ g(x̂); its residual std per SNR

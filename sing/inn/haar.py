@@ -10,7 +10,7 @@ orthonormal (its own transpose is its inverse), so the log-determinant is 0 and 
 white in the Haar domain (used by the sampler's noise budget, guidance.py). As in FrEIA's
 `HaarDownsampling(order_by_wavelet=True, rebalance=1)` and i-RevNet's invertible down-sampling.
 
-g (ALGORITHMS.md §5) is the Haar low-pass at L levels: g(x) = LL^L(x) = 2^L · avgpool_{2^L}(x).
+g (docs/ALGORITHMS.md §5) is the Haar low-pass at L levels: g(x) = LL^L(x) = 2^L · avgpool_{2^L}(x).
 """
 from __future__ import annotations
 

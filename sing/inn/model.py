@@ -1,4 +1,4 @@
-"""SING-INN's invertible degradation model f_θ(x; snr) = (c, d)  (ALGORITHMS.md §5).
+"""SING-INN's invertible degradation model f_θ(x; snr) = (c, d)  (docs/ALGORITHMS.md §5).
 
 Architecture (multi-scale, as in FrEIA / Glow / i-RevNet; written here, see "Why not FrEIA"):
 

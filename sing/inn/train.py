@@ -1,4 +1,4 @@
-"""`sing train-inn`: fit SING-INN's invertible degradation model to a DeepJSCC (ALGORITHMS.md §5).
+"""`sing train-inn`: fit SING-INN's invertible degradation model to a DeepJSCC (docs/ALGORITHMS.md §5).
 
 Pairs are made on the fly: x (training crops) → E(x, snr) → AWGN at snr ~ U[snr_min, snr_max] per
 image → D(y, snr) = x̂. With x, x̂ on diffusion scale (2·v − 1), g the L-level Haar low-pass and
@@ -181,7 +181,7 @@ def model_card(cfg: INNConfig, command: str) -> str:
     return f"""# SING-INN for `{cfg.jscc_model_id}`
 
 SNR-conditioned invertible model f_θ(x; snr) = (c, d) of the DeepJSCC degradation
-(ALGORITHMS.md §5, code `sing/inn/`). c (the coarse "range" part, {cfg.coarse_shape}) is trained to
+(docs/ALGORITHMS.md §5, code `sing/inn/`). c (the coarse "range" part, {cfg.coarse_shape}) is trained to
 match g(x̂), the {cfg.levels}-level Haar low-pass of the DeepJSCC output; d is the rest.
 
 - DeepJSCC: `{cfg.jscc_model_id}` (BCR {cfg.jscc_bcr}); the INN refuses any other JSCC.

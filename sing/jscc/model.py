@@ -1,4 +1,4 @@
-"""DeepJSCC encoder/decoder with SNR-adaptive attention (ALGORITHMS.md §2).
+"""DeepJSCC encoder/decoder with SNR-adaptive attention (docs/ALGORITHMS.md §2).
 
 Bourtsoulatze, Kurka, Gündüz (IEEE TCCN 2019) with the attention-feature modules of ADJSCC
 (Xu et al., TCSVT 2021) so that one model serves SNR ∈ [snr_min, snr_max]:

@@ -1,4 +1,4 @@
-"""`sing train-jscc`: train a DeepJSCC model end to end through the channel (ALGORITHMS.md §2).
+"""`sing train-jscc`: train a DeepJSCC model end to end through the channel (docs/ALGORITHMS.md §2).
 
 Loss (per batch, SNR_b ~ U[snr_min, snr_max] per image, AWGN):
     L = MSE(x, x̂) + λ · LPIPS_alex(x, x̂)          (λ = 0 for the MSE model)

@@ -1,4 +1,4 @@
-"""Image quality metrics (ALGORITHMS.md §7): PSNR, SSIM (Gaussian 11×11, σ 1.5) and LPIPS v0.1.
+"""Image quality metrics (docs/ALGORITHMS.md §7): PSNR, SSIM (Gaussian 11×11, σ 1.5) and LPIPS v0.1.
 
 All take float images (B, C, H, W) in [0, 1] and return per-image tensors (B,).
 

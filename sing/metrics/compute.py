@@ -1,4 +1,4 @@
-"""`compute_metrics`: PSNR, SSIM and LPIPS for a batch in one call (ALGORITHMS.md §7)."""
+"""`compute_metrics`: PSNR, SSIM and LPIPS for a batch in one call (docs/ALGORITHMS.md §7)."""
 from __future__ import annotations
 
 import torch

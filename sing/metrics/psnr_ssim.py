@@ -1,4 +1,4 @@
-"""PSNR and SSIM per image, batched torch (ALGORITHMS.md §7).
+"""PSNR and SSIM per image, batched torch (docs/ALGORITHMS.md §7).
 
 - PSNR with data range 1: ``10·log10(1 / MSE)``, MSE over (C, H, W); identical images give +inf.
 - SSIM (Wang, Bovik, Sheikh, Simoncelli, IEEE TIP 2004, eq. 13) with an 11×11 Gaussian window,

@@ -1,4 +1,4 @@
-"""OFDM physical layer for analog JSCC symbols (issue 7). Pure numpy: never imports GNU Radio.
+"""OFDM physical layer for analog JSCC symbols. Pure numpy: never imports GNU Radio.
 
 Frame (all at one sample rate, FFT N = 64, CP 16, 802.11a subcarrier plan: 48 data, 4 pilots at
 ±7, ±21, DC and 11 guard bins null):

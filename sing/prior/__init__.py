@@ -1,4 +1,4 @@
-"""Diffusion prior (ALGORITHMS.md §3): ε_θ(x_t, t), the ᾱ schedule, DDIM timesteps, loaders,
+"""Diffusion prior (docs/ALGORITHMS.md §3): ε_θ(x_t, t), the ᾱ schedule, DDIM timesteps, loaders,
 training (`sing train-prior`), sampling (`sing sample`), benchmarks and the denoising table."""
 from .model import (DiffusionPrior, PriorConfig, alphas_cumprod_from, build_prior, load_prior,
                     save_prior, tiny_prior, unet_preset)

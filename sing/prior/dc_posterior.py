@@ -5,7 +5,7 @@ network's error by √ᾱ_t (≈ 0.007 at t = 980 with the linear schedule). The
 is almost pure noise there, and a small, CPU-trained UNet does not learn to cancel it to the
 1e-3 precision needed: its x̂_0 means land far outside [−1, 1], clipping sends them to the corners
 of the RGB cube, and the samples come out as flat, saturated colour fields (models/prior-natural-64,
-issue #3). The mean is one number per channel out of H·W, so it gets almost no weight in the
+sim/results/prior-samples). The mean is one number per channel out of H·W, so it gets almost no weight in the
 training loss; but it has an exact, closed-form Bayes estimate, used here instead of the UNet's.
 
 Model (per image; C channels, N = H·W pixels, diffusion scale [−1, 1]):

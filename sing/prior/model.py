@@ -1,6 +1,6 @@
 """The diffusion prior: ε_θ(x_t, t), the ᾱ schedule and DDIM timesteps over a diffusers UNet2DModel.
 
-DDPM (Ho et al. 2020, arXiv 2006.11239), ε-prediction, ALGORITHMS.md §3:
+DDPM (Ho et al. 2020, arXiv 2006.11239), ε-prediction, docs/ALGORITHMS.md §3:
 
     q(x_t | x_0) = N(√ᾱ_t · x_0, (1 − ᾱ_t) I),   ᾱ_t = ∏_{s≤t} (1 − β_s),   β linear 1e-4 … 0.02, T = 1000
     x̂_0(x_t, t) = (x_t − √(1−ᾱ_t) · ε_θ(x_t, t)) / √ᾱ_t                      (DDPM Eq. 15 / DDIM Eq. 9)
@@ -38,7 +38,7 @@ def unet_preset(preset: str, image_size: int, channels: int) -> dict[str, Any]:
     tiny  (16, 32)             — tests only;
     small (32, 64, 64)         — ~1 M parameters, fast on one CPU core;
     small2 (32, 64, 128), 2 layers per block;
-    base  (32, 64, 128, 128)   — ~4–6 M, the OFFLINE.md prototype size;
+    base  (32, 64, 128, 128)   — ~4–6 M, the docs/OFFLINE.md prototype size;
     wide  (64, 128, 128, 256), 2 layers — ~20 M, for a GPU."""
     table = {
         "tiny": ((16, 32), 1, 8),

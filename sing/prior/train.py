@@ -406,7 +406,7 @@ def write_card(export: Path) -> None:
         extra_grids += "\n" + stats.read_text()
     card = f"""# {export.name}: DDPM diffusion prior ({cfg['image_size']}×{cfg['image_size']}, {cfg['channels']} channel{'s' if cfg['channels'] > 1 else ''})
 
-ε-prediction DDPM prior for SING (ALGORITHMS.md §3), a `diffusers.UNet2DModel` trained from scratch
+ε-prediction DDPM prior for SING (docs/ALGORITHMS.md §3), a `diffusers.UNet2DModel` trained from scratch
 on CPU with `sing train-prior`. Load it with `sing.prior.load_prior("{export}")`.
 
 | | |

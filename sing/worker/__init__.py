@@ -1,4 +1,4 @@
-"""The GPU worker over ZeroMQ (issue 6; wire format in docs/PROTOCOL.md).
+"""The GPU worker over ZeroMQ (wire format in docs/PROTOCOL.md).
 
 protocol (wire format, limits, error codes) · client (WorkerClient, used by the GNU Radio blocks;
 numpy + pyzmq only) · server (`sing worker`) · batching · engine (models via sing.methods) ·

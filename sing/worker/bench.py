@@ -1,4 +1,4 @@
-"""Worker speed (BENCHMARKS.md, Speed): images/s at batch 1, 4, 16; ZeroMQ round trip ÷ in-process
+"""Worker speed (docs/BENCHMARKS.md, Speed): images/s at batch 1, 4, 16; ZeroMQ round trip ÷ in-process
 call for the same job, direct and through the broker with 2 workers.
 
     sing bench worker [--jscc DIR --prior DIR --calibration DIR] [--methods deepjscc sing-zero]

@@ -1,4 +1,4 @@
-"""SING-Zero (ALGORITHMS.md §4): a linear approximation y ≈ A·x + n of the DeepJSCC degradation
+"""SING-Zero (docs/ALGORITHMS.md §4): a linear approximation y ≈ A·x + n of the DeepJSCC degradation
 and range-null-space restoration with a diffusion prior (DDNM / DDNM+, arXiv 2212.00490).
 
 - operators.py   identity, avgpool-s, spectral (DCT-domain gain) in SVD form

@@ -1,5 +1,5 @@
 """Guidance overhead of SING-Zero: seconds per guided step ÷ seconds per plain DDIM step, same UNet,
-batch and loop (BENCHMARKS.md, Speed). The floor is the UNet itself; the target for `spectral` on
+batch and loop (docs/BENCHMARKS.md, Speed). The floor is the UNet itself; the target for `spectral` on
 the 2-core CPU is ≤ 1.10.
 
     sing bench guidance [--prior DIR | --preset base --size 64 --channels 3] --batch 4 --steps 10 \
@@ -28,7 +28,7 @@ from ..errors import InputError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", default=None, help="prior directory (default: a random UNet of --preset)")
     p.add_argument("--preset", default="base", help="UNet preset when no --prior (default base: the "
-                   "OFFLINE.md prototype size)")
+                   "docs/OFFLINE.md prototype size)")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--batch", type=int, default=4)

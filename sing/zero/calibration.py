@@ -1,4 +1,4 @@
-"""SING-Zero calibration: the LMMSE linear fit of a DeepJSCC degradation (ALGORITHMS.md §4).
+"""SING-Zero calibration: the LMMSE linear fit of a DeepJSCC degradation (docs/ALGORITHMS.md §4).
 
 From pairs (x, x̂ = D(C(E(x), snr))) at each calibrated SNR, on the [0, 1] image scale, with
 X = DCT-II(x) and X̂ = DCT-II(x̂) (orthonormal, per colour channel, dct.py):
@@ -184,7 +184,7 @@ class Calibration:
         pools = " | ".join(f"σ avgpool-{k}" for k in sorted(self.sigma_pool))
         seps = "---|" * len(self.sigma_pool)
         return (f"# SING-Zero calibration\n\nLinear (LMMSE, DCT-domain) fit of the degradation of JSCC "
-                f"model `{self.model_id}` (ALGORITHMS.md §4), images {self.image_shape}, "
+                f"model `{self.model_id}` (docs/ALGORITHMS.md §4), images {self.image_shape}, "
                 f"{m.get('n_images', '?')} images of `{m.get('data', '?')}`/{m.get('split', '?')}, channel "
                 f"{m.get('channel', 'awgn')}, seed {m.get('seed', '?')}.\n\nCommand: `{m.get('command', '')}`\n\n"
                 f"σ on the [0, 1] image scale.\n\n| SNR (dB) | σ identity | {pools} | mean h |\n"

@@ -7,7 +7,7 @@ The orthonormal DCT-II matrix of size N is
 so D Dᵀ = I, and for an image x (…, H, W) the 2-D transform is X = D_H · x · D_Wᵀ with inverse
 x = D_Hᵀ · X · D_W. This equals `scipy.fft.dctn(x, type=2, norm="ortho", axes=(-2, -1))`. The DCT-II
 is the transform of the *symmetric* (half-sample mirrored) extension of the image, so a diagonal
-filter in this basis has no wrap-around at the image borders (unlike the FFT; ALGORITHMS.md §4).
+filter in this basis has no wrap-around at the image borders (unlike the FFT; docs/ALGORITHMS.md §4).
 
 A matmul DCT costs 2·N multiply-adds per pixel (N = 64: ~128 flops/pixel), negligible next to a UNet.
 Matrices are cached per (size, device, dtype).

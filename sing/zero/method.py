@@ -1,5 +1,5 @@
 """SING-Zero as a receiver method: pick the operator and σ_y for a DeepJSCC output x̂, then run
-DDNM/DDNM+ (ddnm.restore). ALGORITHMS.md §4 table:
+DDNM/DDNM+ (ddnm.restore). docs/ALGORITHMS.md §4 table:
 
 | operator    | y      | σ_y (on [0, 1])                                                     |
 |-------------|--------|---------------------------------------------------------------------|

@@ -1,4 +1,4 @@
-"""Linear degradation operators for SING-Zero (ALGORITHMS.md §4), in SVD form for DDNM/DDNM+.
+"""Linear degradation operators for SING-Zero (docs/ALGORITHMS.md §4), in SVD form for DDNM/DDNM+.
 
 Every operator is A = U Σ Vᵀ with an *orthonormal* V that we can apply cheaply:
 
@@ -116,7 +116,7 @@ class LinearOperator:
 
 
 class Identity(LinearOperator):
-    """A = I (ALGORITHMS.md §4 `identity`): y = x̂, DDNM+ then only denoises with σ_y."""
+    """A = I (docs/ALGORITHMS.md §4 `identity`): y = x̂, DDNM+ then only denoises with σ_y."""
 
     name = "identity"
 
