@@ -33,10 +33,10 @@ BASE_KEYS = ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_sour
 
 
 def default_eta(method: str) -> float:
-    """The η a point runs with when it names none: the method's default in sing.methods.DEFAULTS
+    """The η a point runs with when it names none: the method's default in sing/methods/registry.py
     (one source of truth; it differs between methods, e.g. SING-INN's val-chosen 0)."""
-    from sing.methods import DEFAULTS
-    return float(DEFAULTS[method]["eta"])
+    from sing.methods import get
+    return float(get(method).defaults()["eta"])
 
 
 def point(data, method, bcr, channel, snr, n, snr_source="true", split="test", **extra):
@@ -357,9 +357,8 @@ def main(argv=None) -> int:
               + (f"; not counted (never run on this data here): {', '.join(sorted(unknown))}" if unknown else ""))
         return 0
     from sing.commands import eval as ev
-    from sing.methods import DIFFUSION_METHODS
-    import argparse as _ap
-    parser = _ap.ArgumentParser()
+    from sing.methods import get
+    parser = argparse.ArgumentParser()
     ev.add_arguments(parser)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -373,11 +372,12 @@ def main(argv=None) -> int:
         for k, v in p.items():
             if k not in BASE_KEYS:
                 args += [f"--{k.replace('_', '-')}", str(v)]
-        if p["method"] in ("sing-zero", "sing-inn", "ddnm-avgpool") and "start" not in p:
+        method = get(p["method"])
+        if "start" in {q.name for q in method.params} and "start" not in p:
             args += ["--start", "1.0"]     # a point without `start` is from noise, whatever the defaults
         if a.worker:
             args += ["--worker", a.worker]
-        if a.autocast and p["method"] in DIFFUSION_METHODS:
+        if a.autocast and "prior" in method.needs:
             args += ["--autocast", a.autocast]
         ev.run(parser.parse_args(args))
         print(f"  [{i + 1}/{len(todo)}] {time.time() - t0:.0f} s", flush=True)

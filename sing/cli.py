@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("sing.commands.demo", "send test images through the link and restore them (the main job)"),
     "eval": ("sing.commands.eval", "evaluate a method on a data split; writes a sing.eval/1 result file"),
+    "methods": ("sing.commands.methods", "list the restoration methods, their parameters and costs"),
     "train-jscc": ("sing.jscc.train", "train a DeepJSCC encoder/decoder (resumable)"),
     "lpips": ("sing.metrics.cli", "LPIPS-AlexNet v0.1 distance between two images"),
     "data": ("sing.commands.data", "build/inspect the data sets (natural crops, Fashion-MNIST)"),

@@ -10,7 +10,9 @@ import json
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..methods import METHODS
+    from ..methods.registry import METHODS, REGISTRY, all_params
     p.add_argument("--method", default="deepjscc", choices=METHODS)
     p.add_argument("--data", default="natural", help="natural | fmnist | fmnist-rgb64 | natural-gray32 | folder:PATH")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
@@ -35,20 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", default=None, help="prior dir (default: the shipped one for the data)")
     p.add_argument("--calibration", default=None, help="SING-Zero calibration file (default: next to the JSCC)")
     p.add_argument("--inn", default=None, help="SING-INN model dir")
-    p.add_argument("--operator", default=None, help="sing-zero operator: spectral | identity | avgpool-s")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--eta", type=float, default=None)
-    p.add_argument("--sigma-scale", type=float, default=None, help="scale of the calibrated σ_y")
-    p.add_argument("--start", type=float, default=None,
-                   help="diffusion restorers from x̂ (sing-zero, ddnm-avgpool, sing-inn): begin the chain at "
-                   "start·T from x̂ itself (warm start; 1 = from pure noise)")
-    p.add_argument("--inn-from", type=float, default=None,
-                   help="sing-inn: INN guidance for t < inn_from·T, Haar guidance before (1 = INN throughout)")
-    p.add_argument("--grad-scale", type=float, default=None, help="sing-inn: INDIGO+ gradient term weight")
-    p.add_argument("--zeta", type=float, default=None, help="dps: DPS step size ζ")
-    p.add_argument("--subsampling", default=None, help="digital-jpeg: 4:2:0 | 4:2:2 | 4:4:4 | best")
-    p.add_argument("--header", default=None, choices=("file", "stripped"),
-                   help="digital-*: count the whole file (default) or only what a receiver cannot infer")
+    # one flag per method parameter (sing/methods/registry.py); unset = the method's default
+    for prm in (q for q in all_params().values() if q.cli):
+        users = ", ".join(n for n, m in REGISTRY.items() if prm.name in {q.name for q in m.params})
+        p.add_argument("--" + prm.name.replace("_", "-"), default=None, choices=prm.choices or None,
+                       type=int if prm.kind == "pair" else prm.kind, nargs=2 if prm.kind == "pair" else None,
+                       help=f"{users}: {prm.help}")
     p.add_argument("--snr-offset-db", type=float, default=0.0,
                    help="add this to the SNR given to the receiver (mismatch studies)")
     p.add_argument("--batch", type=int, default=16)
@@ -126,60 +120,77 @@ def _restore_remote(client, method, y, snr_rx, ids, jscc, args, params) -> torch
     return torch.stack(imgs)
 
 
-def evaluate(args) -> dict:
-    from tqdm import tqdm
-    from .. import data as D
-    from ..channel import ChannelConfig, apply_channel, channel_generator
-    from ..jscc import load_jscc
-    from ..methods import BOUND_METHODS, DEFAULTS, DIFFUSION_METHODS, Receiver, bound, model_dir_for, prior_dir_for
-    from ..metrics import compute_metrics, load_lpips
+@dataclass
+class Parts:
+    """What the method needs besides the JSCC (registry `needs`/`uses`): loaded here, or only the
+    paths recorded when a worker restores."""
+    prior: Any = None
+    calibration: Any = None
+    inn: Any = None
+    prior_path: Path | None = None
+    inn_path: Path | None = None
 
-    method = args.method
-    inf = D.info(args.data)  # unknown data set names fail first, listing the choices
-    perceptual = method == "deepjscc-perceptual"
-    jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, perceptual)
+
+def load_jscc_for(args, inf, method):
+    """The DeepJSCC model: --jscc or the shipped one for the data, BCR and method; checked against both."""
+    from fractions import Fraction
+    from ..jscc import load_jscc
+    from ..methods import model_dir_for
+    jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, method.jscc == "perceptual")
     jscc = load_jscc(jdir, args.device)
     if (jscc.config.channels, jscc.config.image_size) != (inf.channels, inf.image_size):
         raise InputError(f"data {args.data} is {inf.channels}×{inf.image_size}² but model {jdir} takes "
                          f"{jscc.config.channels}×{jscc.config.image_size}²")
-    from fractions import Fraction
     if Fraction(jscc.config.bcr) != Fraction(args.bcr):
         raise InputError(f"model {jdir} is for BCR {jscc.config.bcr}, not {args.bcr}")
-    prior = cal = inn = None
-    prior_path = inn_path = None
-    remote = bool(args.worker) and method not in BOUND_METHODS
-    if method in DIFFUSION_METHODS and remote:
-        prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)  # recorded only
-        if method == "sing-inn":
-            inn_path = Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")
-    elif method in DIFFUSION_METHODS:
-        from ..prior import load_prior
-        prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)
-        prior = load_prior(prior_path, device=args.device).set_autocast(args.autocast)
-        if method in ("sing-zero", "ddnm-avgpool"):
-            from ..zero import load_calibration
-            cpath = Path(args.calibration) if args.calibration else jdir / "calibration"
-            cal = load_calibration(cpath, model_id=jscc.model_id)
-        if method == "sing-inn":
-            from ..inn import load_inn
-            inn_path = Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")
-            inn = load_inn(inn_path, device=args.device, jscc_model_id=jscc.model_id)
-    rx = Receiver(jscc, prior=prior, calibration=cal, inn=inn)
-    params = {}
-    for name in ("operator", "steps", "eta", "sigma_scale", "zeta", "subsampling", "header", "inn_from", "grad_scale",
-                 "start"):
+    return jdir, jscc
+
+
+def load_parts(args, method, jdir: Path, jscc, remote: bool) -> Parts:
+    from ..methods import prior_dir_for
+    wants = method.needs + method.uses
+    out = Parts()
+    if "prior" in wants:
+        out.prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)
+    if "inn" in wants:
+        out.inn_path = Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")
+    if remote or "prior" not in wants:      # a worker restores: the paths are recorded only
+        return out
+    from ..prior import load_prior
+    out.prior = load_prior(out.prior_path, device=args.device).set_autocast(args.autocast)
+    if "calibration" in wants:
+        from ..zero import load_calibration
+        cpath = Path(args.calibration) if args.calibration else jdir / "calibration"
+        out.calibration = load_calibration(cpath, model_id=jscc.model_id)
+    if "inn" in wants:
+        from ..inn import load_inn
+        out.inn = load_inn(out.inn_path, device=args.device, jscc_model_id=jscc.model_id)
+    return out
+
+
+def method_params(args, method) -> dict:
+    """The method parameters given on the command line (each must be one of the method's)."""
+    from ..methods.registry import all_params
+    params, own = {}, {p.name for p in method.params}
+    for name in (p.name for p in all_params().values() if p.cli):
         v = getattr(args, name)
         if v is not None:
-            if name not in DEFAULTS.get(method, {}):
-                raise InputError(f"--{name.replace('_', '-')} does not apply to {method}")
+            if name not in own:
+                raise InputError(f"--{name.replace('_', '-')} does not apply to {method.name}")
             params[name] = v
-    x, ids = D.load_split(args.data, args.split, n=args.n_images, progress=not args.no_progress)
-    csi = "pilot" if (args.snr_source == "estimated" or args.channel == "rayleigh") else "perfect"
-    ch = ChannelConfig(kind=args.channel, snr_db=args.snr_db, csi=csi, n_pilots=args.n_pilots)
-    lp = load_lpips("alex", device=args.device)
-    client = _worker_client(args) if remote else None
+    return params
+
+
+def restore_all(args, method, jscc, rx, client, ch, x, ids, params) -> tuple[torch.Tensor, torch.Tensor, float, list]:
+    """Encode, pass the channel `ch` and restore every image, batch by batch: (restored images, the
+    SNR given to the receiver per image, restoration seconds, per-image bound info)."""
+    from tqdm import tqdm
+    from ..channel import apply_channel, channel_generator
+    from ..methods import bound
+    # the DPS data term encodes x0 at the transmitter's nominal SNR (a system constant)
+    extra = {"encoder_snr_db": args.snr_db} if "encoder_snr_db" in {p.name for p in method.params} else {}
     outs, snr_rx_all, t_restore, bound_info = [], [], 0.0, []
-    bar = tqdm(total=len(x), desc=f"eval {method} {args.channel} {args.snr_db:g} dB", disable=args.no_progress)
+    bar = tqdm(total=len(x), desc=f"eval {method.name} {args.channel} {args.snr_db:g} dB", disable=args.no_progress)
     for i in range(0, len(x), args.batch):
         xb, ib = x[i:i + args.batch], ids[i:i + args.batch]
         with torch.no_grad():
@@ -187,59 +198,80 @@ def evaluate(args) -> dict:
         co = apply_channel(z, ch, [channel_generator(args.seed, j) for j in ib])
         snr_rx = (co.snr_db if args.snr_source == "estimated" else co.snr_true_db) + args.snr_offset_db
         t0 = time.perf_counter()
-        if method in BOUND_METHODS:
+        if method.input == "original":
             # a bound, not a receiver: the codec sees the original images and the ideal code runs at
             # the true effective SNR of each image's channel realisation (|h|²·SNR under Rayleigh)
             snr_rx = co.snr_true_db
-            rec, info = bound(method, xb, jscc.k, snr_rx, **params)
+            rec, info = bound(method.name, xb, jscc.k, snr_rx, **params)
             outs.append(rec.cpu())
             bound_info += info
         elif client is not None:
-            extra = {"encoder_snr_db": args.snr_db} if method == "dps" else {}
-            outs.append(_restore_remote(client, method, co.y, snr_rx, ib, jscc, args,
+            outs.append(_restore_remote(client, method.name, co.y, snr_rx, ib, jscc, args,
                                         {**params, **extra, "seed": args.seed}))
-        elif method == "dps":
-            # the DPS data term encodes x0 at the transmitter's nominal SNR (a system constant)
-            outs.append(rx.restore(method, co.y, snr_rx, ib, seed=args.seed, progress=False,
-                                   encoder_snr_db=args.snr_db, **params).cpu())
         else:
-            outs.append(rx.restore(method, co.y, snr_rx, ib, seed=args.seed, progress=False, **params).cpu())
+            outs.append(rx.restore(method.name, co.y, snr_rx, ib, seed=args.seed, progress=False,
+                                   **extra, **params).cpu())
         t_restore += time.perf_counter() - t0
         snr_rx_all.append(snr_rx)
         bar.update(len(xb))
     bar.close()
-    if client is not None:
-        client.close()
-    xr = torch.cat(outs)
+    return torch.cat(outs), torch.cat(snr_rx_all), t_restore, bound_info
+
+
+def save_images(folder: str, xr: torch.Tensor, ids) -> None:
+    from PIL import Image
+    from .. import data as D
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    for img, i in zip(D.to_uint8(xr), ids):
+        Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(d / (i.replace("/", "_").replace("#", "_") + ".png"))
+
+
+def evaluate(args) -> dict:
+    from .. import data as D
+    from ..channel import ChannelConfig
+    from ..methods import Receiver, get
+    from ..metrics import compute_metrics, load_lpips
+
+    method = get(args.method)
+    inf = D.info(args.data)  # unknown data set names fail first, listing the choices
+    jdir, jscc = load_jscc_for(args, inf, method)
+    remote = bool(args.worker) and method.input != "original"
+    parts = load_parts(args, method, jdir, jscc, remote)
+    rx = Receiver(jscc, prior=parts.prior, calibration=parts.calibration, inn=parts.inn)
+    params = method_params(args, method)
+    config = method.resolve(params)
+    x, ids = D.load_split(args.data, args.split, n=args.n_images, progress=not args.no_progress)
+    csi = "pilot" if (args.snr_source == "estimated" or args.channel == "rayleigh") else "perfect"
+    ch = ChannelConfig(kind=args.channel, snr_db=args.snr_db, csi=csi, n_pilots=args.n_pilots)
+    lp = load_lpips("alex", device=args.device)
+    client = _worker_client(args) if remote else None
+    try:
+        xr, snr_rx_all, t_restore, bound_info = restore_all(args, method, jscc, rx, client, ch, x, ids, params)
+    finally:
+        if client is not None:
+            client.close()
     m = compute_metrics(xr, x, lp)
-    snr_rx_all = torch.cat(snr_rx_all)
     if args.save_images:
-        from PIL import Image
-        d = Path(args.save_images)
-        d.mkdir(parents=True, exist_ok=True)
-        for img, i in zip(D.to_uint8(xr), ids):
-            Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(d / (i.replace("/", "_").replace("#", "_") + ".png"))
-    steps = params.get("steps", DEFAULTS.get(method, {}).get("steps", 0)) if method in DIFFUSION_METHODS else 0
-    if method in ("sing-zero", "ddnm-avgpool", "sing-inn"):      # prior None: restored in a worker
-        from ..zero.ddnm import unet_evals
-        cfg = {**DEFAULTS.get(method, {}), **params}
-        steps = unet_evals(prior, steps, cfg.get("start", 1.0), cfg.get("travel"))
+        save_images(args.save_images, xr, ids)
+    # the prior's own schedule when loaded (else restored in a worker: T = 1000)
+    unet = method.evaluations(params, parts.prior.num_train_timesteps if parts.prior else 1000).unet_forward
     return {
         "schema": "sing.eval/1",
         "setup": {
             "dataset": args.data, "split": args.split, "resolution": inf.image_size, "channels": inf.channels,
             "n_images": len(x), "bcr": jscc.config.bcr, "k": jscc.k, "channel": args.channel,
             "csi": csi, "snr_db": args.snr_db,
-            "snr_source": "true" if method in BOUND_METHODS else args.snr_source,   # bound: ideal code
+            "snr_source": "true" if method.input == "original" else args.snr_source,   # bound: ideal code
             "snr_offset_db": args.snr_offset_db,
             "snr_rx_mean_db": float(snr_rx_all.mean()),
-            "method": method, "method_config": {**DEFAULTS.get(method, {}), **params},
+            "method": method.name, "method_config": config,
             "jscc_model": _rel(jdir), "jscc_model_id": jscc.model_id,
-            "prior_model": _rel(prior_path) if prior_path else None,
-            "inn_model": _rel(inn_path) if method == "sing-inn" else None,
+            "prior_model": _rel(parts.prior_path) if parts.prior_path else None,
+            "inn_model": _rel(parts.inn_path) if parts.inn_path else None,
             "seed": args.seed, "commit": git_commit(), "device": device_name(args.device),
             "torch_threads": torch.get_num_threads(),
-            **({"autocast": args.autocast} if args.autocast and prior is not None else {}),
+            **({"autocast": args.autocast} if args.autocast and parts.prior is not None else {}),
             **({"restored_by": args.worker} if remote else {}),
         },
         "metrics": {k: float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else float("inf")
@@ -248,7 +280,7 @@ def evaluate(args) -> dict:
                        **({"bound": bound_info[j]} if bound_info else {})} for j, i in enumerate(ids)],
         **({"bound": {"lost_fraction": sum(d["lost"] for d in bound_info) / len(bound_info)}}
            if bound_info else {}),
-        "timing": {"seconds_per_image": t_restore / len(x), "unet_evals_per_image": steps},
+        "timing": {"seconds_per_image": t_restore / len(x), "unet_evals_per_image": unet},
     }
 
 

@@ -10,6 +10,8 @@ the explicit `--calibration DIR` / `--inn DIR` (repeatable), the worker finds th
 explicit one wins over a found one for the same model. Each is matched to its model by the JSCC
 model id recorded in its config (`sing.methods.load_receiver`). The methods a model offers
 depend on what it has (`Engine.methods_for`); the wire refuses the others with `unknown_method`.
+Admission (`Engine.admit`, before queueing): a request costing more than `max_cost` network passes
+(`sing.methods.cost_of`; `sing worker --max-cost`) is refused with `too_expensive`.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..methods.registry import DEFAULT_MAX_COST
+from . import protocol as P
 
 log = logging.getLogger("sing.worker")
 
@@ -96,7 +100,8 @@ class Engine:
 
     def __init__(self, jscc_dirs: list[str], prior: str | None = None,
                  calibration: str | list[str] | None = None, inn: str | list[str] | None = None,
-                 device: str = "auto", discover_parts: bool = True, autocast: str | None = None):
+                 device: str = "auto", discover_parts: bool = True, autocast: str | None = None,
+                 max_cost: int = DEFAULT_MAX_COST):
         from ..methods import load_receiver
         if not jscc_dirs:
             raise InputError("the worker needs at least one --jscc DIR (a DeepJSCC model directory)")
@@ -120,7 +125,8 @@ class Engine:
             self.parts[mid] = {"calibration": cal is not None, "inn": inn_ is not None}
             log.info("loaded JSCC %s (k=%d, %dx%dx%d): methods %s", mid, k, c, s, s,
                      self.views[mid].methods())
-        self.has = {"prior": prior is not None}
+        self.has = {"prior": prior is not None, "max_cost": max_cost}
+        self.max_cost = max_cost
 
     @staticmethod
     def _part(obj, mid):
@@ -136,16 +142,21 @@ class Engine:
     def methods_for(self, model_id: str) -> list[str]:
         return list(self.views[model_id].methods())
 
+    def admit(self, req: P.Request) -> None:
+        """Refuse a request over the cost budget (ProtocolError too_expensive) before it queues."""
+        P.check_cost(req.method, req.params, self.max_cost, req.id)
+
     @torch.no_grad()
     def run(self, model_id: str, method: str, y: torch.Tensor, snr_db: torch.Tensor,
             ids: list[str], seed: int = 0, params: dict | None = None) -> tuple[torch.Tensor, dict]:
         """Restore one batch; also returns {decode_ms, restore_ms} (decode_ms None for a method
         that decodes inside, i.e. dps)."""
-        from ..methods import DIFFUSION_METHODS
+        from ..methods import get
         rx = self.views[model_id]
         params = dict(params or {})
         t0 = time.perf_counter()
-        if method in DIFFUSION_METHODS and method != "dps":
+        m = get(method)
+        if m.input == "x_hat" and m.run is not None:
             snr = torch.as_tensor(snr_db, dtype=torch.float32)
             x_hat = rx.decode(y, snr, model_id)
             t1 = time.perf_counter()
@@ -155,7 +166,7 @@ class Engine:
         x = rx.restore(method, y, snr_db, ids, seed=seed, model_id=model_id, **params)
         t1 = time.perf_counter()
         ms = round((t1 - t0) * 1e3, 3)
-        if method == "dps":
+        if m.input == "symbols":
             return x, {"decode_ms": None, "restore_ms": ms}
         return x, {"decode_ms": ms, "restore_ms": 0.0}
 

@@ -19,11 +19,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import SingError
+from ..errors import InputError, SingError
+from ..methods.registry import DEFAULT_MAX_COST, REGISTRY, SEED, SERVED, Param, all_params, cost_of  # noqa: F401
 
 VERSION = 1
 
@@ -62,21 +63,9 @@ ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,%d}$" % MAX_ID_LEN)
 # model ids look like "name@digest"; a "/" or ".." would smell of a path: refused
 MODEL_RE = re.compile(r"^[A-Za-z0-9._@+=-]{1,%d}$" % MAX_ID_LEN)
 
-# Method parameters allowed on the wire (sing.methods.DEFAULTS + seed): name -> (type, low, high)
-# for numbers, (str, allowed values) for names, (list, low, high) for pairs of ints. Nothing else.
-PARAMS: dict[str, tuple] = {
-    "steps": (int, 1, 1000),
-    "eta": (float, 0.0, 1.0),
-    "seed": (int, 0, 2**31 - 1),
-    "sigma_scale": (float, 0.0, 100.0),
-    "operator": (str, ("spectral", "identity", "avgpool-2", "avgpool-4", "avgpool-8")),
-    "travel": (list, 0, 100),            # time-travel (length, repeat)
-    "start": (float, 0.0, 1.0),          # sing-zero/ddnm-avgpool/sing-inn: warm start at start·T from x̂
-    "inn_from": (float, 0.0, 1.0),       # sing-inn: INN guidance below this fraction of T
-    "grad_scale": (float, 0.0, 100.0),   # sing-inn: INDIGO+ gradient term
-    "zeta": (float, 0.0, 1000.0),        # dps: step size
-    "encoder_snr_db": (float, -30.0, 60.0),   # dps: the transmitter's nominal SNR
-}
+# Method parameters allowed on the wire: each method's own (sing/methods/registry.py, which also
+# holds their types and bounds) + `seed`. Checked per method by check_params.
+PARAMS: dict[str, Param] = {**all_params(), "seed": SEED}
 # PDU metadata keys that travel in the request header (`meta`), with their types.
 META: dict[str, tuple[type, ...]] = {
     "image_id": (str,), "k": (int,), "bcr": (str,), "model_id": (str,), "height": (int,),
@@ -92,6 +81,7 @@ UNKNOWN_MODEL = "unknown_model"
 UNKNOWN_METHOD = "unknown_method"
 BUSY = "busy"                     # queue full: try again later / another worker
 UNAVAILABLE = "unavailable"       # no worker could produce the image (broker), or shutting down
+TOO_EXPENSIVE = "too_expensive"   # the request's cost (sing.methods.cost_of) is over the budget
 INTERNAL = "internal"             # the restoration failed; the worker carries on
 
 
@@ -188,35 +178,38 @@ def _is_num(x) -> bool:
     return (_is_int(x) or isinstance(x, float)) and math.isfinite(x)
 
 
-def check_params(params: Any, rid: str | None = None) -> dict:
+def check_params(params: Any, rid: str | None = None, method: str | None = None) -> dict:
+    """Params as `method` takes them (registry types and bounds; `seed` for every method), or against
+    every method's parameters when no method is named. Raises ProtocolError(BAD_REQUEST)."""
     if params is None:
         return {}
     if not isinstance(params, dict):
         raise ProtocolError(BAD_REQUEST, "params must be a JSON object", rid)
+    spec = ({p.name: p for p in REGISTRY[method].params} | {"seed": SEED}) if method else PARAMS
     out = {}
     for k, v in params.items():
-        if k not in PARAMS:
-            raise ProtocolError(BAD_REQUEST, f"parameter {str(k)[:32]!r} is not allowed; allowed: "
-                                             f"{sorted(PARAMS)}", rid)
-        spec = PARAMS[k]
-        if spec[0] is str:
-            if v not in spec[1]:
-                raise ProtocolError(BAD_REQUEST, f"parameter {k} must be one of {list(spec[1])}", rid)
-            out[k] = v
-            continue
-        if spec[0] is list:
-            lo, hi = spec[1], spec[2]
-            if not (isinstance(v, list) and len(v) == 2 and all(_is_int(a) and lo <= a <= hi for a in v)):
-                raise ProtocolError(BAD_REQUEST, f"parameter {k} must be [int, int] in [{lo}, {hi}]", rid)
-            out[k] = tuple(v)
-            continue
-        typ, lo, hi = spec
-        ok = _is_int(v) if typ is int else _is_num(v)
-        if not ok or not lo <= v <= hi:
-            raise ProtocolError(BAD_REQUEST, f"parameter {k} must be a {typ.__name__} in "
-                                             f"[{lo}, {hi}], got {str(v)[:32]}", rid)
-        out[k] = typ(v)
+        if k not in spec:
+            raise ProtocolError(BAD_REQUEST, f"parameter {str(k)[:32]!r} is not allowed"
+                                             f"{' for ' + method if method else ''}; allowed: {sorted(spec)}", rid)
+        try:
+            out[k] = spec[k].check(v)
+        except InputError as e:
+            raise ProtocolError(BAD_REQUEST, str(e), rid) from None
     return out
+
+
+def check_cost(method: str, params: dict, max_cost: int | None, rid: str | None = None) -> int:
+    """The request's cost (sing.methods.cost_of); ProtocolError(TOO_EXPENSIVE) above `max_cost`
+    (None: no budget), ProtocolError(BAD_REQUEST) for parameters that cannot go together."""
+    try:
+        cost = cost_of(method, params)
+    except InputError as e:
+        raise ProtocolError(BAD_REQUEST, str(e), rid) from None
+    if max_cost is not None and cost > max_cost:
+        raise ProtocolError(TOO_EXPENSIVE, f"{method} with {params} costs {cost} network passes (UNet "
+                                           f"evaluations) per image; the limit here is {max_cost}: ask "
+                                           f"for fewer steps / a later start / less time travel", rid)
+    return cost
 
 
 def clean_meta(meta: Any, rid: str | None = None, strict: bool = True) -> dict:
@@ -258,6 +251,7 @@ class Request:
     meta: dict
     symbols: np.ndarray                 # complex64 (k,), owned copy
     header: dict = field(repr=False, default_factory=dict)
+    cost: int = 0                       # network passes (sing.methods.cost_of): budgets compare it
 
     def group_key(self) -> tuple:
         """Requests with equal keys may be restored in one batch."""
@@ -276,6 +270,9 @@ def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
     method = h.get("method")
     if not (isinstance(method, str) and METHOD_RE.match(method)):
         raise ProtocolError(BAD_REQUEST, "method must be a name like 'deepjscc' or 'sing-zero'", rid)
+    if method not in SERVED:
+        raise ProtocolError(UNKNOWN_METHOD, f"method {method!r} is not served by workers; methods: "
+                                            f"{list(SERVED)}", rid)
     k = h.get("k")
     if not _is_int(k) or k < 1:
         raise ProtocolError(BAD_REQUEST, "k must be a positive integer (complex symbols)", rid)
@@ -290,7 +287,8 @@ def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
     out = h.get("out", "uint8")
     if out not in OUT_DTYPES:
         raise ProtocolError(BAD_REQUEST, f"out must be one of {list(OUT_DTYPES)}", rid)
-    params = check_params(h.get("params"), rid)
+    params = check_params(h.get("params"), rid, method)
+    cost = check_cost(method, params, None, rid)
     meta = clean_meta(h.get("meta"), rid)
     if h.get("dtype") != "complex64":
         raise ProtocolError(BAD_PAYLOAD, f"dtype must be 'complex64' (little-endian), got "
@@ -311,7 +309,7 @@ def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
     if not np.isfinite(y.view(np.float32)).all():
         raise ProtocolError(BAD_PAYLOAD, "symbols contain NaN or Inf: check the equaliser / SNR "
                                          "estimate upstream", rid)
-    return Request(rid, model, method, k, float(snr), src, params, out, meta, y, h)
+    return Request(rid, model, method, k, float(snr), src, params, out, meta, y, h, cost)
 
 
 # ---- builders ----------------------------------------------------------------------------------
@@ -399,7 +397,3 @@ def check_bind(endpoint: str, curve: bool) -> None:
                         f"needs CURVE keys (`sing keys --out DIR`, then --curve-secret "
                         f"DIR/server.key_secret); bind tcp://127.0.0.1:PORT for local use")
 
-
-def iter_chunks(seq: Sequence, n: int) -> Iterable[Sequence]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]

@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "continuous batching, i.e. dispatch at once when idle, batch what "
                         "arrives while busy)")
     p.add_argument("--max-queue", type=int, default=256, help="queued requests before 'busy'")
+    p.add_argument("--max-cost", type=int, default=P.DEFAULT_MAX_COST, metavar="N",
+                   help="refuse (too_expensive) a request costing more than N network passes "
+                        "(UNet evaluations, sing.methods.cost_of; docs/methods.md)")
     p.add_argument("--heartbeat-s", type=float, default=1.0, help="heartbeat interval (broker mode)")
     p.add_argument("--liveness", type=int, default=3, help="missed heartbeats = peer dead")
     p.add_argument("--drain-s", type=float, default=30.0, help="shutdown grace for queued work")
@@ -265,6 +268,7 @@ class Worker:
         if req.k != info[req.model].k:
             raise P.ProtocolError(P.BAD_REQUEST, f"k = {req.k} but model {req.model} takes "
                                                  f"k = {info[req.model].k} symbols", req.id)
+        self.engine.admit(req)
 
     # ---- main loop ----
     def serve(self) -> int:
@@ -373,7 +377,7 @@ def run(args) -> int:
     if args.bind:
         P.check_bind(args.bind, args.curve_secret is not None)   # before loading any model
     engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device,
-                    discover_parts=not args.no_discover, autocast=args.autocast)
+                    discover_parts=not args.no_discover, autocast=args.autocast, max_cost=args.max_cost)
     w = Worker(engine, bind=args.bind, connect=args.connect, max_batch=args.max_batch,
                max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, heartbeat_s=args.heartbeat_s,
                liveness=args.liveness, drain_s=args.drain_s, name=args.name,

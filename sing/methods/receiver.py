@@ -1,0 +1,219 @@
+"""The receiver: DeepJSCC decoding followed by a restoration method from the registry.
+
+`Receiver.restore(method, y, snr_db, ids, …)` decodes and runs `method` as sing/methods/registry.py
+declares it (what each method is, its parameters and how it runs live there, once); `sing eval`,
+the worker and the demo all call it. `dps` conditions on the received symbols, not on x̂, so it is
+reached through `restore` only. The digital methods are bounds, not receivers: they need the
+original image, so `restore` refuses them and `sing eval` calls `bound(method, x, k, snr_db)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import InputError
+from .registry import PARTS, REGISTRY, Inputs, Method, get
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def model_dir_for(dataset: str, bcr: str, perceptual: bool = False) -> Path:
+    """The shipped JSCC model for a data set (mismatch sets use the other domain's model)."""
+    domain = "fmnist32" if dataset in ("fmnist", "natural-gray32") else "natural64"
+    return MODELS_DIR / f"jscc-{domain}-bcr{bcr.replace('/', '_')}{'-perceptual' if perceptual else ''}"
+
+
+def prior_dir_for(dataset: str) -> Path:
+    return MODELS_DIR / ("prior-fmnist-32" if dataset in ("fmnist", "natural-gray32") else "prior-natural-64")
+
+
+@dataclass
+class Receiver:
+    """Holds the decoder(s) and whatever the restoration methods need; stateless per call."""
+
+    jscc: Any                                   # DeepJSCC, or dict model_id -> DeepJSCC
+    prior: Any = None                           # sing.prior.DiffusionPrior
+    calibration: Any = None                     # sing.zero Calibration, or dict model_id -> Calibration
+    inn: Any = None                             # sing.inn model, or dict model_id -> model
+
+    def __post_init__(self):
+        if not isinstance(self.jscc, dict):
+            self.jscc = {self.jscc.model_id: self.jscc}
+        if not self.jscc:
+            raise InputError("a Receiver needs at least one DeepJSCC model")
+
+    # -- what is available -----------------------------------------------------------------
+    def model_ids(self) -> list[str]:
+        return list(self.jscc)
+
+    def methods(self) -> list[str]:
+        """The served methods whose needed parts (registry `needs`) this receiver holds."""
+        return [n for n, m in REGISTRY.items()
+                if m.served and all(getattr(self, part) is not None for part in m.needs)]
+
+    def _check_offered(self, m: Method) -> None:
+        if m.name not in self.methods():
+            raise InputError(f"method {m.name!r} needs {' and '.join(PARTS[p] for p in m.needs)}; this "
+                             f"receiver offers: {', '.join(self.methods())}")
+
+    @staticmethod
+    def _for_model(obj, model_id: str | None):
+        """A per-model part (calibration, INN): one object, or a dict keyed by JSCC model id."""
+        return obj.get(model_id) if isinstance(obj, dict) else obj
+
+    def model(self, model_id: str | None = None):
+        if model_id is None:
+            if len(self.jscc) == 1:
+                return next(iter(self.jscc.values()))
+            raise InputError(f"several JSCC models are loaded; say which: {', '.join(self.jscc)}")
+        if model_id not in self.jscc:
+            raise InputError(f"unknown model id {model_id!r}; this receiver has: {', '.join(self.jscc)}")
+        return self.jscc[model_id]
+
+    # -- the work --------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, y: torch.Tensor, snr_db, model_id: str | None = None) -> torch.Tensor:
+        m = self.model(model_id)
+        dev = next(m.parameters()).device
+        return m.decode(y.to(dev), torch.as_tensor(snr_db, dtype=torch.float32, device=dev)).float()
+
+    def restore(self, method: str, y: torch.Tensor, snr_db, ids: Sequence[str], seed: int = 0,
+                model_id: str | None = None, progress: bool = False, **params) -> torch.Tensor:
+        """Decode received symbols y (B, k) and restore with `method`; images (B, C, H, W) in [0, 1]."""
+        m = get(method)
+        snr = torch.as_tensor(snr_db, dtype=torch.float32)
+        if snr.dim() == 0:
+            snr = snr.expand(y.shape[0]).clone()
+        if len(ids) != y.shape[0]:
+            raise InputError(f"need one id per image: {len(ids)} ids for {y.shape[0]} images")
+        if m.input == "original":
+            raise InputError(f"{method!r} is the digital separation bound, not a receiver: it needs the "
+                             f"original image; call sing.methods.bound(method, x, k, snr_db) (sing eval does)")
+        if m.input == "symbols":
+            self._check_offered(m)
+            p = m.resolve(params)
+            # the symbols go to the prior's device; the SNR stays as given (the sampler places it)
+            return self._run(m, p, ids, seed, Inputs(y=y.to(self.prior.device), snr_db=snr,
+                                                     jscc=self.model(model_id)), progress)
+        x_hat = self.decode(y, snr, model_id)
+        if m.run is None:
+            m.resolve(params)
+            return x_hat
+        return self.restore_from(method, x_hat, snr, ids, seed=seed, progress=progress,
+                                 model_id=self.model(model_id).model_id, **params)
+
+    def restore_from(self, method: str, x_hat: torch.Tensor, snr_db: torch.Tensor, ids: Sequence[str],
+                     seed: int = 0, progress: bool = False, model_id: str | None = None,
+                     **params) -> torch.Tensor:
+        """Restoration step alone, from the DeepJSCC output x̂."""
+        m = get(method)
+        if m.input == "symbols":
+            raise InputError(f"{method} conditions on the received symbols, not on x̂: call "
+                             f"Receiver.restore({method!r}, y, snr_db, ids, …)")
+        if m.input != "x_hat" or m.run is None:
+            restorers = [n for n, r in REGISTRY.items() if r.input != "original" and r.run is not None]
+            raise InputError(f"{method!r} is not a restoration method; choose one of {', '.join(restorers)}")
+        self._check_offered(m)
+        p = m.resolve(params)
+        parts = {part: self._for_model(getattr(self, part), model_id) for part in ("calibration", "inn")}
+        for part in m.needs:
+            if part in parts and parts[part] is None:
+                raise InputError(f"no {part} for JSCC model {model_id!r}: it needs {PARTS[part]}")
+        dev = self.prior.device
+        return self._run(m, p, ids, seed, Inputs(x_hat=x_hat.to(dev), snr_db=snr_db.to(dev),
+                                                 model_id=model_id, **parts), progress)
+
+    def _run(self, m: Method, p: dict, ids: Sequence[str], seed: int, inputs: Inputs,
+             progress: bool) -> torch.Tensor:
+        from ..channel import generator_for
+        inputs.prior, inputs.progress = self.prior, progress
+        inputs.generators = [generator_for(seed, f"restore:{i}") for i in ids]
+        return m.run(inputs, p).float().clamp(0, 1).cpu()
+
+
+def bound(method: str, x01: torch.Tensor, k: int, snr_db, **params) -> tuple[torch.Tensor, list[dict]]:
+    """The digital separation bound (sing.baselines.digital) for the ORIGINAL images x01 at k channel
+    uses and SNR snr_db (float or (B,)): (images in [0, 1], per-image info). Not a receiver."""
+    m = get(method)
+    if m.input != "original":
+        bounds = [n for n, r in REGISTRY.items() if r.input == "original"]
+        raise InputError(f"{method!r} is not a bound; choose one of {', '.join(bounds)}")
+    return m.run(Inputs(x=x01, k=k, snr_db=snr_db), m.resolve(params))
+
+
+def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None = None,
+                  calibration: str | Path | Sequence[str | Path] | None = None,
+                  inn_dir: str | Path | Sequence[str | Path] | None = None,
+                  device: str = "cpu", autocast: str | None = None) -> Receiver:
+    """Build a Receiver from model directories (what `sing worker` and `sing eval` load).
+
+    `autocast` ("bf16", "fp16" or None) runs the prior's UNet under torch.autocast
+    (`DiffusionPrior.set_autocast`); None keeps the loaded dtype (fp16 on CUDA, fp32 on CPU).
+
+    `calibration` and `inn_dir` are one directory or a list of them: each belongs to the JSCC model
+    id recorded in its config (`model_id` / `jscc_model_id`) and is matched to the loaded model with
+    that id (one whose model is not loaded is refused; two for one model are refused). With one JSCC
+    model the Receiver gets the object itself (as before); with several, a dict model_id -> object
+    holding the models that have one. An INN that records no JSCC id is accepted with one model only.
+    """
+    from ..errors import CheckpointError
+    from ..jscc import load_jscc
+    models = {}
+    for d in jscc_dirs:
+        m = load_jscc(d, device)
+        models[m.model_id] = m
+    ids = list(models)
+
+    def paths(arg) -> list[Path]:
+        if arg is None:
+            return []
+        if isinstance(arg, (str, Path)):
+            return [Path(arg)]
+        return [Path(a) for a in arg]
+
+    def keyed(objs: list[tuple[Path, str, Any]], what: str):
+        out: dict[str, Any] = {}
+        for path, mid, obj in objs:
+            if not mid and len(ids) == 1:
+                mid = ids[0]
+            if not mid:
+                raise CheckpointError(f"{what} {path} does not record which JSCC model it belongs to; "
+                                      f"with several models ({', '.join(ids)}) it cannot be matched")
+            if mid not in models:
+                raise CheckpointError(f"{what} {path} belongs to JSCC model {mid!r}, which is not loaded "
+                                      f"(loaded: {', '.join(ids)}); pass that model's --jscc directory "
+                                      f"or the {what} of a loaded one")
+            if mid in out:
+                raise InputError(f"two {what}s for JSCC model {mid!r}: {out[mid][0]} and {path}; "
+                                 f"pass one")
+            out[mid] = (path, obj)
+        if not out:
+            return None
+        if len(ids) == 1:
+            return next(iter(out.values()))[1]
+        return {mid: obj for mid, (_, obj) in out.items()}
+
+    prior = cal = inn = None
+    if prior_dir is not None:
+        from ..prior import load_prior
+        prior = load_prior(prior_dir, device=device).set_autocast(autocast)
+    cal_paths = paths(calibration)
+    if cal_paths:
+        from ..zero import load_calibration
+        loaded = []
+        for c in cal_paths:
+            obj = load_calibration(c, model_id=ids[0] if len(ids) == 1 else None)
+            loaded.append((c, obj.model_id, obj))
+        cal = keyed(loaded, "calibration")
+    inn_paths = paths(inn_dir)
+    if inn_paths:
+        from ..inn import load_inn
+        loaded = []
+        for c in inn_paths:
+            obj = load_inn(c, device=device, jscc_model_id=ids[0] if len(ids) == 1 else None)
+            loaded.append((c, obj.jscc_model_id, obj))
+        inn = keyed(loaded, "INN")
+    return Receiver(models, prior=prior, calibration=cal, inn=inn)
