@@ -10,9 +10,7 @@ import json
 import platform
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -120,52 +118,27 @@ def _restore_remote(client, method, y, snr_rx, ids, jscc, args, params) -> torch
     return torch.stack(imgs)
 
 
-@dataclass
-class Parts:
-    """What the method needs besides the JSCC (registry `needs`/`uses`): loaded here, or only the
-    paths recorded when a worker restores."""
-    prior: Any = None
-    calibration: Any = None
-    inn: Any = None
-    prior_path: Path | None = None
-    inn_path: Path | None = None
-
-
-def load_jscc_for(args, inf, method):
-    """The DeepJSCC model: --jscc or the shipped one for the data, BCR and method; checked against both."""
+def load_receiver_for(args, inf, method, remote: bool):
+    """The DeepJSCC model (--jscc or the shipped one for the data, BCR and method; checked against
+    both) and the parts the method needs or uses (registry), loaded unless a worker restores them:
+    (Receiver, {part: path})."""
     from fractions import Fraction
-    from ..jscc import load_jscc
-    from ..methods import model_dir_for
+    from ..methods import load_receiver, model_dir_for, prior_dir_for
     jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, method.jscc == "perceptual")
-    jscc = load_jscc(jdir, args.device)
-    if (jscc.config.channels, jscc.config.image_size) != (inf.channels, inf.image_size):
+    paths = {"prior": Path(args.prior) if args.prior else prior_dir_for(args.data),
+             "calibration": Path(args.calibration) if args.calibration else jdir / "calibration",
+             "inn": Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")}
+    paths = {"jscc": jdir, **{k: v for k, v in paths.items() if k in method.needs + method.uses}}
+    load = {} if remote else paths
+    rx = load_receiver([jdir], load.get("prior"), load.get("calibration"), load.get("inn"),
+                       device=args.device, autocast=args.autocast)
+    cfg = rx.model().config
+    if (cfg.channels, cfg.image_size) != (inf.channels, inf.image_size):
         raise InputError(f"data {args.data} is {inf.channels}×{inf.image_size}² but model {jdir} takes "
-                         f"{jscc.config.channels}×{jscc.config.image_size}²")
-    if Fraction(jscc.config.bcr) != Fraction(args.bcr):
-        raise InputError(f"model {jdir} is for BCR {jscc.config.bcr}, not {args.bcr}")
-    return jdir, jscc
-
-
-def load_parts(args, method, jdir: Path, jscc, remote: bool) -> Parts:
-    from ..methods import prior_dir_for
-    wants = method.needs + method.uses
-    out = Parts()
-    if "prior" in wants:
-        out.prior_path = Path(args.prior) if args.prior else prior_dir_for(args.data)
-    if "inn" in wants:
-        out.inn_path = Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")
-    if remote or "prior" not in wants:      # a worker restores: the paths are recorded only
-        return out
-    from ..prior import load_prior
-    out.prior = load_prior(out.prior_path, device=args.device).set_autocast(args.autocast)
-    if "calibration" in wants:
-        from ..zero import load_calibration
-        cpath = Path(args.calibration) if args.calibration else jdir / "calibration"
-        out.calibration = load_calibration(cpath, model_id=jscc.model_id)
-    if "inn" in wants:
-        from ..inn import load_inn
-        out.inn = load_inn(out.inn_path, device=args.device, jscc_model_id=jscc.model_id)
-    return out
+                         f"{cfg.channels}×{cfg.image_size}²")
+    if Fraction(cfg.bcr) != Fraction(args.bcr):
+        raise InputError(f"model {jdir} is for BCR {cfg.bcr}, not {args.bcr}")
+    return rx, paths
 
 
 def method_params(args, method) -> dict:
@@ -230,15 +203,14 @@ def save_images(folder: str, xr: torch.Tensor, ids) -> None:
 def evaluate(args) -> dict:
     from .. import data as D
     from ..channel import ChannelConfig
-    from ..methods import Receiver, get
+    from ..methods import get
     from ..metrics import compute_metrics, load_lpips
 
     method = get(args.method)
     inf = D.info(args.data)  # unknown data set names fail first, listing the choices
-    jdir, jscc = load_jscc_for(args, inf, method)
     remote = bool(args.worker) and method.input != "original"
-    parts = load_parts(args, method, jdir, jscc, remote)
-    rx = Receiver(jscc, prior=parts.prior, calibration=parts.calibration, inn=parts.inn)
+    rx, paths = load_receiver_for(args, inf, method, remote)
+    jscc = rx.model()
     params = method_params(args, method)
     config = method.resolve(params)
     x, ids = D.load_split(args.data, args.split, n=args.n_images, progress=not args.no_progress)
@@ -255,7 +227,7 @@ def evaluate(args) -> dict:
     if args.save_images:
         save_images(args.save_images, xr, ids)
     # the prior's own schedule when loaded (else restored in a worker: T = 1000)
-    unet = method.evaluations(params, parts.prior.num_train_timesteps if parts.prior else 1000).unet_forward
+    unet = method.evaluations(params, rx.prior.num_train_timesteps if rx.prior else 1000).unet_forward
     return {
         "schema": "sing.eval/1",
         "setup": {
@@ -266,12 +238,12 @@ def evaluate(args) -> dict:
             "snr_offset_db": args.snr_offset_db,
             "snr_rx_mean_db": float(snr_rx_all.mean()),
             "method": method.name, "method_config": config,
-            "jscc_model": _rel(jdir), "jscc_model_id": jscc.model_id,
-            "prior_model": _rel(parts.prior_path) if parts.prior_path else None,
-            "inn_model": _rel(parts.inn_path) if parts.inn_path else None,
+            "jscc_model": _rel(paths["jscc"]), "jscc_model_id": jscc.model_id,
+            "prior_model": _rel(paths["prior"]) if "prior" in paths else None,
+            "inn_model": _rel(paths["inn"]) if "inn" in paths else None,
             "seed": args.seed, "commit": git_commit(), "device": device_name(args.device),
             "torch_threads": torch.get_num_threads(),
-            **({"autocast": args.autocast} if args.autocast and parts.prior is not None else {}),
+            **({"autocast": args.autocast} if args.autocast and rx.prior is not None else {}),
             **({"restored_by": args.worker} if remote else {}),
         },
         "metrics": {k: float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else float("inf")

@@ -161,24 +161,17 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
     """
     from ..errors import CheckpointError
     from ..jscc import load_jscc
-    models = {}
-    for d in jscc_dirs:
-        m = load_jscc(d, device)
-        models[m.model_id] = m
+    models = {m.model_id: m for m in (load_jscc(d, device) for d in jscc_dirs)}
     ids = list(models)
+    only = ids[0] if len(ids) == 1 else None
 
-    def paths(arg) -> list[Path]:
-        if arg is None:
-            return []
-        if isinstance(arg, (str, Path)):
-            return [Path(arg)]
-        return [Path(a) for a in arg]
-
-    def keyed(objs: list[tuple[Path, str, Any]], what: str):
+    def keyed(arg, what: str, load):
+        """Load each directory in `arg` ((path, model id it records, object) from `load`), keyed
+        by that JSCC model id (the docstring above)."""
         out: dict[str, Any] = {}
-        for path, mid, obj in objs:
-            if not mid and len(ids) == 1:
-                mid = ids[0]
+        for path in [] if arg is None else [Path(arg)] if isinstance(arg, (str, Path)) else map(Path, arg):
+            mid, obj = load(path)
+            mid = mid or only
             if not mid:
                 raise CheckpointError(f"{what} {path} does not record which JSCC model it belongs to; "
                                       f"with several models ({', '.join(ids)}) it cannot be matched")
@@ -187,33 +180,25 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
                                       f"(loaded: {', '.join(ids)}); pass that model's --jscc directory "
                                       f"or the {what} of a loaded one")
             if mid in out:
-                raise InputError(f"two {what}s for JSCC model {mid!r}: {out[mid][0]} and {path}; "
-                                 f"pass one")
+                raise InputError(f"two {what}s for JSCC model {mid!r}: {out[mid][0]} and {path}; pass one")
             out[mid] = (path, obj)
         if not out:
             return None
-        if len(ids) == 1:
-            return next(iter(out.values()))[1]
-        return {mid: obj for mid, (_, obj) in out.items()}
+        return next(iter(out.values()))[1] if only else {mid: obj for mid, (_, obj) in out.items()}
 
-    prior = cal = inn = None
+    def calibration_at(path):
+        from ..zero import load_calibration
+        obj = load_calibration(path, model_id=only)
+        return obj.model_id, obj
+
+    def inn_at(path):
+        from ..inn import load_inn
+        obj = load_inn(path, device=device, jscc_model_id=only)
+        return obj.jscc_model_id, obj
+
+    prior = None
     if prior_dir is not None:
         from ..prior import load_prior
         prior = load_prior(prior_dir, device=device).set_autocast(autocast)
-    cal_paths = paths(calibration)
-    if cal_paths:
-        from ..zero import load_calibration
-        loaded = []
-        for c in cal_paths:
-            obj = load_calibration(c, model_id=ids[0] if len(ids) == 1 else None)
-            loaded.append((c, obj.model_id, obj))
-        cal = keyed(loaded, "calibration")
-    inn_paths = paths(inn_dir)
-    if inn_paths:
-        from ..inn import load_inn
-        loaded = []
-        for c in inn_paths:
-            obj = load_inn(c, device=device, jscc_model_id=ids[0] if len(ids) == 1 else None)
-            loaded.append((c, obj.jscc_model_id, obj))
-        inn = keyed(loaded, "INN")
-    return Receiver(models, prior=prior, calibration=cal, inn=inn)
+    return Receiver(models, prior=prior, calibration=keyed(calibration, "calibration", calibration_at),
+                    inn=keyed(inn_dir, "INN", inn_at))

@@ -1,20 +1,17 @@
 """Every restoration method, declared once: `REGISTRY` below. Adding a method = one `Method` entry
-here (plus its entry point elsewhere in sing/); `sing methods --markdown > docs/methods.md`
-regenerates the docs table, and tests/test_methods_registry.py says what else is out of step.
+here (its entry point lives elsewhere in sing/), then `sing methods --markdown > docs/methods.md`;
+tests/test_methods_registry.py says what else is out of step (the GRC receiver block's list).
 
-Derived from this table: `sing eval --method` choices and parameter flags (sing.commands.eval), the
-sweep (sim/sweep.py), the worker's wire validation (`sing.worker.protocol.PARAMS` / `check_params`),
-the worker's cost budget (`cost_of`, `sing worker --max-cost`), the methods a `Receiver` offers
-(its loaded parts against `needs`), the GRC receiver block's method list and docs/methods.md.
+Derived from it: `sing eval` (--method choices, parameter flags), sim/sweep.py, the wire validation
+(`sing.worker.protocol.PARAMS`, `check_params`), the worker's budget (`cost_of`, `--max-cost`), the
+methods a `Receiver` offers (`needs` against its loaded parts) and docs/methods.md.
 
-Cost of one request (one image), `Cost`: network passes, the unit being one UNet forward pass; the
-DeepJSCC decoder counts 1, a backward pass through the UNet 2 (DPS's gradient, the usual ≈2× of a
-forward). A diffusion chain of S DDIM steps ("leading" timesteps of T = 1000, as
-`DiffusionPrior.ddim_timesteps`) started at start·T runs the n steps with t ≤ start·T (all S for
-start = 1); time travel (l, r) adds (r − 1)·l steps at each of the (n − 1) // l jump points
-(`sing.zero.ddnm.travel_schedule`). SING-INN's INN passes and DPS's encoder passes are small next to
-the UNet and not counted. This module imports the standard library only: the broker and the radio
-host use it without torch.
+Cost of one request (one image): network passes, one UNet forward = 1; the DeepJSCC decoder counts 1,
+a backward pass through the UNet 2 (DPS). A chain of S DDIM steps ("leading" timesteps of T, as
+`DiffusionPrior.ddim_timesteps`) begun at start·T runs the n steps with t ≤ start·T; time travel
+(l, r) adds (r − 1)·l steps at each of (n − 1) // l jump points (`sing.zero.ddnm.travel_schedule`).
+INN and JSCC-encoder passes are small next to the UNet and not counted. Standard library only: the
+broker and the radio host use this without torch.
 """
 from __future__ import annotations
 

@@ -80,19 +80,17 @@ def _recorded_id(d: Path, key: str) -> str | None:
 def discover(jscc_dirs, calibration=None, inn=None) -> tuple[list[str], list[str]]:
     """Explicit calibration/INN dirs, plus `<jscc>/calibration` and `<jscc>-inn` found next to each
     JSCC dir for models that no explicit one covers (matched on the model id in their configs)."""
-    cals, inns = _as_list(calibration), _as_list(inn)
-    have_cal = {_recorded_id(Path(c), "model_id") for c in cals}
-    have_inn = {_recorded_id(Path(c), "jscc_model_id") for c in inns}
-    for d in map(Path, jscc_dirs):
-        c = d / "calibration"
-        if (c / "config.json").exists() and _recorded_id(c, "model_id") not in have_cal:
-            cals.append(str(c))
-            have_cal.add(_recorded_id(c, "model_id"))
-        i = d.parent / (d.name + "-inn")
-        if (i / "config.json").exists() and _recorded_id(i, "jscc_model_id") not in have_inn:
-            inns.append(str(i))
-            have_inn.add(_recorded_id(i, "jscc_model_id"))
-    return cals, inns
+    found = []
+    for given, key, where in ((calibration, "model_id", lambda d: d / "calibration"),
+                              (inn, "jscc_model_id", lambda d: d.parent / (d.name + "-inn"))):
+        dirs = _as_list(given)
+        have = {_recorded_id(Path(c), key) for c in dirs}
+        for c in (where(Path(d)) for d in jscc_dirs):
+            if (c / "config.json").exists() and _recorded_id(c, key) not in have:
+                dirs.append(str(c))
+                have.add(_recorded_id(c, key))
+        found.append(dirs)
+    return found[0], found[1]
 
 
 class Engine:
