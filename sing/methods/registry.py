@@ -45,7 +45,7 @@ class Param:
     def describe(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        kind = {int: "int", float: "number", "pair": "[int, int]"}[self.kind]
+        kind = {int: "an int", float: "a number", "pair": "a pair [int, int]"}[self.kind]
         return f"{kind} in {'(' if self.low_open else '['}{self.low:.10g}, {self.high:.10g}]"
 
     def check(self, v) -> Any:
