@@ -1,6 +1,7 @@
 """Every restoration method, declared once: `REGISTRY` below. Adding a method = one `Method` entry
-here (its entry point lives elsewhere in sing/), then `sing methods --markdown > docs/methods.md`;
-tests/test_methods_registry.py says what else is out of step (the GRC receiver block's list).
+here (its parameters are its entry point's keyword arguments; the entry point lives elsewhere in
+sing/), then `sing methods --markdown > docs/methods.md`; tests/test_methods_registry.py says what
+else is out of step (the GRC receiver block's list).
 
 Derived from it: `sing eval` (--method choices, parameter flags), sim/sweep.py, the wire validation
 (`sing.worker.protocol.PARAMS`, `check_params`), the worker's budget (`cost_of`, `--max-cost`), the
@@ -151,25 +152,23 @@ def _chain_cost(p: dict, T: int) -> Cost:
     return Cost(decoder=1, unet_forward=chain_steps(p["steps"], p["start"], p.get("travel"), T))
 
 
-# ---- how each method runs (entry points elsewhere in sing/; imported when first used) -------------
+# ---- how each method runs: its entry point (elsewhere in sing/, imported when first used), called
+# with the resolved parameters as keyword arguments (a parameter's name is the entry point's)
 def _run_ddnm(i: Inputs, p: dict):
     from ..zero import sing_zero
-    return sing_zero(i.prior, i.calibration, i.x_hat, i.snr_db, operator=p["operator"],
-                     sigma_scale=p["sigma_scale"], steps=p["steps"], eta=p["eta"], generators=i.generators,
-                     travel=p.get("travel"), progress=i.progress, model_id=i.model_id, start=p["start"])
+    return sing_zero(i.prior, i.calibration, i.x_hat, i.snr_db, generators=i.generators, progress=i.progress,
+                     model_id=i.model_id, **p)
 
 
 def _run_inn(i: Inputs, p: dict):
     from ..inn import sing_inn
-    return sing_inn(i.prior, i.inn, i.x_hat, i.snr_db, steps=p["steps"], eta=p["eta"],
-                    generators=i.generators, progress=i.progress, sigma_scale=p["sigma_scale"],
-                    grad_scale=p["grad_scale"], inn_from=p["inn_from"], model_id=i.model_id, start=p["start"])
+    return sing_inn(i.prior, i.inn, i.x_hat, i.snr_db, generators=i.generators, progress=i.progress,
+                    model_id=i.model_id, **p)
 
 
 def _run_dps(i: Inputs, p: dict):
     from ..baselines import dps_restore
-    return dps_restore(i.prior, i.jscc, i.y, i.snr_db, steps=p["steps"], eta=p["eta"], zeta=p["zeta"],
-                       generators=i.generators, progress=i.progress, encoder_snr_db=p.get("encoder_snr_db"))
+    return dps_restore(i.prior, i.jscc, i.y, i.snr_db, generators=i.generators, progress=i.progress, **p)
 
 
 def _run_digital(codec: str) -> Callable[[Inputs, dict], Any]:
