@@ -179,3 +179,51 @@ def test_handler_never_blocks_when_queue_is_full(tmp_path, jscc):
     dbg, _ = qa.post_and_run(rx, "pdus", [], "images")
     c = rx.counts()
     assert c["reasons"].get("queue_full", 0) == 18 and c["local"] == 2, c
+
+
+def test_metrics_against_sent_images_and_a_line_per_image(tmp_path, capfd):
+    """Sent images on `sent`: each delivered image carries PSNR (equal to one computed here from
+    the PNG) and LPIPS-Alex (real weights) in its sidecar, PDU and line; with print_lines, one
+    line per image and a summary with the means. No worker: local DeepJSCC, marked unrestored."""
+    import torch
+    from PIL import Image
+    from sing.jscc import load_jscc
+    from sing.metrics import load_lpips
+    from gnuradio.sing.pdu_util import image_pdu
+    jd = qa.tiny_jscc_dir(tmp_path / "jscc32", image_size=32, bcr="1/12")
+    model = load_jscc(jd)
+    g = torch.Generator().manual_seed(1)
+    xs = torch.rand(3, 3, 32, 32, generator=g)
+    pdus, sent = [], []
+    for i in range(3):
+        with torch.no_grad():
+            z = model.encode(xs[i:i + 1], 5.0)[0].numpy()
+        meta = {"image_id": f"t/im{i}", "k": model.k, "bcr": "1/12", "model_id": model.model_id,
+                "height": 32, "width": 32, "channels": 3, "snr_db": 5.0, "snr_source": "true", "seq": i}
+        pdus.append(symbols_pdu(meta, z))
+        a = (xs[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        sent.append(a)
+    rx = sing.sing_receiver("", "deepjscc", str(tmp_path / "out"), jscc_dir=str(jd), print_lines=True)
+    b = rx.to_basic_block()
+    for i, a in enumerate(sent):
+        b._post(pmt.intern("sent"), image_pdu({"image_id": f"t/im{i}"}, a))
+    dbg, _ = qa.post_and_run(rx, "pdus", pdus, "images")
+    out = capfd.readouterr().out.splitlines()
+    assert dbg.num_messages() == 3
+    lp = load_lpips("alex")
+    psnrs = []
+    for i in range(3):
+        side = json.loads((tmp_path / "out" / f"t_im{i}.json").read_text())
+        got = np.asarray(Image.open(tmp_path / "out" / f"t_im{i}.png")).astype(np.float64)
+        mse = np.mean((got - sent[i]) ** 2)
+        assert side["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
+        ref = lp(torch.from_numpy(got).permute(2, 0, 1)[None].float() / 255,
+                 torch.from_numpy(sent[i].astype(np.float32)).permute(2, 0, 1)[None] / 255)
+        assert side["lpips"] == pytest.approx(float(ref[0]), abs=1e-4) and side["lpips"] > 0
+        psnrs.append(side["psnr"])
+        line = next(s for s in out if s.startswith(f"t/im{i}:"))
+        assert f"PSNR {side['psnr']:.2f} dB" in line and "LPIPS 0." in line and "SNR 5.0 dB" in line
+    meta0 = pmt.to_python(pmt.car(dbg.get_message(0)))
+    assert meta0["status"] == "local" and "psnr" in meta0 and "lpips" in meta0
+    summ = [s for s in out if s.startswith("summary")]
+    assert len(summ) == 1 and "3 images" in summ[0] and f"mean PSNR {np.mean(psnrs):.2f} dB" in summ[0]
