@@ -2,7 +2,8 @@
 
 Three message inputs (``sent``, ``deepjscc``, ``sing``) take image PDUs (u8vector HWC with
 height/width/channels in the metadata — what ``jscc_image_source.image`` and
-``sing_receiver.images`` publish). Each column shows the latest image enlarged ``zoom`` times with
+``sing_receiver.images`` publish). Each column shows the latest image (the sent column: the one
+the receivers showed last, since the source runs ahead of them) enlarged ``zoom`` times with
 nearest-neighbour scaling (pixels stay pixels), and under it the image id, status, PSNR / LPIPS
 against the sent image (and their running means), the SNR the receiver used (estimated vs true)
 and the worker latency. A status line on top says whether the worker restores the images or is
@@ -12,6 +13,8 @@ only emit a Qt signal (the widget is updated in the GUI thread), so the display 
 flowgraph down.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 import pmt
@@ -145,6 +148,7 @@ class image_display(gr.basic_block):
         gr.basic_block.__init__(self, name="sing_image_display", in_sig=None, out_sig=None)
         self._panel = _Panel(title, zoom, parent)
         self.n_shown = {c: 0 for c in COLUMNS}
+        self._sent, self._sent_shown, self._rx_id = OrderedDict(), None, None
         self.sums = {c: {"n": 0, "psnr": 0.0, "lpips": 0.0, "n_lpips": 0} for c in COLUMNS}
         for col in COLUMNS:
             self.message_port_register_in(pmt.intern(col))
@@ -173,12 +177,30 @@ class image_display(gr.basic_block):
         return {"n": s["n"], "psnr": s["psnr"] / s["n"],
                 "lpips": s["lpips"] / s["n_lpips"] if s["n_lpips"] else None}
 
+    def _show_sent(self, image_id: str) -> None:
+        if image_id in self._sent and image_id != self._sent_shown:
+            self._sent_shown = image_id
+            m, a = self._sent[image_id]
+            self.n_shown["sent"] += 1
+            self._panel.image_ready.emit("sent", a, caption(m))
+
     def _handle(self, col: str, msg) -> None:
         try:
             meta, a = parse_image_pdu(msg)
         except BadPDU as e:
             self.logger.warn(f"display {col}: image {e.image_id or '?'} ignored ({e.reason}): {e}")
             return
+        if col == "sent":
+            # keep it; show it with the received image of the same id (the source runs ahead of
+            # the receivers), or at once while no receiver has shown anything
+            self._sent[str(meta.get("image_id"))] = (meta, a)
+            while len(self._sent) > 64:
+                self._sent.popitem(last=False)
+            if self._rx_id is None or self._rx_id == str(meta.get("image_id")):
+                self._show_sent(str(meta.get("image_id")))
+            return
+        self._rx_id = str(meta.get("image_id"))
+        self._show_sent(self._rx_id)
         psnr, lp = _num(meta, "psnr"), _num(meta, "lpips")
         if psnr is not None:
             s = self.sums[col]

@@ -99,6 +99,8 @@ def test_metrics_running_means_status_and_window_size():
                   lpips=0.20, latency_s=0.35),
              dict(common, image_id="x2", status="local", restored=False, method_used="deepjscc",
                   psnr=24.0, lpips=0.40, fallback_reason="worker unavailable: no reply")]
+    sent_x2 = np.full((64, 64, 3), 7, np.uint8)
+    disp.to_basic_block()._post(pmt.intern("sent"), image_pdu({"image_id": "x2"}, sent_x2))
     for m in metas:
         disp.to_basic_block()._post(pmt.intern("sing"), image_pdu(m, a))
     tb = gr.top_block()
@@ -120,3 +122,6 @@ def test_metrics_running_means_status_and_window_size():
     assert (img.width(), img.height()) == (256, 256)
     px = {QtGui.QColor(img.pixel(x, y)).red() for x in range(0, 16) for y in range(0, 16)}
     assert px == {0, 255}                                    # nearest neighbour: no grey
+    # the sent column shows the sent image of the id the receivers showed last, not the newest
+    assert p.shown["sent"] == "x2"
+    assert QtGui.QColor(p.images["sent"].pixmap().toImage().pixel(5, 5)).red() == 7
