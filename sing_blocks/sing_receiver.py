@@ -24,18 +24,12 @@ from .pdu_util import BadPDU, image_pdu, parse_image_pdu, parse_symbols_pdu
 
 class sing_receiver(gr.basic_block):
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", method: str = "sing-zero",
-                 out_dir: str = "out/radio", jscc_dir: str = "", local_fallback: bool = True,
-                 timeout_s: float = 65.0, retries: int = 1, queue_size: int = 32,
-                 drain_timeout_s: float = 60.0, retry_after_s: float = 5.0,
-                 assumed_snr_db=None, seed: int = 0, write_files: bool = True,
-                 max_in_flight: int = 8, steps: int = 0, metrics: bool = True,
-                 print_lines: bool = False):
+                 out_dir: str = "out/radio", **settings):
+        """``settings``: the other ``sing.rx_sink.RxConfig`` fields (jscc_dir, local_fallback,
+        timeout_s, retries, queue_size, drain_timeout_s, retry_after_s, assumed_snr_db, seed,
+        write_files, max_in_flight, steps, metrics, print_lines), with its defaults."""
         gr.basic_block.__init__(self, name="sing_receiver", in_sig=None, out_sig=None)
-        cfg = RxConfig(endpoint, str(method), str(out_dir), jscc_dir, bool(local_fallback),
-                       float(timeout_s), int(retries), int(queue_size), float(drain_timeout_s),
-                       float(retry_after_s), None if assumed_snr_db is None else float(assumed_snr_db),
-                       int(seed), bool(write_files), int(max_in_flight), max(0, int(steps)),
-                       bool(metrics), bool(print_lines))
+        cfg = RxConfig(str(endpoint), str(method), str(out_dir), **settings)
         self.sink = RxSink(cfg, deliver=self._publish, log=lambda lvl, m: getattr(self.logger, lvl)(m),
                            on_tick=self._maybe_finish)
         self._done_msg, self._done_at = None, 0.0

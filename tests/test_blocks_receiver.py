@@ -227,3 +227,15 @@ def test_metrics_against_sent_images_and_a_line_per_image(tmp_path, capfd):
     assert meta0["status"] == "local" and "psnr" in meta0 and "lpips" in meta0
     summ = [s for s in out if s.startswith("summary")]
     assert len(summ) == 1 and "3 images" in summ[0] and f"mean PSNR {np.mean(psnrs):.2f} dB" in summ[0]
+
+
+def test_library_sink_never_imports_gnuradio():
+    """sing.rx_sink (the receiver's library side) imports and runs without GNU Radio."""
+    code = ("import sys, sing.rx_sink as r; "
+            "s = r.RxSink(r.RxConfig(endpoint='tcp://127.0.0.1:1', write_files=False)); "
+            "rec = s.offer({'image_id': 'a', 'k': 2}, __import__('numpy').ones(3, 'complex64')); "
+            "assert rec.status == 'dropped' and rec.reason == 'bad_length', rec; "
+            "assert not [m for m in sys.modules if m.startswith(('gnuradio', 'pmt'))]")
+    r = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr[-2000:]
