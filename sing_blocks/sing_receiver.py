@@ -17,7 +17,7 @@ import time
 import pmt
 from gnuradio import gr
 
-from sing.rx_sink import ImageRecord, RxConfig, RxSink, safe_name  # noqa: F401  (safe_name: API)
+from sing.rx_sink import ImageRecord, RxConfig, RxSink, safe_name, scalars  # noqa: F401 (safe_name: API)
 
 from .pdu_util import BadPDU, image_pdu, parse_image_pdu, parse_symbols_pdu
 
@@ -75,8 +75,7 @@ class sing_receiver(gr.basic_block):
             self.sink.set_reference(meta["image_id"], a)
 
     def _publish(self, rec: ImageRecord) -> None:
-        meta = {k: v for k, v in rec.info.items() if not isinstance(v, dict)}
-        self.message_port_pub(pmt.intern("images"), image_pdu(meta, rec.image))
+        self.message_port_pub(pmt.intern("images"), image_pdu(scalars(rec.info), rec.image))
 
     def handle_system(self, msg) -> None:
         """('done', n) from upstream: defer it until the sink is idle (see the module docstring);
