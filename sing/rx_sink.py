@@ -18,8 +18,9 @@ Every image ends in exactly one of three states (``ImageRecord.status``, ``count
 When the sent image is known (``set_reference``), each delivered image carries its PSNR and
 LPIPS-Alex (sing.metrics, docs/ALGORITHMS.md §7) against it. ``stop()`` waits up to
 ``drain_timeout_s`` for queued images; what is left then is dropped with reason ``shutdown``. A
-dead worker is skipped for ``retry_after_s`` after a failed request, so a worker that died mid-run
-costs one timeout, not one per image.
+dead worker is skipped for ``retry_after_s`` after a failed request, and after that one probe
+request at a time goes to it while the other images are decoded locally: a worker that died
+mid-run costs one timeout, not one per image, and unrestored images keep coming.
 """
 from __future__ import annotations
 
@@ -190,6 +191,7 @@ class RxSink:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._worker_down_until = 0.0
+        self._outage, self._probe = False, None      # after a failure: one probe request at a time
         self._names: set[str] = set()
         self._refs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lpips, self._lpips_failed = None, False
@@ -389,11 +391,12 @@ class RxSink:
         if not self.cfg.endpoint:
             return "no worker endpoint configured"
         return (f"worker at {self.cfg.endpoint} did not answer less than "
-                f"{self.cfg.retry_after_s:.0f} s ago")
+                f"{self.cfg.retry_after_s:.0f} s ago" + (" (one probe request out)" if self._probe else ""))
 
     def _submit(self, client, meta: dict, y: np.ndarray):
         """(client, Future) — or (client, None) when there is no live worker to ask."""
-        if not self.cfg.endpoint or time.monotonic() < self._worker_down_until:
+        if (not self.cfg.endpoint or time.monotonic() < self._worker_down_until
+                or (self._outage and self._probe is not None)):
             return client, None
         if client is None:
             from sing.worker.client import WorkerClient
@@ -405,13 +408,18 @@ class RxSink:
             params["steps"] = int(self.cfg.steps)
         # the client keeps the metadata keys the wire carries (protocol.clean_meta)
         fut = client.submit(y, float(meta["snr_db"]), self.cfg.method, meta, rid, params=params)
+        if self._outage:          # the worker failed before: the other images do not wait on it
+            self._probe = fut
         return client, fut
 
     def _finish(self, meta: dict, y: np.ndarray, fut, t0: float) -> None:
         from sing.worker.protocol import WorkerError, WorkerUnavailable
+        if fut is self._probe:
+            self._probe = None
         try:
             reply = fut.result(timeout=0)
         except WorkerUnavailable as e:
+            self._outage = True
             if time.monotonic() >= self._worker_down_until:   # one log line per outage
                 self._log("warn", f"worker at {self.cfg.endpoint} unavailable ({e}); "
                           + ("decoding locally (unrestored)" if self._can_fallback()
@@ -427,7 +435,7 @@ class RxSink:
             else:                                  # busy, internal, unknown_model: try locally
                 self._fallback(meta, y, f"worker error: {e}", reason=e.code)
             return
-        self.worker_status = "ok"
+        self.worker_status, self._outage = "ok", False
         self._deliver(meta, hwc_uint8(reply.image), "restored",
                       method_used=str(reply.header.get("method", self.cfg.method)),
                       worker=scalars(dict(reply.header), drop=("v", "type", "dtype")),

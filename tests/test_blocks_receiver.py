@@ -239,3 +239,34 @@ def test_library_sink_never_imports_gnuradio():
     r = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_worker_down_images_keep_coming(tmp_path, jscc):
+    """Once the worker has failed, one probe request at a time goes to it and the other images
+    are decoded locally at once (the display keeps showing DeepJSCC images), instead of each
+    waiting a timeout."""
+    from sing.jscc import load_jscc
+    from sing.rx_sink import RxConfig, RxSink
+    from gnuradio.sing.pdu_util import parse_symbols_pdu
+    model = load_jscc(jscc)
+    got = {}
+    sink = RxSink(RxConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", method="sing-zero",
+                           out_dir=str(tmp_path / "out"), jscc_dir=str(jscc), timeout_s=1.5,
+                           retries=0, retry_after_s=0.2, drain_timeout_s=10),
+                  deliver=lambda rec: got.__setitem__(rec.image_id, time.monotonic()))
+    sink.start()
+    try:
+        first, *rest = [parse_symbols_pdu(p) for p in _pdus(model, 7)]
+        sink.offer(*first)
+        assert sink.wait_idle(10)                  # one timeout: the outage is known
+        time.sleep(0.3)                            # past retry_after_s: the worker gets asked again
+        t0 = time.monotonic()
+        for meta, y in rest:
+            sink.offer(meta, y)
+        assert sink.wait_idle(10)
+    finally:
+        sink.stop()
+    c = sink.counts()
+    assert c["local"] == 7 and c["dropped"] == 0, c
+    fast = [iid for iid, t in got.items() if iid != "t/im0" and t - t0 < 0.8]
+    assert len(fast) >= 5, {k: round(v - t0, 2) for k, v in got.items()}   # only the probe waited
