@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -195,7 +195,6 @@ class RxSink:
         self._names: set[str] = set()
         self._refs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lpips, self._lpips_failed = None, False
-        self.worker_status = "not asked yet" if cfg.endpoint else "no worker endpoint"
 
     # ---- accounting ---------------------------------------------------------------------------
     def counts(self) -> dict:
@@ -211,7 +210,7 @@ class RxSink:
             self._counts[rec.status] += 1
             if rec.status == "dropped":
                 self._reasons[rec.reason] = self._reasons.get(rec.reason, 0) + 1
-            self._records.append(rec)
+            self._records.append(replace(rec, image=None))    # the pixels are not kept
         if self.cfg.print_lines:
             print(rec.line(), flush=True)
         return rec
@@ -425,17 +424,15 @@ class RxSink:
                           + ("decoding locally (unrestored)" if self._can_fallback()
                              else "dropping images") + f", retry in {self.cfg.retry_after_s:.0f} s")
             self._worker_down_until = time.monotonic() + self.cfg.retry_after_s
-            self.worker_status = f"unreachable ({e})"
             self._fallback(meta, y, f"worker unavailable: {e}")
             return
         except WorkerError as e:
-            self.worker_status = f"error {e.code}"
             if e.code in _IMAGE_ERRORS:
                 self.drop(meta["image_id"], e.code, str(e))
             else:                                  # busy, internal, unknown_model: try locally
                 self._fallback(meta, y, f"worker error: {e}", reason=e.code)
             return
-        self.worker_status, self._outage = "ok", False
+        self._outage = False
         self._deliver(meta, hwc_uint8(reply.image), "restored",
                       method_used=str(reply.header.get("method", self.cfg.method)),
                       worker=scalars(dict(reply.header), drop=("v", "type", "dtype")),
