@@ -24,6 +24,10 @@ def _env():
     if not (shim / "sing").exists():
         (shim / "sing").symlink_to(ROOT / "sing_blocks", target_is_directory=True)
     env = dict(os.environ, GRC_BLOCKS_PATH=str(ROOT / "sing_blocks" / "grc"))
+    # GNU Radio's own blocks only: an installed gr-sing (e.g. /usr/local) would otherwise replace
+    # this tree's block YAML (GRC loads the global paths last, and the last definition wins)
+    from gnuradio import gr
+    env["GR_CONF_GRC_GLOBAL_BLOCKS_PATH"] = str(Path(gr.prefix()) / "share" / "gnuradio" / "grc" / "blocks")
     env["PYTHONPATH"] = os.pathsep.join([str(shim.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
