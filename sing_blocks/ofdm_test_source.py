@@ -51,3 +51,5 @@ class ofdm_test_source(gr.basic_block):
             self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.to_pmt(meta), pmt.init_c32vector(k, z)))
             if self._stop.wait(dt):
                 return
+        # all sent: finish this block, so the TX flushes and the flowgraph ends by itself
+        self.to_basic_block()._post(pmt.intern("system"), pmt.cons(pmt.intern("done"), pmt.from_long(1)))

@@ -9,22 +9,12 @@ Image PDUs (what the source sends to a display, what the receiver emits) carry a
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pmt
 
-META_KEYS = ("image_id", "k", "bcr", "model_id", "height", "width", "channels", "snr_db",
-             "snr_source")
+from sing.rx_sink import BadImage, check_symbols
 
-
-class BadPDU(ValueError):
-    """A PDU that cannot be used; the message names what is wrong. Fails that image only."""
-
-    def __init__(self, reason: str, message: str, image_id: str | None = None):
-        super().__init__(message)
-        self.reason = reason          # short machine-readable reason, used in drop counters
-        self.image_id = image_id
+BadPDU = BadImage          # a PDU that cannot be used (reason, message, image_id): that image only
 
 
 def _plain(v):
@@ -89,8 +79,6 @@ def parse_symbols_pdu(msg: pmt.pmt_t, expect_k: int | None = None) -> tuple[dict
         raise BadPDU("bad_pdu", "message is not a PDU: expected pmt.cons(meta_dict, c32vector)")
     meta = meta_from_pmt(pmt.car(msg))
     iid = meta.get("image_id")
-    if not isinstance(iid, str) or not iid:
-        raise BadPDU("no_image_id", "PDU metadata has no 'image_id' string")
     v = pmt.cdr(msg)
     if not pmt.is_c32vector(v):
         kind = next((t for t in ("f32vector", "u8vector", "s32vector", "c64vector", "f64vector")
@@ -98,17 +86,5 @@ def parse_symbols_pdu(msg: pmt.pmt_t, expect_k: int | None = None) -> tuple[dict
         raise BadPDU("bad_type", f"payload is a {kind}; a SING PDU carries a c32vector of complex "
                      f"symbols", iid)
     y = np.asarray(pmt.c32vector_elements(v), dtype=np.complex64)
-    k = meta.get("k")
-    if not isinstance(k, int) or k < 1:
-        raise BadPDU("bad_meta", "metadata 'k' (number of symbols) is missing or not a positive int",
-                     iid)
-    if y.size != k or (expect_k is not None and y.size != expect_k):
-        want = k if expect_k is None else expect_k
-        raise BadPDU("bad_length", f"payload has {y.size} symbols, metadata/model say {want}", iid)
-    if not np.isfinite(y.view(np.float32)).all():
-        raise BadPDU("nan_symbols", "symbols contain NaN or Inf (check the equaliser / SNR "
-                     "estimate upstream)", iid)
-    snr = meta.get("snr_db")
-    if snr is not None and (not isinstance(snr, (int, float)) or not math.isfinite(snr)):
-        raise BadPDU("bad_meta", f"metadata snr_db={snr!r} is not a finite number", iid)
+    check_symbols(meta, y, expect_k)
     return meta, y

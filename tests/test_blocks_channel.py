@@ -1,4 +1,5 @@
-"""pdu_channel in a real flowgraph: bit-exact with sing.channel as `sing eval` seeds it; Rayleigh
+"""pdu_channel in a real flowgraph: bit-exact with sing.channel as `sing eval` seeds it; the SNR
+callback moves the channel while it runs; Rayleigh
 with pilots reports an estimated SNR; bad PDUs fail that image only."""
 import os
 import sys
@@ -16,6 +17,8 @@ from gr_shim import gr_sing as _gr_sing  # noqa: E402
 
 
 sing = _gr_sing()
+import time  # noqa: E402
+
 import pmt  # noqa: E402
 import torch  # noqa: E402
 from gnuradio.sing import qa_helpers as qa  # noqa: E402
@@ -79,3 +82,36 @@ def test_bad_pdus_fail_that_image_only():
     dbg, _ = qa.post_and_run(blk, "pdus", [wrong_type, good, wrong_len, with_nan, not_pdu, good], "pdus")
     assert dbg.num_messages() == 2
     assert blk.dropped == {"bad_type": 1, "bad_length": 1, "nan_symbols": 1, "bad_pdu": 1}
+
+
+def test_snr_callback_while_running_moves_the_estimated_snr(tmp_path):
+    """The GUI's SNR control calls pdu_channel.set_snr_db while the flowgraph runs: source →
+    channel (AWGN, SNR estimated from 64 pilots) → receiver (local DeepJSCC). The receiver's
+    estimated SNR follows the new setting within two images."""
+    from gnuradio import blocks, gr
+    jd = qa.tiny_jscc_dir(tmp_path / "jscc", image_size=16, bcr="1/12")
+    qa.write_images(tmp_path / "imgs", 12, size=(16, 16))
+    tb = gr.top_block()
+    src = sing.jscc_image_source(str(jd), str(tmp_path / "imgs"), snr_db=0.0, interval_s=0.3,
+                                 finish_delay_s=0.2)
+    chan = sing.pdu_channel("awgn", snr_db=0.0, seed=2, csi="pilot", n_pilots=64)
+    rx = sing.sing_receiver("", "deepjscc", str(tmp_path / "out"), jscc_dir=str(jd))
+    dbg = blocks.message_debug()
+    tb.msg_connect(src, "pdus", chan, "pdus")
+    tb.msg_connect(chan, "pdus", rx, "pdus")
+    tb.msg_connect(rx, "images", dbg, "store")
+    tb.start()
+    t0 = time.monotonic()
+    while dbg.num_messages() < 4 and time.monotonic() - t0 < 30:
+        time.sleep(0.01)
+    switched_after = chan.n_passed          # images through the channel before the callback
+    chan.set_snr_db(20.0)
+    tb.wait()
+    metas = sorted((pmt.to_python(pmt.car(m)) for m in qa.stored(dbg)), key=lambda m: m["seq"])
+    assert len(metas) == 12 and 4 <= switched_after <= 10, (len(metas), switched_after)
+    for m in metas:
+        assert m["snr_source"] == "estimated"
+        if m["seq"] < switched_after:       # before the move: the pilots say about 0 dB
+            assert abs(m["snr_db"]) < 3.0, m
+        elif m["seq"] >= switched_after + 1:   # within two images of the move: about 20 dB
+            assert abs(m["snr_db"] - 20.0) < 3.0 and m["snr_true_db"] == pytest.approx(20.0), m

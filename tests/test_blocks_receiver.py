@@ -179,3 +179,94 @@ def test_handler_never_blocks_when_queue_is_full(tmp_path, jscc):
     dbg, _ = qa.post_and_run(rx, "pdus", [], "images")
     c = rx.counts()
     assert c["reasons"].get("queue_full", 0) == 18 and c["local"] == 2, c
+
+
+def test_metrics_against_sent_images_and_a_line_per_image(tmp_path, capfd):
+    """Sent images on `sent`: each delivered image carries PSNR (equal to one computed here from
+    the PNG) and LPIPS-Alex (real weights) in its sidecar, PDU and line; with print_lines, one
+    line per image and a summary with the means. No worker: local DeepJSCC, marked unrestored."""
+    import torch
+    from PIL import Image
+    from sing.jscc import load_jscc
+    from sing.metrics import load_lpips
+    from gnuradio.sing.pdu_util import image_pdu
+    jd = qa.tiny_jscc_dir(tmp_path / "jscc32", image_size=32, bcr="1/12")
+    model = load_jscc(jd)
+    g = torch.Generator().manual_seed(1)
+    xs = torch.rand(3, 3, 32, 32, generator=g)
+    pdus, sent = [], []
+    for i in range(3):
+        with torch.no_grad():
+            z = model.encode(xs[i:i + 1], 5.0)[0].numpy()
+        meta = {"image_id": f"t/im{i}", "k": model.k, "bcr": "1/12", "model_id": model.model_id,
+                "height": 32, "width": 32, "channels": 3, "snr_db": 5.0, "snr_source": "true", "seq": i}
+        pdus.append(symbols_pdu(meta, z))
+        a = (xs[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        sent.append(a)
+    rx = sing.sing_receiver("", "deepjscc", str(tmp_path / "out"), jscc_dir=str(jd), print_lines=True)
+    b = rx.to_basic_block()
+    for i, a in enumerate(sent):
+        b._post(pmt.intern("sent"), image_pdu({"image_id": f"t/im{i}"}, a))
+    dbg, _ = qa.post_and_run(rx, "pdus", pdus, "images")
+    out = capfd.readouterr().out.splitlines()
+    assert dbg.num_messages() == 3
+    lp = load_lpips("alex")
+    psnrs = []
+    for i in range(3):
+        side = json.loads((tmp_path / "out" / f"t_im{i}.json").read_text())
+        got = np.asarray(Image.open(tmp_path / "out" / f"t_im{i}.png")).astype(np.float64)
+        mse = np.mean((got - sent[i]) ** 2)
+        assert side["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
+        ref = lp(torch.from_numpy(got).permute(2, 0, 1)[None].float() / 255,
+                 torch.from_numpy(sent[i].astype(np.float32)).permute(2, 0, 1)[None] / 255)
+        assert side["lpips"] == pytest.approx(float(ref[0]), abs=1e-4) and side["lpips"] > 0
+        psnrs.append(side["psnr"])
+        line = next(s for s in out if s.startswith(f"t/im{i}:"))
+        assert f"PSNR {side['psnr']:.2f} dB" in line and "LPIPS 0." in line and "SNR 5.0 dB" in line
+    meta0 = pmt.to_python(pmt.car(dbg.get_message(0)))
+    assert meta0["status"] == "local" and "psnr" in meta0 and "lpips" in meta0
+    summ = [s for s in out if s.startswith("summary")]
+    assert len(summ) == 1 and "3 images" in summ[0] and f"mean PSNR {np.mean(psnrs):.2f} dB" in summ[0]
+
+
+def test_library_sink_never_imports_gnuradio():
+    """sing.rx_sink (the receiver's library side) imports and runs without GNU Radio."""
+    code = ("import sys, sing.rx_sink as r; "
+            "s = r.RxSink(r.RxConfig(endpoint='tcp://127.0.0.1:1', write_files=False)); "
+            "rec = s.offer({'image_id': 'a', 'k': 2}, __import__('numpy').ones(3, 'complex64')); "
+            "assert rec.status == 'dropped' and rec.reason == 'bad_length', rec; "
+            "assert not [m for m in sys.modules if m.startswith(('gnuradio', 'pmt'))]")
+    r = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_worker_down_images_keep_coming(tmp_path, jscc):
+    """Once the worker has failed, one probe request at a time goes to it and the other images
+    are decoded locally at once (the display keeps showing DeepJSCC images), instead of each
+    waiting a timeout."""
+    from sing.jscc import load_jscc
+    from sing.rx_sink import RxConfig, RxSink
+    from gnuradio.sing.pdu_util import parse_symbols_pdu
+    model = load_jscc(jscc)
+    got = {}
+    sink = RxSink(RxConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", method="sing-zero",
+                           out_dir=str(tmp_path / "out"), jscc_dir=str(jscc), timeout_s=1.5,
+                           retries=0, retry_after_s=0.2, drain_timeout_s=10),
+                  deliver=lambda rec: got.__setitem__(rec.image_id, time.monotonic()))
+    sink.start()
+    try:
+        first, *rest = [parse_symbols_pdu(p) for p in _pdus(model, 7)]
+        sink.offer(*first)
+        assert sink.wait_idle(10)                  # one timeout: the outage is known
+        time.sleep(0.3)                            # past retry_after_s: the worker gets asked again
+        t0 = time.monotonic()
+        for meta, y in rest:
+            sink.offer(meta, y)
+        assert sink.wait_idle(10)
+    finally:
+        sink.stop()
+    c = sink.counts()
+    assert c["local"] == 7 and c["dropped"] == 0, c
+    fast = [iid for iid, t in got.items() if iid != "t/im0" and t - t0 < 0.8]
+    assert len(fast) >= 5, {k: round(v - t0, 2) for k, v in got.items()}   # only the probe waited

@@ -24,6 +24,10 @@ def _env():
     if not (shim / "sing").exists():
         (shim / "sing").symlink_to(ROOT / "sing_blocks", target_is_directory=True)
     env = dict(os.environ, GRC_BLOCKS_PATH=str(ROOT / "sing_blocks" / "grc"))
+    # GNU Radio's own blocks only: an installed gr-sing (e.g. /usr/local) would otherwise replace
+    # this tree's block YAML (GRC loads the global paths last, and the last definition wins)
+    from gnuradio import gr
+    env["GR_CONF_GRC_GLOBAL_BLOCKS_PATH"] = str(Path(gr.prefix()) / "share" / "gnuradio" / "grc" / "blocks")
     env["PYTHONPATH"] = os.pathsep.join([str(shim.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
@@ -93,9 +97,10 @@ def _psnr(a, b):
 def test_loopback_awgn_matches_sing_eval(compiled, setup64):
     d, jd, ep = setup64
     out = d / "awgn"
-    _run(compiled, "loopback_awgn_no_gui",
-         ["--snr-db", "0", "--method", "deepjscc", "--images", str(d / "imgs"), "--jscc", str(jd),
-          "--endpoint", ep, "--out-dir", str(out), "--seed", "3"])
+    fg = _run(compiled, "loopback_awgn_no_gui",
+             ["--snr-db", "0", "--method", "deepjscc", "--images", str(d / "imgs"), "--jscc", str(jd),
+              "--endpoint", ep, "--out-dir", str(out), "--seed", "3"])
+    lines = {ln.split(":")[0]: ln for ln in fg.stdout.splitlines() if ln.startswith("folder/")}
     summ = json.loads((out / "deepjscc" / "summary.json").read_text())
     assert summ["counts"]["restored"] == 6 and summ["counts"]["dropped"] == 0, summ["counts"]
     ev = d / "eval"
@@ -115,7 +120,14 @@ def test_loopback_awgn_matches_sing_eval(compiled, setup64):
         evimg = np.asarray(Image.open(ev / f"folder_{f.name}.png"))
         assert np.abs(radio.astype(int) - evimg.astype(int)).max() <= 1     # same noise, same decoder
         psnr.append(_psnr(radio, x))
+        # one line per image: id, outcome, PSNR (against the sent image), LPIPS, SNR
+        line = lines[f"folder/{f.name}"]
+        assert f"PSNR {psnr[-1]:.2f} dB" in line and "LPIPS 0." in line and "SNR 0.0 dB (true)" in line
     assert np.mean(psnr) == pytest.approx(res["metrics"]["psnr"], rel=0.01)
+    assert len(lines) == 6
+    summary = [ln for ln in fg.stdout.splitlines() if ln.startswith("summary")]
+    assert len(summary) == 1 and "6 images, 6 restored" in summary[0], fg.stdout[-2000:]
+    assert f"mean PSNR {np.mean(psnr):.2f} dB" in summary[0]
 
 
 def test_loopback_awgn_gnuradio_noise_runs(compiled, setup64):
@@ -140,3 +152,13 @@ def test_loopback_fading_runs(compiled, setup64):
     assert summ["counts"]["restored"] == 6, summ["counts"]
     side = json.loads((out / "deepjscc" / "folder_img001.json").read_text())
     assert side["snr_source"] == "estimated" and side["channel"] == "rayleigh"
+
+
+def test_ofdm_loopback_no_gui_ends_by_itself(compiled, tmp_path):
+    """The OFDM loopback with test symbols finishes on its own once its images are through."""
+    out = tmp_path / "rx.jsonl"
+    t0 = time.monotonic()
+    _run(compiled, "ofdm_loopback_no_gui", ["--n-images", "4", "--snr-db", "15", "--out", str(out)],
+         timeout=120)
+    assert time.monotonic() - t0 < 60
+    assert len(out.read_text().splitlines()) == 4
