@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from sing.data import load_split
     from sing.prior import load_prior
     from sing.prior.dc_posterior import of_prior
-    from sing.prior.sample import ddim_sample
+    from sing.prior.sample import sample_images
     prior = load_prior(a.prior)
     dc = of_prior(prior)
     if dc is None:
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     times = {}
     for name, d in (("plain DDIM", None), ("DDIM + DC posterior", dc)):
         t0 = time.time()
-        x = ddim_sample(prior, a.n, a.steps, a.eta, torch.Generator().manual_seed(a.seed), dc=d)
+        x = sample_images(prior, a.n, a.steps, a.eta, torch.Generator().manual_seed(a.seed), dc=d)
         times[name] = round(time.time() - t0, 1)
         rows[name] = stats(x, ref)
     try:
