@@ -129,11 +129,9 @@ def restore(prior, operator: LinearOperator, y01: torch.Tensor, sigma_y=0.0, ste
     ones = torch.ones(1, *shape, device=device)
     y_d = 2.0 * y - op.A(ones)                                    # = A·x_diff + 2n (module doc)
     sig = 2.0 * _sigma_tensor(sigma_y, batch).to(device)
-    s = op.singular_values.to(device)
-    P = (s > 0).float()
-    nu = torch.where(s > 0, sig / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s * sig))
     plus = bool((sig > 0).any())
-    corr = RangeNullSpace(op, P, op.pinv_spectral(y_d), nu, f"{'DDNM+' if plus else 'DDNM'} {op.name}")
+    corr = RangeNullSpace(op, op.range_mask(), op.pinv_spectral(y_d), op.spectral_noise(sig),
+                          f"{'DDNM+' if plus else 'DDNM'} {op.name}")
     x_init = None if x_init01 is None else 2.0 * x_init01.to(device=device, dtype=torch.float32) - 1.0
     x = sample(prior, batch, steps, eta, generators, corr, travel=travel, start=start, x_init=x_init,
                clip_x0=clip_x0, progress=progress)
