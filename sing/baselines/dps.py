@@ -107,7 +107,7 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
     y:              received, equalised symbols, complex (B, k), k = jscc.k.
     snr_db:         the receiver's SNR in dB, float or (B,); conditions the encoder unless
                     `encoder_snr_db` (the transmitter's nominal SNR) is given.
-    steps, eta:     DDIM steps and η (sing.zero.ddnm convention; default 50, 0.85, ALGORITHMS §3).
+    steps, eta:     DDIM steps and η (the sampler core's, sing/prior/ddim.py; default 50, 0.85).
     zeta:           DPS step size ζ on ∇_{x_t}‖y − E(x0_t)‖ per image (0 = unguided DDIM).
     generators:     one torch.Generator per image (sing.channel.generator_for): x_T and every
                     step's noise come from it, so an image's result does not depend on its batch.
@@ -163,7 +163,7 @@ def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder
     device = torch.device(prior.device)
     y_ri = torch.view_as_real(y.to(torch.complex64)).to(device)
     corr = DPSGradient(jscc, y_ri, snr_enc, float(zeta), return_info)
-    x = sample(prior, batch, steps, eta, generators, corr, clip_x0=clip_x0, progress=progress)  # x_T ~ N(0, I): Alg. 1 line 1
+    x = sample(prior, batch, steps, eta, generators, corr, clip_x0=clip_x0, progress=progress)  # from x_T ~ N(0, I)
     x01 = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
     if not return_info:
         return x01

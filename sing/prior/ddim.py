@@ -1,44 +1,35 @@
-"""The DDIM sampler core (docs/ALGORITHMS.md §3): the one loop every diffusion method here runs.
-Restoration methods differ only in a `Correction` plugged into it (docs/ALGORITHMS.md "Sampler core
-and corrections"): DDNM/DDNM+ and SING-Zero (sing/zero/ddnm.py), SING-INN (sing/inn/guidance.py),
-DPS (sing/baselines/dps.py), the DC posterior of plain sampling (sing/prior/dc_posterior.py).
+"""The DDIM sampler core (docs/ALGORITHMS.md §3, "Sampler core and corrections"): the one loop every
+diffusion method runs. A method is a `Correction` of the step: DDNM/DDNM+ and SING-Zero
+(sing/zero/ddnm.py), SING-INN (sing/inn/guidance.py), DPS (sing/baselines/dps.py), the DC posterior
+of unconditional sampling (sing/prior/dc_posterior.py).
 
-One step from x_t (ᾱ_t) to x_{t'} (t' the next DDIM timestep; ᾱ_{t'} = 1 after the last step,
-diffusers' "set_alpha_to_one"), on the diffusion scale x = 2·x01 − 1 (DDIM, Song et al. 2021,
-arXiv 2010.02502):
+One step from x_t (ᾱ_t) to x_{t'} (the next DDIM timestep; ᾱ_{t'} = 1 after the last, diffusers'
+"set_alpha_to_one") on the diffusion scale x = 2·x01 − 1 (DDIM, arXiv 2010.02502):
 
-    ε̂      = ε_θ(x_t, t)
-    x̂_0    = (x_t − √(1−ᾱ_t)·ε̂) / √ᾱ_t                      DDIM Eq. 9 / DDNM Eq. 12
-             → Correction.denoised (before clipping: DC posterior), clip to [−1, 1],
-             → Correction.x0 (after clipping: range-null-space, DPS's data term)
-    x_{t'} = a·x̂_0 + σ·(η·z + √(1−η²)·ε̂),   a = √ᾱ_{t'},  σ = √(1−ᾱ_{t'}),  z ~ N(0, I)
-             (Correction.update; this is the default)                      DDIM Eq. 12
+    x̂_0    = (x_t − √(1−ᾱ_t)·ε_θ(x_t, t)) / √ᾱ_t     DDIM Eq. 9 / DDNM Eq. 12; then Correction.denoised,
+                                                     clip to [−1, 1], Correction.x0
+    x_{t'} = a·x̂_0 + σ·(η·z + √(1−η²)·ε̂),  a = √ᾱ_{t'}, σ = √(1−ᾱ_{t'}), z ~ N(0, I)
+                                                     DDIM Eq. 12; Correction.update (this by default)
 
-η here is DDNM's (arXiv 2212.00490 code): the fraction of fresh noise in the step's noise σ, i.e.
-DDIM Eq. 12 with σ_t = η·√(1−ᾱ_{t'}) and the "direction" coefficient √(1−ᾱ_{t'}−σ_t²) =
-√(1−ᾱ_{t'})·√(1−η²). η = 0 is deterministic DDIM; η = 0.85 (the default) is DDNM's. It is the one
-meaning of η in this package.
+η is DDNM's (arXiv 2212.00490, its code): the fraction of fresh noise in σ, i.e. DDIM Eq. 12 with
+σ_t = η·√(1−ᾱ_{t'}) and direction coefficient √(1−ᾱ_{t'}−σ_t²) = σ·√(1−η²). η = 0: deterministic
+DDIM; 0.85 (default): DDNM's. It is the one meaning of η in this package.
 
-Why diffusers' DDIMScheduler only supplies the schedule. The timesteps ("leading" spacing) come from
-DDIMScheduler.set_timesteps (DiffusionPrior.ddim_timesteps) and ᾱ from the same formulas
-(sing.prior.model.alphas_cumprod_from, float64). Its `step()` does not fit: (1) its η is the DDIM
-paper's (σ_t = η·√((1−ᾱ_{t'})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t'})), not DDNM's fraction of σ; (2) DDNM+ and
-SING-INN split the noise budget per spectral component (ddnm.py, guidance.py: Φ_t of DDNM+ Eq. 18),
-which needs x̂_0, ε̂ and z separately, not one fused update; (3) time travel and warm start need the
-forward kernel between arbitrary positions of the chain.
+diffusers' DDIMScheduler supplies the timesteps ("leading", DiffusionPrior.ddim_timesteps) and ᾱ
+follows its formulas (alphas_cumprod_from, float64). Its `step()` does not fit: its η is the DDIM
+paper's (σ_t = η·√((1−ᾱ_{t'})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t'})); DDNM+ and SING-INN split the noise budget
+per spectral component (Φ_t of DDNM+ Eq. 18), which needs x̂_0, ε̂ and z apart, not one fused update;
+time travel and the warm start need the forward kernel between arbitrary positions.
 
-Noise. Every draw comes from `randn`: with one torch.Generator per image (sing.channel.generator_for)
-image b's draws depend only on its generator, so its result does not depend on its batch. Order of
-draws: x_T, then one z per step (and one per time-travel jump), nothing else.
+Noise: every draw goes through `randn`; with one torch.Generator per image (sing.channel.generator_for)
+an image's result does not depend on its batch. Draws: x_T, one z per step and per time-travel jump.
 
-Warm start (SDEdit, Meng et al. 2022; "Come-Closer-Diffuse-Faster", Chung, Sim & Ye, CVPR 2022,
-Eq. 5): with start < 1 the chain begins at the first DDIM timestep t₀ ≤ start·T from
-x_{t₀} = √ᾱ_{t₀}·x_init + √(1 − ᾱ_{t₀})·z. CCDF shows the error contracts from a good x_init, so a
-short chain suffices; it also keeps a weak prior from inventing the image from pure noise.
-
-Time travel (RePaint / DDNM §3.4): with travel = (l, r), each time the chain reaches a position
-q = l, 2l, … (< S) it is re-noised back l positions with the exact forward kernel
-x_hi = √(ᾱ_hi/ᾱ_lo)·x_lo + √(1 − ᾱ_hi/ᾱ_lo)·z, r − 1 times; the steps are then redone.
+Warm start (SDEdit; "Come-Closer-Diffuse-Faster", Chung, Sim & Ye, CVPR 2022, Eq. 5): with start < 1
+the chain begins at the first DDIM timestep t₀ ≤ start·T from x_{t₀} = √ᾱ_{t₀}·x_init + √(1−ᾱ_{t₀})·z;
+the error contracts from a good x_init, so a short chain suffices, and a weak prior does not have to
+invent the image from pure noise. Time travel (RePaint / DDNM §3.4), travel = (l, r): each time the
+chain reaches q = l, 2l, … (< S) it is re-noised l positions back with the exact forward kernel
+x_hi = √(ᾱ_hi/ᾱ_lo)·x_lo + √(1 − ᾱ_hi/ᾱ_lo)·z, r − 1 times, and the steps are redone.
 """
 from __future__ import annotations
 
@@ -53,8 +44,7 @@ from ..errors import InputError
 
 
 def randn(shape: Sequence[int], generators, device) -> torch.Tensor:
-    """N(0, I) of `shape`: row b from generators[b] (a sequence, one per image), the whole batch from
-    one torch.Generator, or from torch's global generator (None). Drawn on the CPU, then moved."""
+    """N(0, I): row b from generators[b] (one per image), or all from one Generator, or global (None)."""
     if generators is None:
         return torch.randn(*shape, device=device)
     if isinstance(generators, torch.Generator):
@@ -98,11 +88,8 @@ class Correction:
 
 
 def travel_schedule(steps: int, travel: tuple[int, int] | None = None) -> list[int]:
-    """Positions 0..steps visited by the sampler (0 = pure noise, steps = clean image).
-
-    Without travel: [0, 1, …, steps]. With (l, r): after reaching q ∈ {l, 2l, …} (q < steps) go back
-    to q − l and come down again, r − 1 times at each such q.
-    """
+    """Positions 0..steps visited (0 = pure noise, steps = clean image): [0, 1, …, steps]; with travel
+    (l, r), after reaching q ∈ {l, 2l, …} (q < steps) go back to q − l, r − 1 times at each such q."""
     if travel is None:
         return list(range(steps + 1))
     l, r = (int(v) for v in travel)
@@ -122,16 +109,6 @@ def travel_schedule(steps: int, travel: tuple[int, int] | None = None) -> list[i
     return seq
 
 
-def check_sampling_args(steps: int, eta: float, generators, batch: int) -> None:
-    """The arguments every sampler here takes, checked once."""
-    if not 0.0 <= float(eta) <= 1.0:
-        raise InputError(f"eta must lie in [0, 1], got {eta}")
-    if int(steps) < 1:
-        raise InputError(f"steps must be ≥ 1, got {steps}")
-    if generators is not None and not isinstance(generators, torch.Generator) and len(generators) != batch:
-        raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
-
-
 def start_position(timesteps: Sequence[int], start: float, T: int) -> int:
     """Index of the first DDIM timestep t ≤ start·T (0 for start = 1: begin at pure noise)."""
     if not 0.0 < float(start) <= 1.0:
@@ -146,8 +123,8 @@ def start_position(timesteps: Sequence[int], start: float, T: int) -> int:
 
 def unet_evals(prior, steps: int, start: float = 1.0, travel: tuple[int, int] | None = None,
                num_train_timesteps: int = 1000) -> int:
-    """How many ε_θ evaluations one restoration costs (per image) with these settings. prior = None
-    (the restoration runs in a worker): DDIM "leading" timesteps of a num_train_timesteps schedule."""
+    """ε_θ evaluations per image with these settings; prior None (the restoration runs in a worker):
+    DDIM "leading" timesteps of a num_train_timesteps schedule."""
     if prior is None:
         T = int(num_train_timesteps)
         ts = [i * (T // int(steps)) for i in range(int(steps) - 1, -1, -1)]
@@ -183,7 +160,10 @@ def sample(prior, batch: int, steps: int = 50, eta: float = 0.85, generators=Non
     """The DDIM loop (module doc) on the diffusion scale; returns x (B, C, H, W) float32 on the
     prior's device. correction None = plain DDIM. start < 1: begin at t₀ ≤ start·T from x_init
     (diffusion scale). generators: see `randn`."""
-    check_sampling_args(steps, eta, generators, batch)
+    if not 0.0 <= float(eta) <= 1.0 or int(steps) < 1:
+        raise InputError(f"eta must lie in [0, 1] and steps be ≥ 1, got eta {eta}, steps {steps}")
+    if generators is not None and not isinstance(generators, torch.Generator) and len(generators) != batch:
+        raise InputError(f"need one generator per image: got {len(generators)} for a batch of {batch}")
     corr = correction if correction is not None else Correction()
     device = torch.device(prior.device)
     shape = (batch, *prior_shape(prior))

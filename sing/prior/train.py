@@ -213,16 +213,6 @@ def _build(args, acc, cfg: PriorConfig, ckpt: Path | None, init_from_export: Pat
     return model, ema, opt, step, elapsed0
 
 
-def _recipe(args, acc) -> dict:
-    return {"data": args.data, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
-            "ema_decay": args.ema_decay, "grad_clip": args.grad_clip, "seed": args.seed,
-            "weight_decay": args.weight_decay, "processes": acc.num_processes, "threads": args.threads,
-            "device": str(acc.device), "unet_preset": args.unet_preset,
-            "mixed_precision": args.mixed_precision,
-            **({"low_t_fraction": args.low_t_fraction, "low_t_max": args.low_t_max}
-               if args.low_t_fraction > 0 else {})}
-
-
 def _train_step(args, acc, model, ema, opt, ac: torch.Tensor, x0: torch.Tensor, step: int) -> tuple[float, float]:
     """One DDPM step (module doc, Eq. 4 and 14) with t, ε from a generator seeded by (seed, rank,
     step), warm-up learning rate, clipping and the EMA update. Returns (loss, learning rate)."""
@@ -308,7 +298,13 @@ def run(args: argparse.Namespace) -> int:
     if acc.is_main_process:
         loss_rows = _read_loss(init_from_export if init_from_export is not None else run_dir, step)
     ac = torch.tensor(cfg_alphas(cfg), dtype=torch.float32, device=acc.device)
-    recipe = _recipe(args, acc)
+    recipe = {"data": args.data, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
+              "ema_decay": args.ema_decay, "grad_clip": args.grad_clip, "seed": args.seed,
+              "weight_decay": args.weight_decay, "processes": world, "threads": args.threads,
+              "device": str(acc.device), "unet_preset": args.unet_preset,
+              "mixed_precision": args.mixed_precision,
+              **({"low_t_fraction": args.low_t_fraction, "low_t_max": args.low_t_max}
+                 if args.low_t_fraction > 0 else {})}
 
     t_start = last_ckpt_t = time.time()
     it = batches(step)

@@ -19,9 +19,8 @@ the step's noise budget, r_i = √(σ_t² − (a_t λ_i ν_i)²)  (Φ_t of Eq. 1
     noise_i = r_i·(η·z_i + √(1−η²)·ε̂_i),   z ~ N(0, I) fresh, ε̂ = Vᵀε_θ
 
 so σ_y = 0 gives exactly DDNM's update x_{t'} = a_t·(A†y + (I − A†A)x0_t) + σ_t(η z + √(1−η²) ε_θ)
-and the null space is always plain DDIM. η follows DDNM's code (fraction of fresh noise in the step's
-noise σ_t = √(1−ᾱ_{t'}); default 0.85), not the η of the DDIM paper. Deviation from DDNM's reference
-code, on purpose: it multiplies λ by √(1−η²) and drops ε̂ from range components when σ_y > 0, which
+and the null space is always plain DDIM (η: the sampler core's, DDNM's). Deviation from DDNM's code,
+on purpose: it multiplies λ by √(1−η²) and drops ε̂ from range components when σ_y > 0, which
 makes λ jump at σ_t = a_t·ν_i; we keep Eq. 19 as printed and split the remaining budget r_i by η,
 which is continuous in σ_y and reduces to DDNM at σ_y = 0. At the last step (a = 1, σ_t = 0) this
 gives λ = 1 where σ_y = 0 (output exactly consistent) and λ = 0 where σ_y > 0 (not forced onto y).
@@ -43,8 +42,7 @@ from typing import Sequence
 import torch
 
 from ..errors import InputError
-from ..prior.ddim import (Correction, check_sampling_args, ddim_sample, prior_shape, sample,  # noqa: F401
-                          start_position, travel_schedule, unet_evals, warm_start)
+from ..prior.ddim import Correction, ddim_sample, prior_shape, sample, travel_schedule, unet_evals  # noqa: F401
 from .operators import LinearOperator
 
 

@@ -103,13 +103,6 @@ class LinearOperator:
         """1 where the spectral component is observed (s_i > 0), 0 in the null space."""
         return (self.singular_values > 0).to(self.singular_values.dtype)
 
-    def check_image(self, x: torch.Tensor, what: str = "image") -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise InputError(f"{what} must have shape (B, {', '.join(map(str, self.image_shape))}) for "
-                             f"the {self.name} operator, got {tuple(getattr(x, 'shape', ()))}")
-        self._check_batch(x.shape[0], what)
-        return x
-
     def check_observation(self, y: torch.Tensor) -> torch.Tensor:
         """Raise InputError unless y is a finite float tensor (B, *observation_shape)."""
         want = self.observation_shape()
