@@ -27,6 +27,7 @@ import argparse
 import copy
 import csv
 import json
+import math
 import os
 import shlex
 import shutil
@@ -405,13 +406,11 @@ def write_card(export: Path) -> None:
     try:
         from safetensors import safe_open
         with safe_open(str(export / "model.safetensors"), "pt") as fh:
-            nparams = sum(_prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+            nparams = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
     except Exception:
         pass
-    table = ""
-    for cand in (Path("sim/results/prior") / f"denoise-{export.name}.md",):
-        if cand.exists():
-            table = cand.read_text()
+    cand = Path("sim/results/prior") / f"denoise-{export.name}.md"
+    table = cand.read_text() if cand.exists() else ""
     digest = file_digest(export / "model.safetensors", 12)
     extra_grids = ""
     if (export / "samples-plain.png").exists():
@@ -464,9 +463,3 @@ directory (raw weights + EMA + step counter; the AdamW state starts fresh; witho
 """
     (export / "README.md").write_text(card_with_notes(export / "README.md", card))
 
-
-def _prod(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
