@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="the prior's training data set")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--eta", type=float, default=0.85)
+    ap.add_argument("--eta", type=float, default=0.5, help="DDIM η (DDNM's, sing/prior/ddim.py)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "sim" / "results" / "prior-samples"))

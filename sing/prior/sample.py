@@ -22,8 +22,13 @@ from .model import DiffusionPrior
 if TYPE_CHECKING:
     from .dc_posterior import DCPrior
 
+# Unconditional samples use η = 0.5: on prior-natural-64 (16 samples, sim/prior_samples.py) it gives
+# the statistics the earlier sampler gave with the DDIM paper's η = 0.85 (DDNM's 0.85, the restoration
+# default, injects more fresh noise: flatter samples).
+SAMPLE_ETA = 0.5
 
-def sample_images(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = 0.85,
+
+def sample_images(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = SAMPLE_ETA,
                   generator: torch.Generator | None = None, batch: int = 16,
                   progress: bool = True, dc: "DCPrior | str | None" = "auto") -> torch.Tensor:
     """n unconditional samples, float32 (n, C, H, W) in [0, 1] on the CPU, in batches drawn from one
@@ -72,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", required=True, help="prior directory (ours or a local diffusers model)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--eta", type=float, default=0.85,
+    p.add_argument("--eta", type=float, default=SAMPLE_ETA,
                    help="DDIM η: fraction of fresh noise in each step's noise (DDNM's; 0 = deterministic)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=16)

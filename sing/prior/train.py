@@ -259,8 +259,8 @@ def _checkpoint(args, acc, run_dir: Path, export: Path | None, model, ema, opt, 
         from .sample import sample_images, save_grid
         prior = DiffusionPrior(copy.deepcopy(ema).float().cpu(), cfg.scheduler_config(),
                                cfg.to_dict(), source="ema")
-        x = sample_images(prior, args.sample_n, args.sample_steps, 0.85,
-                          torch.Generator().manual_seed(1234), progress=False)
+        x = sample_images(prior, args.sample_n, args.sample_steps,
+                          generator=torch.Generator().manual_seed(1234), progress=False)
         grid = save_grid(x, run_dir / f"samples-{step:07d}.png", scale=4 if cfg.image_size < 64 else 2)
     if export is not None:
         _export(export, ema, cfg, recipe, step, elapsed, loss_rows, grid, args, acc.unwrap_model(model))
@@ -450,7 +450,7 @@ directory (raw weights + EMA + step counter; the AdamW state starts fresh; witho
 
 ![loss](loss.png)
 
-## Samples (EMA weights at step {tr.get('samples_step', '?')}, DDIM 50 steps, η 0.85)
+## Samples (EMA weights at step {tr.get('samples_step', '?')}, DDIM 50 steps, η 0.5)
 
 ![samples](samples.png)
 
