@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="the prior's training data set")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--eta", type=float, default=0.85)
+    ap.add_argument("--eta", type=float, default=0.5, help="DDIM η (DDNM's, sing/prior/ddim.py)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "sim" / "results" / "prior-samples"))
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from sing.data import load_split
     from sing.prior import load_prior
     from sing.prior.dc_posterior import of_prior
-    from sing.prior.sample import ddim_sample
+    from sing.prior.sample import sample_images
     prior = load_prior(a.prior)
     dc = of_prior(prior)
     if dc is None:
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     times = {}
     for name, d in (("plain DDIM", None), ("DDIM + DC posterior", dc)):
         t0 = time.time()
-        x = ddim_sample(prior, a.n, a.steps, a.eta, torch.Generator().manual_seed(a.seed), dc=d)
+        x = sample_images(prior, a.n, a.steps, a.eta, torch.Generator().manual_seed(a.seed), dc=d)
         times[name] = round(time.time() - t0, 1)
         rows[name] = stats(x, ref)
     try:

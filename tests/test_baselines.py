@@ -20,7 +20,7 @@ from sing.errors import InputError
 from sing.jscc import JSCCConfig, build_jscc
 from sing.metrics import psnr
 from sing.prior import tiny_prior
-from sing.zero.ddnm import ddim_sample
+from sing.prior.ddim import ddim_sample
 
 SIZE = 16
 STEPS = 8
@@ -77,7 +77,7 @@ def test_dps_deterministic_per_seed(link3):
 
 
 def test_dps_zeta0_is_plain_ddim(link3):
-    """Same loop, η convention and draw order as sing.zero.ddnm: ζ = 0 gives its DDIM exactly."""
+    """DPS is a correction of the sampler core: ζ = 0 gives its plain DDIM exactly, draw for draw."""
     prior, jscc, y = link3
     a = dps_restore(prior, jscc, y, SNR, steps=STEPS, eta=0.85, zeta=0.0, generators=_gens(3))
     b = ddim_sample(prior, 2, steps=STEPS, eta=0.85, generators=_gens(3), progress=False)

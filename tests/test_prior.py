@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from sing.errors import CheckpointError, InputError
 from sing.prior import PriorConfig, build_prior, load_prior, save_prior, tiny_prior
-from sing.prior.sample import ddim_sample
+from sing.prior.sample import sample_images
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -57,8 +57,8 @@ def test_load_celebahq_layout_and_sample(celebahq_like):
     with torch.no_grad():
         ref = unet(x, t).sample
     torch.testing.assert_close(prior.eps(x, t), ref)
-    samples = ddim_sample(prior, 3, steps=4, eta=0.85, generator=torch.Generator().manual_seed(0),
-                          progress=False)
+    samples = sample_images(prior, 3, steps=4, eta=0.85, generator=torch.Generator().manual_seed(0),
+                            progress=False)
     assert samples.shape == (3, 3, 16, 16) and torch.isfinite(samples).all()
     assert samples.min() >= 0 and samples.max() <= 1 and samples.std() > 0.01
 

@@ -11,7 +11,7 @@ import torch
 from sing.errors import CheckpointError, InputError
 from sing.prior import load_prior, save_prior, tiny_prior
 from sing.prior.dc_posterior import DCPrior, main as dc_main, of_prior
-from sing.prior.sample import ddim_sample
+from sing.prior.sample import sample_images
 
 
 def _dc(c=3, seed=0):
@@ -81,7 +81,7 @@ def test_samples_of_a_biased_prior_keep_the_data_means():
     """Data: flat images whose channel levels m ~ N(μ, s²I). Its exact ε (Eq. 1 is then the true
     posterior) plus a small constant offset δ, as a small trained UNet has: plain DDIM drives the
     image means to the clip limits (the flat saturated colours plain DDIM gave); with the DC posterior
-    the sampler is the exact one again and the means follow N(μ, s²)."""
+    the sampler is the exact one again and the means follow N(μ, s²). (δ = 0.1 alone drifts less.)"""
     prior = tiny_prior(16, 3, seed=0)
     dc = DCPrior(mean=[-0.1, 0.0, -0.2], cov=[[0.04, 0, 0], [0, 0.04, 0], [0, 0, 0.04]])
     delta = torch.tensor([0.2, -0.2, 0.1])[None, :, None, None]
@@ -102,10 +102,11 @@ def test_samples_of_a_biased_prior_keep_the_data_means():
 
     prior.unet = Biased()
     g = lambda: torch.Generator().manual_seed(0)
-    plain = ddim_sample(prior, 16, 20, 0.0, g(), progress=False, dc=None).mean((2, 3)) * 2 - 1
-    fixed = ddim_sample(prior, 16, 20, 0.0, g(), progress=False, dc=dc).mean((2, 3)) * 2 - 1
+    plain = sample_images(prior, 16, 20, 0.0, g(), progress=False, dc=None).mean((2, 3)) * 2 - 1
+    fixed = sample_images(prior, 16, 20, 0.0, g(), progress=False, dc=dc).mean((2, 3)) * 2 - 1
     mu = torch.tensor(dc.mean)
-    assert (plain.abs() > 0.9).float().mean() > 0.75, plain          # mostly saturated
+    # the channels with |δ| = 0.2 mostly saturated, far from the data's means
+    assert (plain[:, :2].abs() > 0.9).float().mean() > 0.6 and (plain.mean(0) - mu).abs().max() > 0.5, plain
     assert (fixed.mean(0) - mu).abs().max() < 0.15, fixed.mean(0)     # the data's mean …
     assert 0.1 < fixed.std(0).mean() < 0.3, fixed.std(0)              # … and spread (s = 0.2)
 
@@ -123,12 +124,12 @@ def test_stored_with_the_prior_and_used_by_default(tmp_path, monkeypatch):
     dc = of_prior(back)
     assert dc is not None and dc.mean == [0.3]
     g = lambda: torch.Generator().manual_seed(0)
-    auto = ddim_sample(back, 2, 3, 0.0, g(), progress=False)
-    explicit = ddim_sample(back, 2, 3, 0.0, g(), progress=False, dc=dc)
-    off = ddim_sample(back, 2, 3, 0.0, g(), progress=False, dc=None)
+    auto = sample_images(back, 2, 3, 0.0, g(), progress=False)
+    explicit = sample_images(back, 2, 3, 0.0, g(), progress=False, dc=dc)
+    off = sample_images(back, 2, 3, 0.0, g(), progress=False, dc=None)
     torch.testing.assert_close(auto, explicit)
     assert not torch.allclose(auto, off)
     with pytest.raises(InputError, match="1-channel"):
-        ddim_sample(back, 1, 2, 0.0, g(), progress=False, dc=_dc(3))
+        sample_images(back, 1, 2, 0.0, g(), progress=False, dc=_dc(3))
     with pytest.raises(CheckpointError, match="does not exist"):
         dc_main(["--prior", str(tmp_path / "nope"), "--data", "fmnist"])

@@ -176,7 +176,7 @@ def test_seeded_per_image_independent_of_batch(prior3):
 def test_warm_start_consistency_cost_and_errors(prior3):
     """start < 1 (SDEdit/CCDF warm start from x̂): still exactly consistent at σ_y = 0, costs only the
     steps below start·T, and begins from x_init (a chain started at t ≈ 0 barely moves it)."""
-    from sing.zero.ddnm import start_position, unet_evals
+    from sing.prior.ddim import start_position, unet_evals
     shape = (3, SIZE, SIZE)
     op = make_operator("avgpool-2", shape)
     x_true = _rand(2, *shape, seed=11)

@@ -25,9 +25,10 @@ squared norm (DPS App. C.2) with ζ' = ζ/2, and exactly what the DPS reference 
 2k real numbers of its symbols), so each image gets its own step size and no gradient crosses
 between the images of a batch (the UNet and the encoder have no batch-coupling layers).
 
-The DDIM update uses η exactly as `sing.zero.ddnm` does (η = fraction of fresh noise in the step's
-noise σ_t; η = 0.85 by default), so `dps_restore(..., zeta=0)` is the same chain, draw for draw, as
-`sing.zero.ddnm.ddim_sample` with the same generators: plain unconditional DDIM.
+The DDIM update is the sampler core's (sing/prior/ddim.py; η = fraction of fresh noise in the step's
+noise σ_t, 0.85 by default); this file is the correction `DPSGradient` plugged into it, so
+`dps_restore(..., zeta=0)` is the same chain, draw for draw, as `sing.prior.ddim.ddim_sample` with
+the same generators: plain unconditional DDIM.
 
 Start. We start from pure noise x_T ~ N(0, I) drawn from the image's generator, as DPS Alg. 1 and
 DiffCom do: everything the receiver learns about the image enters through y (the received symbols)
@@ -48,18 +49,10 @@ import math
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..channel import check_symbols
 from ..errors import InputError
-from ..zero.ddnm import check_sampling_args
-
-
-def _randn(shape: Sequence[int], generators, device) -> torch.Tensor:
-    """N(0, I) of `shape`, row b drawn from generators[b] (same draws as sing.zero.ddnm)."""
-    if generators is None:
-        return torch.randn(*shape, device=device)
-    return torch.stack([torch.randn(*shape[1:], generator=g) for g in generators]).to(device)
+from ..prior.ddim import Correction, prior_shape, sample
 
 
 def _snr_vector(snr_db, batch: int, what: str) -> torch.Tensor:
@@ -75,9 +68,7 @@ def _snr_vector(snr_db, batch: int, what: str) -> torch.Tensor:
 
 
 def _check_pair(prior, jscc) -> tuple[int, int, int]:
-    size = prior.image_size
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    shape = (int(prior.channels), int(h), int(w))
+    shape = prior_shape(prior)
     c = jscc.config
     if (c.channels, c.image_size, c.image_size) != shape:
         raise InputError(f"the prior generates {shape} images but the DeepJSCC model {jscc.model_id} "
@@ -116,7 +107,7 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
     y:              received, equalised symbols, complex (B, k), k = jscc.k.
     snr_db:         the receiver's SNR in dB, float or (B,); conditions the encoder unless
                     `encoder_snr_db` (the transmitter's nominal SNR) is given.
-    steps, eta:     DDIM steps and η (sing.zero.ddnm convention; default 50, 0.85, ALGORITHMS §3).
+    steps, eta:     DDIM steps and η (the sampler core's, sing/prior/ddim.py; default 50, 0.85).
     zeta:           DPS step size ζ on ∇_{x_t}‖y − E(x0_t)‖ per image (0 = unguided DDIM).
     generators:     one torch.Generator per image (sing.channel.generator_for): x_T and every
                     step's noise come from it, so an image's result does not depend on its batch.
@@ -133,6 +124,30 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
                     encoder_snr_db, clip_x0, return_info)
 
 
+class DPSGradient(Correction):
+    """DPS Alg. 1 line 7 as a correction of the DDIM step (module doc): x_{t'} −= ζ·∇_{x_t}‖r‖ per
+    image. Also records ‖y − E(x0_t)‖ at each step when `record` is set."""
+
+    def __init__(self, jscc, y_ri: torch.Tensor, snr_enc: torch.Tensor, zeta: float, record: bool):
+        self.jscc, self.y_ri, self.snr_enc, self.zeta, self.record = jscc, y_ri, snr_enc, zeta, record
+        self.needs_grad = zeta > 0                              # graph only when guiding
+        self.name = f"DPS ζ={zeta:g}"
+        self.hist: list[torch.Tensor] = []
+        self.grad: torch.Tensor | None = None
+
+    def x0(self, x0, x_t, eps, step):
+        if self.zeta > 0 or self.record:
+            r = _residual_norm(self.jscc, (x0 + 1.0) / 2.0, self.y_ri, self.snr_enc)  # ‖y − E(x0_t)‖
+            if self.zeta > 0:
+                (self.grad,) = torch.autograd.grad(r.sum(), x_t)          # per image: no cross terms
+            self.hist.append(r.detach().cpu())
+        return x0.detach()
+
+    def update(self, x0, eps, z, step):
+        x = super().update(x0, eps, z, step)                                      # DDIM
+        return x - self.zeta * self.grad.to(x.dtype) if self.zeta > 0 else x      # DPS Alg. 1 line 7
+
+
 def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder_snr_db, clip_x0,
          return_info):
     if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta >= 0):
@@ -141,51 +156,21 @@ def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder
     if y.shape[1] != jscc.k:
         raise InputError(f"model {jscc.model_id} sends k={jscc.k} symbols per image, got {y.shape[1]}: "
                          f"the symbols come from another BCR or model")
-    shape = (y.shape[0], *_check_pair(prior, jscc))
+    _check_pair(prior, jscc)
     batch = y.shape[0]
-    check_sampling_args(steps, eta, generators, batch)
     snr_enc = _snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
                           "snr_db" if encoder_snr_db is None else "encoder_snr_db")
-
     device = torch.device(prior.device)
-    pdtype = getattr(prior, "dtype", torch.float32)
     y_ri = torch.view_as_real(y.to(torch.complex64)).to(device)
-    ts = prior.ddim_timesteps(int(steps)).to("cpu").long()
-    S = len(ts)
-    abar_all = prior.alphas_cumprod.to("cpu", torch.float64)
-    abar = [float(abar_all[t]) for t in ts] + [1.0]          # ᾱ at positions 0..S (1 after the end)
-    c_eps = math.sqrt(max(0.0, 1.0 - float(eta) ** 2))
-    zeta = float(zeta)
-
-    x = _randn(shape, generators, device)                   # x_T ~ N(0, I): DPS Alg. 1 line 1
-    hist = []
-    for i in tqdm(range(S), desc=f"DPS ζ={zeta:g}", disable=not progress, leave=False):
-        at = abar[i]
-        t = torch.full((batch,), int(ts[i]), dtype=torch.long, device=device)
-        need_r = zeta > 0 or return_info
-        xg = x.detach().requires_grad_(zeta > 0)
-        with torch.set_grad_enabled(zeta > 0):                 # graph only when guiding
-            eps = prior.eps(xg.to(pdtype), t).float()
-            x0 = (xg - math.sqrt(1.0 - at) * eps) / math.sqrt(at)        # Tweedie / DDIM Eq. 9
-            if clip_x0:
-                x0 = x0.clamp(-1.0, 1.0)
-            if need_r:
-                r = _residual_norm(jscc, (x0 + 1.0) / 2.0, y_ri, snr_enc)  # ‖y − E(x0_t)‖ per image
-            if zeta > 0:
-                (g,) = torch.autograd.grad(r.sum(), xg)               # per image: no cross terms
-        if need_r:
-            hist.append(r.detach().cpu())
-        x0, eps = x0.detach(), eps.detach()
-        a, sig = math.sqrt(abar[i + 1]), math.sqrt(max(0.0, 1.0 - abar[i + 1]))
-        x = a * x0 + sig * (float(eta) * _randn(shape, generators, device) + c_eps * eps)  # DDIM
-        if zeta > 0:
-            x = x - zeta * g.to(x.dtype)                                # DPS Alg. 1 line 7
+    corr = DPSGradient(jscc, y_ri, snr_enc, float(zeta), return_info)
+    x = sample(prior, batch, steps, eta, generators, corr, clip_x0=clip_x0, progress=progress)  # from x_T ~ N(0, I)
     x01 = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
     if not return_info:
         return x01
     with torch.no_grad():
         r_out = _residual_norm(jscc, x01, y_ri, snr_enc).cpu()
-    info = {"residual": torch.stack(hist) if hist else torch.empty(0, batch),
-            "residual_out": r_out, "unet_evals": S, "start": "noise", "zeta": zeta,
+    S = len(prior.ddim_timesteps(int(steps)))
+    info = {"residual": torch.stack(corr.hist) if corr.hist else torch.empty(0, batch),
+            "residual_out": r_out, "unet_evals": S, "start": "noise", "zeta": float(zeta),
             "eta": float(eta), "steps": S}
     return x01, info

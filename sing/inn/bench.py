@@ -1,5 +1,6 @@
 """Guidance overhead of SING-INN: seconds per guided sampling step ÷ seconds per plain DDIM step,
-same UNet, same batch, same loop code (guidance.sample with guided=True/False). docs/BENCHMARKS.md, Speed.
+same UNet, same batch, same loop (sing.prior.ddim.sample with and without the INNGuidance
+correction). docs/BENCHMARKS.md, Speed.
 
 Runs alternate plain and guided chains `--repeats` times and take the median of each, so that a
 shared, loaded CPU biases both alike. Writes a JSON result file (schema sing.bench.inn-guidance/1).
@@ -39,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale: float = 0.0) -> dict:
     """{'plain_s_per_step', 'guided_s_per_step', 'ratio', …} for one prior/INN/batch."""
-    from .guidance import observation, sample
+    from ..prior.ddim import sample
+    from .guidance import INNGuidance, observation
     if steps < 1 or repeats < 1 or batch < 1:
         raise InputError("batch, steps and repeats must be ≥ 1")
     dev = torch.device(prior.device)
@@ -52,8 +54,8 @@ def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        sample(prior, inn, batch, gy, snr, steps, 0.85, None, False, grad_scale=grad_scale,
-               guided=guided)
+        sample(prior, batch, steps, 0.85, None, INNGuidance(inn, gy, snr, grad_scale=grad_scale)
+               if guided else None, progress=False)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return (time.perf_counter() - t) / steps

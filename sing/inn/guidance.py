@@ -33,7 +33,7 @@ Two deviations from the bare scheme, both measured (pilot: Fashion-MNIST 32×32,
   0.076; inn_from 0.3: 0.074 (0.5: 0.085; 0.15: 0.075). inn_from = 1 is the bare scheme.
 - `clip_x0_hat`: x0_hat is clipped to [−1, 1] after the inversion (INN at all steps: 0.109 → 0.099).
 
-Warm start (`start` < 1; SDEdit / CCDF, as in sing.zero.ddnm): the chain begins at the first DDIM
+Warm start (`start` < 1; SDEdit / CCDF, the sampler core's, sing/prior/ddim.py): the chain begins at the first DDIM
 timestep t₀ ≤ start·T from x_{t₀} = √ᾱ_{t₀}·(2x̂ − 1) + √(1 − ᾱ_{t₀})·z instead of pure noise.
 
 SNR: the receiver's estimate per image, clamped (warning) to the INN's trained range.
@@ -45,25 +45,12 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..zero.ddnm import check_sampling_args, start_position, warm_start
+from ..prior.ddim import Correction, sample
+from ..zero.ddnm import lambda_weight, noise_budget
 from .haar import haar_lowpass, haar_multilevel, haar_multilevel_inv
 from .model import InvertibleDegradation
-
-
-def _randn(shape, generators, device) -> torch.Tensor:
-    if generators is None:
-        return torch.randn(*shape, device=device)
-    return torch.stack([torch.randn(*shape[1:], generator=g) for g in generators]).to(device)
-
-
-def lambda_weight(a: float, sig: float, nu: torch.Tensor) -> torch.Tensor:
-    """DDNM+ Eq. 19: λ = 1 where σ_t ≥ a·ν, σ_t/(a·ν) otherwise."""
-    an = a * nu
-    big = an > sig
-    return torch.where(big, sig / torch.where(big, an, torch.ones_like(an)), torch.ones_like(an))
 
 
 def guided_x0(inn: InvertibleDegradation, x0: torch.Tensor, gy: torch.Tensor, snr: torch.Tensor,
@@ -97,57 +84,38 @@ def _lowpass_projection(w: torch.Tensor, levels: int) -> torch.Tensor:
     return F.interpolate(F.avg_pool2d(w, s), scale_factor=s, mode="nearest")
 
 
-@torch.no_grad()
-def sample(prior, inn: InvertibleDegradation | None, batch: int, gy: torch.Tensor | None,
-           snr: torch.Tensor | None, steps: int, eta: float, generators, progress: bool,
-           sigma_scale: float = 1.0, grad_scale: float = 0.0, clip_x0: bool = True,
-           guided: bool = True, desc: str = "SING-INN", inn_from: float = 1.0,
-           clip_x0_hat: bool = True, start: float = 1.0, x_init: torch.Tensor | None = None) -> torch.Tensor:
-    """The DDIM loop on diffusion scale; guided=False is plain DDIM (same code, the overhead floor).
-    start < 1: begin at t₀ ≤ start·T from x_init (diffusion scale) noised by the forward kernel."""
-    check_sampling_args(steps, eta, generators, batch)
-    device = torch.device(prior.device)
-    shape = (batch, int(prior.channels), int(prior.image_size), int(prior.image_size))
-    ts = prior.ddim_timesteps(int(steps)).to("cpu").long()
-    abar_all = prior.alphas_cumprod.to("cpu", torch.float64)
-    abar = [float(abar_all[t]) for t in ts] + [1.0]
-    c_eps = math.sqrt(max(0.0, 1.0 - eta * eta))
-    pdtype = getattr(prior, "dtype", torch.float32)
-    T = int(abar_all.shape[0])
-    if guided:
-        nu = sigma_scale * inn.sigma_c(snr)                                  # (B, C, 1, 1)
-        nu_haar = sigma_scale * inn.sigma_c(snr, "std_haar")
-        L = inn.config.levels
-    q0 = start_position(ts.tolist(), start, T)
-    x = _randn(shape, generators, device)
-    if q0 > 0:
-        x = warm_start(x, x_init, abar[q0])
-    for q in tqdm(range(q0, len(ts)), desc=desc, disable=not progress, leave=False):
-        at = abar[q]
-        t = torch.full((batch,), int(ts[q]), dtype=torch.long, device=device)
-        eps = prior.eps(x.to(pdtype), t).float()
-        x0 = (x - math.sqrt(1.0 - at) * eps) / math.sqrt(at)
-        if clip_x0:
-            x0 = x0.clamp(-1.0, 1.0)
-        a, sig = math.sqrt(abar[q + 1]), math.sqrt(max(0.0, 1.0 - abar[q + 1]))
-        w = eta * _randn(shape, generators, device) + c_eps * eps
-        if not guided:
-            x = a * x0 + sig * w
-            continue
-        lam = lambda_weight(a, sig, nu)                                      # Eq. 19
-        if int(ts[q]) < inn_from * T:
-            x0h, _, _ = guided_x0(inn, x0, gy, snr, lam)                     # Eq. 17 in c-space
-        else:                                                                # early: linear Haar model
-            lam = lambda_weight(a, sig, nu_haar)
-            ll, det = haar_multilevel(x0, L)
-            x0h = haar_multilevel_inv(ll - lam * (ll - gy), det)
-        if clip_x0_hat:
+class INNGuidance(Correction):
+    """The SING-INN correction of the DDIM step (module doc) for observation g(y) = gy at SNRs snr."""
+
+    name = "SING-INN"
+
+    def __init__(self, inn: InvertibleDegradation, gy: torch.Tensor, snr: torch.Tensor,
+                 sigma_scale: float = 1.0, grad_scale: float = 0.0, inn_from: float = 1.0,
+                 clip_x0_hat: bool = True):
+        self.inn, self.gy, self.snr, self.L = inn, gy, snr, inn.config.levels
+        self.nu = sigma_scale * inn.sigma_c(snr)                                  # (B, C, 1, 1)
+        self.nu_haar = sigma_scale * inn.sigma_c(snr, "std_haar")
+        self.grad_scale, self.inn_from, self.clip_x0_hat = grad_scale, inn_from, clip_x0_hat
+
+    def x0(self, x0, x_t, eps, step):
+        if step.t < self.inn_from * step.T:
+            lam = lambda_weight(step.a, step.sigma, self.nu)                      # Eq. 19
+            x0h, _, _ = guided_x0(self.inn, x0, self.gy, self.snr, lam)           # Eq. 17 in c-space
+        else:                                                                     # early: linear Haar model
+            lam = lambda_weight(step.a, step.sigma, self.nu_haar)
+            ll, det = haar_multilevel(x0, self.L)
+            x0h = haar_multilevel_inv(ll - lam * (ll - self.gy), det)
+        if self.clip_x0_hat:
             x0h = x0h.clamp(-1.0, 1.0)
-        if grad_scale > 0:
-            x0h = indigo_gradient(inn, x0h, gy, snr, grad_scale)
-        r = (sig * sig - (a * lam * nu) ** 2).clamp_min(0.0).sqrt()          # Φ_t, Eq. 18
-        x = a * x0h + sig * w + (r - sig) * _lowpass_projection(w, L)
-    return x
+        if self.grad_scale > 0:
+            x0h = indigo_gradient(self.inn, x0h, self.gy, self.snr, self.grad_scale)
+        return x0h, lam
+
+    def update(self, x0, eps, z, step):
+        x0h, lam = x0
+        w = step.noise(z, eps)
+        r = noise_budget(step.a, step.sigma, lam, self.nu)                        # Φ_t, Eq. 18
+        return step.a * x0h + step.sigma * w + (r - step.sigma) * _lowpass_projection(w, self.L)
 
 
 def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, steps: int = 50,
@@ -189,8 +157,8 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
     gy = observation(inn, x_hat01.to(device, torch.float32))
     if not 0.0 <= inn_from <= 1.0:
         raise InputError(f"inn_from must lie in [0, 1], got {inn_from}")
-    x = sample(prior, inn, b, gy, snr, steps, eta, generators, progress, sigma_scale, grad_scale,
-               clip_x0, guided=True, inn_from=inn_from, clip_x0_hat=clip_x0_hat, start=start,
+    corr = INNGuidance(inn, gy, snr, sigma_scale, grad_scale, inn_from, clip_x0_hat)
+    x = sample(prior, b, steps, eta, generators, corr, start=start, clip_x0=clip_x0, progress=progress,
                x_init=2.0 * x_hat01.to(device, torch.float32) - 1.0 if start < 1 else None)
     x01 = (x + 1.0) / 2.0
     return x01.clamp(0.0, 1.0) if clamp else x01

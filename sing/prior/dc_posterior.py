@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, InputError
+from .ddim import Correction
 
 
 @dataclass
@@ -116,6 +117,29 @@ def of_prior(prior) -> DCPrior | None:
     if not d:
         return None
     return DCPrior.from_dict(d, f"{getattr(prior, 'source', '') or 'prior'} config.json dc_prior")
+
+
+class DCPosterior(Correction):
+    """The sampler correction (sing/prior/ddim.py): Eq. 2 on x̂_0 before clipping; the step then uses
+    ε re-derived from the corrected, clipped x̂_0, ε = (x_t − √ᾱ_t·x̂_0)/√(1−ᾱ_t) (diffusers'
+    use_clipped_model_output): with the UNet's own ε the step would re-add the mean error removed."""
+
+    name = "DDIM+DC"
+
+    def __init__(self, dc: DCPrior, channels: int):
+        if dc.channels != channels:
+            raise InputError(f"the DC prior is for {dc.channels}-channel images, the prior makes "
+                             f"{channels}-channel ones")
+        self.dc = dc
+
+    def denoised(self, x0, x_t, step):
+        return self.dc.correct(x0, x_t, step.abar_t)
+
+    def x0(self, x0, x_t, eps, step):
+        return x0, (x_t - math.sqrt(step.abar_t) * x0) / math.sqrt(1.0 - step.abar_t)
+
+    def update(self, x0, eps, z, step):
+        return super().update(x0[0], x0[1], z, step)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,5 @@
-"""`sing sample`: unconditional DDIM samples from a prior (Song et al. 2021, arXiv 2010.02502, Eq. 12):
-
-    x̂_0     = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t                         (clipped to [-1, 1])
-    σ_t     = η · √((1−ᾱ_prev)/(1−ᾱ_t)) · √(1 − ᾱ_t/ᾱ_prev)
-    x_prev  = √ᾱ_prev · x̂_0 + √(1 − ᾱ_prev − σ_t²) · ε_θ + σ_t · z,      z ~ N(0, I)
-
-with ᾱ_prev = 1 after the last step ("set_alpha_to_one"). η = 0 is deterministic DDIM, η = 1 DDPM-like.
+"""`sing sample`: unconditional samples from a prior with the sampler core (sing/prior/ddim.py: DDIM
+with DDNM's η, the same chain the restoration methods run without their correction).
 
 With a DC prior (the default when the prior's config.json has one), x̂_0's channel means are
 replaced by their Gaussian posterior mean given x_t before clipping (sing/prior/dc_posterior.py,
@@ -21,60 +16,34 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .ddim import ddim_sample
 from .model import DiffusionPrior
 
 if TYPE_CHECKING:
     from .dc_posterior import DCPrior
 
+# Unconditional samples use η = 0.5: on prior-natural-64 (16 samples, sim/prior_samples.py) it gives
+# the statistics the earlier sampler gave with the DDIM paper's η = 0.85 (DDNM's 0.85, the restoration
+# default, injects more fresh noise: flatter samples).
+SAMPLE_ETA = 0.5
 
-@torch.no_grad()
-def ddim_sample(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = 0.85,
-                generator: torch.Generator | None = None, batch: int = 16,
-                progress: bool = True, dc: "DCPrior | str | None" = "auto") -> torch.Tensor:
-    """n unconditional samples, float32 (n, C, H, W) in [0, 1] on the CPU.
 
-    dc: the DC prior of the x̂_0 correction: "auto" = the one stored with the prior (none: no
+def sample_images(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = SAMPLE_ETA,
+                  generator: torch.Generator | None = None, batch: int = 16,
+                  progress: bool = True, dc: "DCPrior | str | None" = "auto") -> torch.Tensor:
+    """n unconditional samples, float32 (n, C, H, W) in [0, 1] on the CPU, in batches drawn from one
+    generator (default: seed 0). dc: "auto" = the DC prior stored with the prior (none: no
     correction), None = no correction, or a DCPrior."""
     if n < 1:
         raise InputError(f"n must be ≥ 1, got {n}")
-    if eta < 0:
-        raise InputError(f"eta must be ≥ 0, got {eta}")
-    from tqdm.auto import tqdm
     from .dc_posterior import of_prior
     if isinstance(dc, str):
         if dc != "auto":
             raise InputError(f"dc must be 'auto', None or a DCPrior, got {dc!r}")
         dc = of_prior(prior)
-    if dc is not None and dc.channels != prior.channels:
-        raise InputError(f"the DC prior is for {dc.channels}-channel images, the prior makes "
-                         f"{prior.channels}-channel ones")
-    ts = prior.ddim_timesteps(steps)
-    C, S = prior.channels, prior.image_size
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    out = []
-    bar = tqdm(total=math.ceil(n / batch) * len(ts), desc="DDIM", disable=not progress, leave=False)
-    for start in range(0, n, batch):
-        b = min(batch, n - start)
-        x = torch.randn(b, C, S, S, generator=g)
-        for i, t in enumerate(ts):
-            t_prev = int(ts[i + 1]) if i + 1 < len(ts) else -1
-            a_t = float(prior.alpha_bar(int(t)))
-            a_p = float(prior.alpha_bar(t_prev))
-            eps = prior.eps(x, int(t)).float()
-            x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
-            if dc is not None:
-                x0 = dc.correct(x0, x, a_t)
-            x0 = x0.clamp(-1, 1)
-            sigma = eta * math.sqrt((1 - a_p) / (1 - a_t)) * math.sqrt(max(1 - a_t / a_p, 0.0))
-            # ε re-derived from the clipped x̂_0 keeps the update consistent (diffusers does the same)
-            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
-            x = math.sqrt(a_p) * x0 + math.sqrt(max(1 - a_p - sigma ** 2, 0.0)) * eps
-            if sigma > 0:
-                x = x + sigma * torch.randn(x.shape, generator=g)
-            bar.update(1)
-        out.append(((x + 1) / 2).clamp(0, 1))
-    bar.close()
-    return torch.cat(out)
+    return torch.cat([ddim_sample(prior, min(batch, n - i), steps, eta, g, progress, dc=dc).cpu()
+                      for i in range(0, n, batch)])
 
 
 def image_grid(x01: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
@@ -108,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", required=True, help="prior directory (ours or a local diffusers model)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--eta", type=float, default=0.85, help="DDIM η (0 = deterministic)")
+    p.add_argument("--eta", type=float, default=SAMPLE_ETA,
+                   help="DDIM η: fraction of fresh noise in each step's noise (DDNM's; 0 = deterministic)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -133,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dc == "auto":
         from .dc_posterior import from_data, of_prior
         dc = from_data(args.dc_data) if args.dc_data else of_prior(prior)
-    x = ddim_sample(prior, args.n, args.steps, args.eta,
-                    torch.Generator().manual_seed(args.seed), batch=args.batch, dc=dc)
+    x = sample_images(prior, args.n, args.steps, args.eta,
+                      torch.Generator().manual_seed(args.seed), batch=args.batch, dc=dc)
     scale = args.scale or (4 if prior.image_size < 64 else 2 if prior.image_size < 128 else 1)
     path = save_grid(x, args.out, scale=scale)
     print(f"wrote {path} ({args.n} samples, {args.steps} DDIM steps, eta {args.eta}, "

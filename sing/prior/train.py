@@ -27,6 +27,7 @@ import argparse
 import copy
 import csv
 import json
+import math
 import os
 import shlex
 import shutil
@@ -148,61 +149,45 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
-    if args.num_processes > 1 and not is_spawned_rank():
-        return spawn_local("train-prior", args.num_processes, args.threads)
-    torch.set_num_threads(max(1, args.threads))
-    from tqdm.auto import tqdm
-    from .. import data as sdata
-
+def _check_args(args: argparse.Namespace) -> None:
     if not 0.0 <= args.low_t_fraction <= 1.0 or args.low_t_max < 1:
         raise InputError("--low-t-fraction must be in [0, 1] and --low-t-max ≥ 1")
     if args.steps < 1 or args.batch < 1:
         raise InputError("--steps and --batch must be ≥ 1")
-    on_cpu = args.cpu or not torch.cuda.is_available()
-    if args.mixed_precision == "fp16" and on_cpu:
+    if args.mixed_precision == "fp16" and (args.cpu or not torch.cuda.is_available()):
         raise InputError("--mixed-precision fp16 needs a GPU; use bf16 on a CPU")
-    acc = accelerator(on_cpu, args.mixed_precision)
-    world, rank = acc.num_processes, acc.process_index
-    if args.batch % world:
-        raise InputError(f"--batch {args.batch} does not split over {world} processes: use a multiple")
-    local_batch = args.batch // world
-    run_dir = Path(args.out)
-    export = Path(args.export) if args.export else None
-    if acc.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    acc.wait_for_everyone()
 
-    def batches(step: int):
-        return sdata.train_batches(args.data, local_batch, seed=(args.seed * 1_000_003 + rank * 7919
-                                                                 + step) % (2 ** 32),
-                                   progress=acc.is_main_process and not args.no_progress)
 
-    # --- model config: from the checkpoint, the export dir, or the data + preset ---------------
+def _model_config(args, acc, run_dir: Path, export: Path | None,
+                  first: torch.Tensor) -> tuple[PriorConfig, Path | None, Path | None]:
+    """The model config from the newest checkpoint, else the export dir, else the data + preset;
+    with the DC statistics of the sampler. Returns (cfg, checkpoint or None, export to start from)."""
     ckpt = _latest(run_dir)
     init_from_export = None
-    cfg = None
     if ckpt is not None:
         cfg = PriorConfig.from_dict(json.loads((ckpt / "prior_config.json").read_text()), str(ckpt))
     elif export is not None and (export / "config.json").exists():
         cfg = PriorConfig.from_dict(load_config(export, "sing.prior"), str(export))
         init_from_export = export
-    first = next(batches(0))
-    if ckpt is None and init_from_export is None:
+    else:
         cfg = PriorConfig.preset(args.unet_preset, int(first.shape[-1]), int(first.shape[1]),
                                  dataset=args.data)
     if tuple(first.shape[1:]) != (cfg.channels, cfg.image_size, cfg.image_size):
         raise CheckpointError(f"the checkpoint is for {cfg.channels}×{cfg.image_size}×{cfg.image_size}"
                               f" images but --data {args.data} gives {tuple(first.shape[1:])}: use "
                               f"another --out/--export directory for this data")
-
     if not cfg.dc_prior:        # the sampler's DC posterior (dc_posterior.py): train-split statistics
         from .dc_posterior import from_data
         try:
             cfg.dc_prior = from_data(args.data).to_dict()
         except InputError as e:
             acc.print(f"warning: no DC statistics for the sampler ({e}); samples use plain DDIM")
+    return cfg, ckpt, init_from_export
 
+
+def _build(args, acc, cfg: PriorConfig, ckpt: Path | None, init_from_export: Path | None):
+    """UNet, EMA copy and AdamW, resumed from a checkpoint or continued from an exported model.
+    Returns (model, ema, opt, step, elapsed seconds so far)."""
     torch.manual_seed(args.seed)
     model = build_unet(cfg.unet)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -226,12 +211,94 @@ def run(args: argparse.Namespace) -> int:
         g["initial_lr"] = args.lr
     model, opt = acc.prepare(model, opt)
     ema.to(acc.device)
+    return model, ema, opt, step, elapsed0
+
+
+def _train_step(args, acc, model, ema, opt, ac: torch.Tensor, x0: torch.Tensor, step: int) -> tuple[float, float]:
+    """One DDPM step (module doc, Eq. 4 and 14) with t, ε from a generator seeded by (seed, rank,
+    step), warm-up learning rate, clipping and the EMA update. Returns (loss, learning rate)."""
+    g = torch.Generator().manual_seed((args.seed * 1_000_003 + acc.process_index * 7919 + step) % (2 ** 63))
+    t = torch.randint(0, len(ac), (x0.shape[0],), generator=g)
+    if args.low_t_fraction > 0:          # a mixture: U[0, low_t_max) with prob. low_t_fraction
+        low = torch.rand(x0.shape[0], generator=g) < args.low_t_fraction
+        t = torch.where(low, torch.randint(0, args.low_t_max, (x0.shape[0],), generator=g), t)
+    t = t.to(acc.device)
+    noise = torch.randn(x0.shape, generator=g).to(acc.device)
+    a = ac[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                       # Eq. 4
+    lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+    for pg in opt.param_groups:
+        pg["lr"] = lr
+    loss = F.mse_loss(model(x_t, t).sample.float(), noise)              # Eq. 14
+    acc.backward(loss)
+    if args.grad_clip > 0:
+        acc.clip_grad_norm_(model.parameters(), args.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    _ema_update(ema, acc.unwrap_model(model), min(args.ema_decay, (1 + step + 1) / (10 + step + 1)))
+    return float(loss.detach()), lr
+
+
+def _checkpoint(args, acc, run_dir: Path, export: Path | None, model, ema, opt, cfg: PriorConfig,
+                recipe: dict, loss_rows: list[dict], step: int, elapsed: float, sample: bool) -> None:
+    """Save the train state (keeping `--keep`), the loss log, optionally a sample grid, and the export."""
+    if not acc.is_main_process:
+        return
+    name = f"ckpt-{step:07d}"
+    d = run_dir / name
+    save_train_state(d, model=acc.unwrap_model(model), optimizer=opt, ema=ema, step=step,
+                     extra={"elapsed_s": elapsed, "recipe": recipe})
+    write_json(d / "prior_config.json", cfg.to_dict())
+    write_json(run_dir / LATEST, {"dir": name, "step": step})
+    old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p.name != name)
+    for p in old[: max(0, len(old) - (args.keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    _write_loss(run_dir, loss_rows)
+    grid = None
+    if sample:
+        from .sample import sample_images, save_grid
+        prior = DiffusionPrior(copy.deepcopy(ema).float().cpu(), cfg.scheduler_config(),
+                               cfg.to_dict(), source="ema")
+        x = sample_images(prior, args.sample_n, args.sample_steps,
+                          generator=torch.Generator().manual_seed(1234), progress=False)
+        grid = save_grid(x, run_dir / f"samples-{step:07d}.png", scale=4 if cfg.image_size < 64 else 2)
+    if export is not None:
+        _export(export, ema, cfg, recipe, step, elapsed, loss_rows, grid, args, acc.unwrap_model(model))
+
+
+def _loss_row(step: int, loss: float, lr: float, elapsed: float) -> dict:
+    return {"step": step, "loss": f"{loss:.6f}", "lr": f"{lr:.3g}", "elapsed_s": f"{elapsed:.1f}"}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.num_processes > 1 and not is_spawned_rank():
+        return spawn_local("train-prior", args.num_processes, args.threads)
+    torch.set_num_threads(max(1, args.threads))
+    from tqdm.auto import tqdm
+    from .. import data as sdata
+
+    _check_args(args)
+    acc = accelerator(args.cpu or not torch.cuda.is_available(), args.mixed_precision)
+    world, rank = acc.num_processes, acc.process_index
+    if args.batch % world:
+        raise InputError(f"--batch {args.batch} does not split over {world} processes: use a multiple")
+    run_dir = Path(args.out)
+    export = Path(args.export) if args.export else None
+    if acc.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    acc.wait_for_everyone()
+
+    def batches(step: int):     # the data stream, re-seeded by (seed, rank, step)
+        return sdata.train_batches(args.data, args.batch // world,
+                                   seed=(args.seed * 1_000_003 + rank * 7919 + step) % (2 ** 32),
+                                   progress=acc.is_main_process and not args.no_progress)
+
+    cfg, ckpt, init_from_export = _model_config(args, acc, run_dir, export, next(batches(0)))
+    model, ema, opt, step, elapsed0 = _build(args, acc, cfg, ckpt, init_from_export)
     loss_rows = []
     if acc.is_main_process:
         loss_rows = _read_loss(init_from_export if init_from_export is not None else run_dir, step)
-
     ac = torch.tensor(cfg_alphas(cfg), dtype=torch.float32, device=acc.device)
-    T = cfg.num_train_timesteps
     recipe = {"data": args.data, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
               "ema_decay": args.ema_decay, "grad_clip": args.grad_clip, "seed": args.seed,
               "weight_decay": args.weight_decay, "processes": world, "threads": args.threads,
@@ -240,37 +307,7 @@ def run(args: argparse.Namespace) -> int:
               **({"low_t_fraction": args.low_t_fraction, "low_t_max": args.low_t_max}
                  if args.low_t_fraction > 0 else {})}
 
-    def checkpoint(step: int, elapsed: float, sample: bool) -> None:
-        if not acc.is_main_process:
-            return
-        if run_loss is not None and (not loss_rows or int(loss_rows[-1]["step"]) != step):
-            loss_rows.append({"step": step, "loss": f"{run_loss:.6f}", "lr": f"{lr:.3g}",
-                              "elapsed_s": f"{elapsed:.1f}"})
-        name = f"ckpt-{step:07d}"
-        d = run_dir / name
-        save_train_state(d, model=acc.unwrap_model(model), optimizer=opt, ema=ema, step=step,
-                         extra={"elapsed_s": elapsed, "recipe": recipe})
-        write_json(d / "prior_config.json", cfg.to_dict())
-        write_json(run_dir / LATEST, {"dir": name, "step": step})
-        old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p.name != name)
-        for p in old[: max(0, len(old) - (args.keep - 1))]:
-            shutil.rmtree(p, ignore_errors=True)
-        _write_loss(run_dir, loss_rows)
-        grid = None
-        if sample:
-            from .sample import ddim_sample, save_grid
-            prior = DiffusionPrior(copy.deepcopy(ema).float().cpu(), cfg.scheduler_config(),
-                                   cfg.to_dict(), source="ema")
-            x = ddim_sample(prior, args.sample_n, args.sample_steps, 0.85,
-                            torch.Generator().manual_seed(1234), progress=False)
-            grid = save_grid(x, run_dir / f"samples-{step:07d}.png",
-                             scale=4 if cfg.image_size < 64 else 2)
-        if export is not None:
-            _export(export, ema, cfg, recipe, step, elapsed, loss_rows, grid, args,
-                    acc.unwrap_model(model))
-
-    t_start = time.time()
-    last_ckpt_t = t_start
+    t_start = last_ckpt_t = time.time()
     it = batches(step)
     bar = tqdm(total=args.steps, initial=step, desc="train-prior", dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 60,
@@ -279,33 +316,12 @@ def run(args: argparse.Namespace) -> int:
     last_sample = step
     model.train()
     while step < args.steps:
-        x0 = next(it).to(acc.device) * 2 - 1
-        g = torch.Generator().manual_seed((args.seed * 1_000_003 + rank * 7919 + step) % (2 ** 63))
-        t = torch.randint(0, T, (x0.shape[0],), generator=g)
-        if args.low_t_fraction > 0:          # a mixture: U[0, low_t_max) with prob. low_t_fraction
-            low = torch.rand(x0.shape[0], generator=g) < args.low_t_fraction
-            t = torch.where(low, torch.randint(0, args.low_t_max, (x0.shape[0],), generator=g), t)
-        t = t.to(acc.device)
-        noise = torch.randn(x0.shape, generator=g).to(acc.device)
-        a = ac[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                       # Eq. 4
-        lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
-        for pg in opt.param_groups:
-            pg["lr"] = lr
-        loss = F.mse_loss(model(x_t, t).sample.float(), noise)              # Eq. 14
-        acc.backward(loss)
-        if args.grad_clip > 0:
-            acc.clip_grad_norm_(model.parameters(), args.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        lv, lr = _train_step(args, acc, model, ema, opt, ac, next(it).to(acc.device) * 2 - 1, step)
         step += 1
-        _ema_update(ema, acc.unwrap_model(model), min(args.ema_decay, (1 + step) / (10 + step)))
-        lv = float(loss.detach())
         run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
         elapsed = elapsed0 + time.time() - t_start
         if step % args.log_every == 0 and acc.is_main_process:
-            loss_rows.append({"step": step, "loss": f"{run_loss:.6f}", "lr": f"{lr:.3g}",
-                              "elapsed_s": f"{elapsed:.1f}"})
+            loss_rows.append(_loss_row(step, run_loss, lr, elapsed))
         bar.update(1)
         bar.set_postfix(loss=f"{run_loss:.4f}")
         timed = args.ckpt_minutes > 0 and time.time() - last_ckpt_t > args.ckpt_minutes * 60
@@ -319,7 +335,10 @@ def run(args: argparse.Namespace) -> int:
                       or step - last_sample >= args.sample_every)
             if sample:
                 last_sample = step
-            checkpoint(step, elapsed, sample)
+            if acc.is_main_process and (not loss_rows or int(loss_rows[-1]["step"]) != step):
+                loss_rows.append(_loss_row(step, run_loss, lr, elapsed))
+            _checkpoint(args, acc, run_dir, export, model, ema, opt, cfg, recipe, loss_rows, step,
+                        elapsed, sample)
             last_ckpt_t = time.time()
             it = batches(step)          # re-seed the data stream at the checkpoint boundary
             acc.wait_for_everyone()
@@ -387,13 +406,11 @@ def write_card(export: Path) -> None:
     try:
         from safetensors import safe_open
         with safe_open(str(export / "model.safetensors"), "pt") as fh:
-            nparams = sum(_prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+            nparams = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
     except Exception:
         pass
-    table = ""
-    for cand in (Path("sim/results/prior") / f"denoise-{export.name}.md",):
-        if cand.exists():
-            table = cand.read_text()
+    cand = Path("sim/results/prior") / f"denoise-{export.name}.md"
+    table = cand.read_text() if cand.exists() else ""
     digest = file_digest(export / "model.safetensors", 12)
     extra_grids = ""
     if (export / "samples-plain.png").exists():
@@ -433,7 +450,7 @@ directory (raw weights + EMA + step counter; the AdamW state starts fresh; witho
 
 ![loss](loss.png)
 
-## Samples (EMA weights at step {tr.get('samples_step', '?')}, DDIM 50 steps, η 0.85)
+## Samples (EMA weights at step {tr.get('samples_step', '?')}, DDIM 50 steps, η 0.5)
 
 ![samples](samples.png)
 
@@ -446,9 +463,3 @@ directory (raw weights + EMA + step counter; the AdamW state starts fresh; witho
 """
     (export / "README.md").write_text(card_with_notes(export / "README.md", card))
 
-
-def _prod(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n

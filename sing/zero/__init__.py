@@ -5,7 +5,7 @@ and range-null-space restoration with a diffusion prior (DDNM / DDNM+, arXiv 221
 - dct.py         orthonormal 2-D DCT-II by matmuls
 - calibration.py Calibration (kind sing.zero.calibration): h(f), N(f), σ_y per SNR, per JSCC model
 - blind.py       blind σ_y from y alone (fallback)
-- ddnm.py        the guided DDIM sampler `restore` (and plain `ddim_sample`)
+- ddnm.py        DDNM/DDNM+ as a correction of the sampler core (sing/prior/ddim.py): `restore`
 - method.py      `sing_zero`: operator + σ_y from a calibration at per-image SNRs, then `restore`
 - calibrate.py   `sing calibrate`;  bench.py  `sing bench guidance`
 """

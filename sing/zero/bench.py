@@ -50,9 +50,10 @@ def _commit() -> str:
 
 def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5) -> dict:
     """Median seconds per step for plain DDIM and for each guided operator (σ_y > 0: DDNM+ path)."""
-    from .ddnm import _sample, _prior_shape, restore
+    from ..prior.ddim import Step, prior_shape, sample
+    from .ddnm import RangeNullSpace, restore
     from .operators import make_operator
-    shape = _prior_shape(prior)
+    shape = prior_shape(prior)
     g = torch.Generator().manual_seed(0)
     ops = {}
     for name in operators:
@@ -60,7 +61,7 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
         y = op.A(torch.rand(batch, *shape, generator=g))
         ops[name] = (op, y)
     gens = lambda: [generator_for(0, i) for i in range(batch)]
-    plain = lambda: _sample(prior, batch, steps, 0.85, gens(), None, False, None, True, "DDIM")
+    plain = lambda: sample(prior, batch, steps, 0.85, gens(), progress=False)
     guided = {n: (lambda o=o, y=y: restore(prior, o, y, 0.05, steps=steps, generators=gens(), progress=False))
               for n, (o, y) in ops.items()}
     plain(); [f() for f in guided.values()]          # warm-up (allocator, lazy init, DCT caches)
@@ -71,20 +72,17 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
             f()
             times[name].append((time.perf_counter() - t0) / steps)
     med = {k: statistics.median(v) for k, v in times.items()}
-    # The guidance arithmetic alone (2 forward + 1 inverse transform + Eq. 17-19 elementwise), timed
-    # without the UNet: much less sensitive to load from other processes than the ratio above.
+    # The guidance arithmetic alone (the correction's x̂_0 and update: 2 forward + 1 inverse transform,
+    # Eq. 17-19 elementwise), timed without the UNet: much less sensitive to load from other processes.
     iso = {}
+    step = Step(t=500, T=1000, abar_t=0.5, a=1.0, sigma=0.5, eta=0.85, c_eps=0.5)
     for name, (op, y) in ops.items():
         x = torch.randn(batch, *shape)
-        P, nu, Y = (op.singular_values > 0).float(), torch.full((1, *shape), 0.1), op.pinv_spectral(y)
+        corr = RangeNullSpace(op, op.range_mask(), op.pinv_spectral(y), torch.full((1, *shape), 0.1), name)
         reps = 20
         t0 = time.perf_counter()
         for _ in range(reps):
-            X0, E = op.to_spectral(x), op.to_spectral(x)
-            lam = torch.where(nu > 0.5, 0.5 / nu, torch.ones_like(nu)) * P
-            X0h = X0 - lam * (P * X0 - Y)
-            r = (0.25 - (lam * nu) ** 2).clamp_min(0).sqrt()
-            op.from_spectral(X0h + r * (0.85 * torch.randn_like(x) + 0.5 * E))
+            corr.update(corr.x0(x, x, x, step), x, torch.randn_like(x), step)
         iso[name] = (time.perf_counter() - t0) / reps
     return {"seconds_per_step": med, "runs": times,
             "ratio": {n: med[n] / med["plain"] for n in guided},

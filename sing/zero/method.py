@@ -18,10 +18,9 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import InputError
-from .blind import blind_sigma
 from .calibration import Calibration
 from .ddnm import restore
-from .operators import AvgPool, Identity, Spectral, parse_operator_name
+from .operators import make_operator, parse_operator_name
 
 
 def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr_db,
@@ -44,7 +43,7 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
                          f"{tuple(getattr(x_hat01, 'shape', ()))}")
     if not (sigma_scale >= 0):
         raise InputError(f"sigma_scale must be ≥ 0, got {sigma_scale}")
-    kind, s = parse_operator_name(operator)
+    kind, _ = parse_operator_name(operator)
     b = x_hat01.shape[0]
     shape = tuple(x_hat01.shape[1:])
     x_hat01 = x_hat01.float()
@@ -56,30 +55,13 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
             raise InputError(f"x̂ has shape {shape} but {calibration.describe()} was fitted on "
                              f"{calibration.image_shape} images: calibrate at this size")
         point = calibration.at(snr_db, device="cpu", batch=b)
-    if kind == "identity":
-        op = Identity(shape)
-        y = x_hat01
-        sig = point.sigma_identity if point is not None else blind_sigma(x_hat01).cpu()
-        source = "calibrated" if point is not None else "blind"
-    elif kind == "avgpool":
-        op = AvgPool(shape, s)
-        y = op.A(x_hat01)
-        if point is not None:
-            if s not in point.sigma_pool:
-                raise InputError(f"{calibration.describe()} has σ_y for avgpool factors "
-                                 f"{sorted(point.sigma_pool)}, not {s}: re-run `sing calibrate` with "
-                                 f"--pool {s} or choose one of those")
-            sig, source = point.sigma_pool[s], "calibrated"
-        else:
-            sig, source = blind_sigma(x_hat01).cpu() / s, "blind"
-    else:
-        if point is None:
-            raise InputError("the spectral operator needs a calibration of this JSCC model: run "
-                             "`sing calibrate --jscc MODEL --out DIR` and pass it, or use identity / "
-                             "avgpool-S (blind σ_y)")
-        op = Spectral(point.h, tau=tau)
-        y = x_hat01
-        sig, source = point.noise.sqrt(), "calibrated"
+    if kind == "spectral" and point is None:
+        raise InputError("the spectral operator needs a calibration of this JSCC model: run "
+                         "`sing calibrate --jscc MODEL --out DIR` and pass it, or use identity / "
+                         "avgpool-S (blind σ_y)")
+    op = make_operator(operator, shape, h=point.h if kind == "spectral" else None, tau=tau)
+    y = op.observation(x_hat01)
+    sig, source = op.noise_std(point, x_hat01, calibration.describe() if calibration is not None else "")
     sig = sig * float(sigma_scale)
     x = restore(prior, op, y, sig, steps=steps, eta=eta, generators=generators, travel=travel,
                 progress=progress, clamp=clamp, start=start, x_init01=x_hat01 if start < 1 else None)

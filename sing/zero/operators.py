@@ -10,6 +10,10 @@ DDNM+ (arXiv 2212.00490, Eq. 17–19 and the SVD form of its appendix) scales th
 correction per singular value: component i of Vᵀx is observed with gain s_i and noise σ_{y,i}, i.e.
 with noise σ_{y,i}/s_i in x units. That is why the spectral layout matters, not just A and A†.
 
+Each operator also owns its side of the SING-Zero model (docs/ALGORITHMS.md §4 table):
+`observation(x̂)` (the y made from a DeepJSCC output), `noise_std(point, x̂)` (σ_y: calibrated, or
+blind) and `spectral_noise(σ_y)` (ν_i = σ_{y,i}/s_i, the noise model DDNM+ weighs with, Eq. 19).
+
 Operators (all linear; the affine map between [0, 1] and [-1, 1] images is handled by the sampler):
 
 `identity`   A = I. V = I, s = 1.
@@ -34,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .blind import blind_sigma
 from .dct import dct2, dct_matrix, idct2
 
 OPERATORS = ("identity", "avgpool-s", "spectral")
@@ -75,7 +80,21 @@ class LinearOperator:
     def to(self, device: torch.device | str) -> "LinearOperator":
         return self
 
+    def noise_std(self, point, x_hat: torch.Tensor, where: str = "the calibration"):
+        """(σ_y on the [0, 1] scale in the observation basis, "calibrated" | "blind") for y =
+        observation(x̂); point: a CalibrationPoint at the images' SNRs, or None (module doc)."""
+        raise NotImplementedError
+
     # --- shared ---------------------------------------------------------------------------------
+    def observation(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """y for a DeepJSCC output x̂ (docs/ALGORITHMS.md §4 table): A·x̂ unless the operator says."""
+        return self.A(x_hat)
+
+    def spectral_noise(self, sigma: torch.Tensor) -> torch.Tensor:
+        """ν_i = σ_{y,i}/s_i: component i's observation noise in x units (0 in the null space)."""
+        s = self.singular_values
+        return torch.where(s > 0, sigma / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s * sigma))
+
     def pinv_spectral(self, y: torch.Tensor) -> torch.Tensor:
         """Vᵀ A† y."""
         return self.to_spectral(self.A_pinv(y))
@@ -83,13 +102,6 @@ class LinearOperator:
     def range_mask(self) -> torch.Tensor:
         """1 where the spectral component is observed (s_i > 0), 0 in the null space."""
         return (self.singular_values > 0).to(self.singular_values.dtype)
-
-    def check_image(self, x: torch.Tensor, what: str = "image") -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise InputError(f"{what} must have shape (B, {', '.join(map(str, self.image_shape))}) for "
-                             f"the {self.name} operator, got {tuple(getattr(x, 'shape', ()))}")
-        self._check_batch(x.shape[0], what)
-        return x
 
     def check_observation(self, y: torch.Tensor) -> torch.Tensor:
         """Raise InputError unless y is a finite float tensor (B, *observation_shape)."""
@@ -138,6 +150,11 @@ class Identity(LinearOperator):
 
     def pinv_spectral(self, y):
         return y
+
+    def noise_std(self, point, x_hat, where="the calibration"):
+        if point is not None:
+            return point.sigma_identity, "calibrated"
+        return blind_sigma(x_hat).cpu(), "blind"
 
     def to(self, device):
         out = Identity(self.image_shape)
@@ -196,6 +213,15 @@ class AvgPool(LinearOperator):
         v[..., ::s, ::s] = s * y
         return v
 
+    def noise_std(self, point, x_hat, where="the calibration"):
+        s = self.factor
+        if point is None:
+            return blind_sigma(x_hat).cpu() / s, "blind"      # white-noise assumption
+        if s not in point.sigma_pool:
+            raise InputError(f"{where} has σ_y for avgpool factors {sorted(point.sigma_pool)}, not {s}: "
+                             f"re-run `sing calibrate` with --pool {s} or choose one of those")
+        return point.sigma_pool[s], "calibrated"
+
     def to(self, device):
         out = AvgPool(self.image_shape, self.factor)
         out.singular_values = self.singular_values.to(device)
@@ -243,6 +269,12 @@ class Spectral(LinearOperator):
 
     def to_spectral(self, x):
         return dct2(x)
+
+    def observation(self, x_hat):
+        return x_hat                    # x̂ ≈ A·x + n: the JSCC's degradation is the filter itself
+
+    def noise_std(self, point, x_hat, where="the calibration"):
+        return point.noise.sqrt(), "calibrated"                  # √N(f) per DCT coefficient
 
     def from_spectral(self, v):
         return idct2(v)
