@@ -134,7 +134,10 @@ class Method:
 
 # ---- costs ---------------------------------------------------------------------------------------
 def chain_steps(steps: int, start: float = 1.0, travel=None, T: int = 1000) -> int:
-    """UNet passes of a DDIM chain of `steps` begun at start·T with time travel (l, r) (module doc)."""
+    """UNet passes of a DDIM chain of `steps` begun at start·T with time travel (l, r) (module doc).
+
+    The closed form of `sing.prior.ddim.unet_evals`, which counts the sampler's own schedule: kept
+    here without torch so that the broker can price a request; a property test holds them equal."""
     if start >= 1.0:
         n = steps
     else:
