@@ -57,3 +57,28 @@ def header_ls(p: OfdmParams, Yh: np.ndarray, theta: np.ndarray, X: np.ndarray, P
     acc[:, t["data_in_used"]] = np.sum(Yr[:, :, t["data"]] * np.conj(X), axis=1)
     acc[:, t["pilot_in_used"]] = np.sum(Yr[:, :, t["pilot"]] * P[None, :, :], axis=1)
     return acc, Yr
+
+
+def smooth_weighted(p: OfdmParams, Hu: np.ndarray, keep: np.ndarray):
+    """Like `smooth`, but the delay-basis fit ignores the bins where keep (B, 52) is False (a CW or
+    another interferer there would otherwise leak into every bin through the projection): per frame
+    P_w = B (Bᴴ W B)⁻¹ Bᴴ W, W = diag(keep); dropped bins are interpolated from the others.
+    Returns (H (B, 64), P_w (B, 52, 52))."""
+    t = tables(p)
+    Bm = t["basis"]                                            # (52, D)
+    W = keep.astype(float)
+    G = np.einsum("kd,bk,ke->bde", np.conj(Bm), W, Bm)        # Bᴴ W B  (B, D, D)
+    Pw = np.einsum("kd,bde,ej,bj->bkj", Bm, np.linalg.pinv(G), np.conj(Bm.T), W)
+    H = np.zeros((Hu.shape[0], p.fft_len), np.complex64)
+    H[:, t["used"]] = np.einsum("bkj,bj->bk", Pw, Hu)
+    return H, Pw
+
+
+def smooth_error(p: OfdmParams, noise_used: np.ndarray, n_t: int, on: bool = True, Pw=None):
+    """Variance of the channel estimate per used bin (B, 52): ε_k = Σ_j |P_kj|² σ_j² / N_t for the
+    projection P (the cached one, a per-frame weighted one, or the identity when not smoothing)."""
+    if Pw is not None:
+        return np.einsum("bkj,bj->bk", np.abs(Pw) ** 2, noise_used) / n_t
+    if not on:
+        return noise_used / n_t
+    return noise_used @ tables(p)["proj_abs2"].T / n_t

@@ -153,6 +153,8 @@ def tables(p: OfdmParams):
     R[1::2, 0::2], R[1::2, 1::2] = -A.imag, A.real
     t["projR"] = R.astype(np.float32)
     t["lev"] = np.real(np.diag(P))
+    t["basis"] = B
+    t["proj_abs2"] = np.abs(P) ** 2
     return t
 
 
