@@ -73,6 +73,7 @@ class Training:
     noise: np.ndarray            # (52,) σ̂_k² per used bin (snr.bin_noise)
     err: np.ndarray              # (52,) variance of Ĥ per used bin (chanest.smooth_error)
     interfered: np.ndarray       # (52,) bool: bins flagged by snr.flag_interference
+    obs: np.ndarray              # (N_t, 52) the training observations u_{i,k} (snr.py)
 
 
 @dataclass
@@ -121,6 +122,11 @@ class OfdmReceiver:
         self.max_k = int(max_k)
         self.erase_gamma = float(erase_gamma)
         self.slip_at = float(slip_at)
+        self.track_span = 96          # symbols of the first drift fit (≤ 2 samples at 250 ppm)
+        # training again with the drift taken out when it turns a band-edge subcarrier by more than
+        # this over the training symbols (0.1 rad ≈ 45 ppm with the qpsk header); below, the
+        # smearing costs less than the noise of a short frame's slope estimate would
+        self.retrain_at = 0.1
         self.b_max = 2 * np.pi * float(max_sro) * p.sym_len / p.fft_len    # rad/subcarrier/symbol
         self.model_ids = {crc32_str(m): m for m in model_ids}
         self.image_ids = {crc32_str(i): i for i in image_ids}
@@ -140,8 +146,8 @@ class OfdmReceiver:
         self.merge_gap = 32
         nh = p.n_header_syms
         self.need_hdr = p.stf_len + p.ltf_cp + self.search + 2 + 2 * p.fft_len + nh * p.sym_len + 8
-        self._m64 = np.arange(p.fft_len)
         self._kp = np.asarray(p.pilot_k)
+        self.rho_log: list | None = None          # set to a list to collect the LTF match of every peak
 
     # ---------------------------------------------------------------- public
     def push(self, x: np.ndarray) -> list[RxFrame]:
@@ -287,44 +293,57 @@ class OfdmReceiver:
         P8 = sync.lag_corr_at(self.buf, rel, 8, self.win + 8)
         ok = np.abs(P8) < 0.75 * np.abs(P16)
         f_c = np.angle(P16) / (2 * np.pi * self.lag)
-        hyp = sync.cfo_hypotheses(f_c, self.lag, self.max_cfo)          # (C, Hn)
-        Hn = hyp.shape[1]
         a = rel + p.stf_len + p.ltf_cp - self.search
         S = 2 * self.search + 2 * p.fft_len + 1
-        seg = self.buf[a[:, None] + np.arange(S)]
-        rho = sync.ltf_timing(np.repeat(seg, Hn, axis=0), self.t["ltf_td"], hyp.reshape(-1))
-        rho = rho.reshape(C, Hn, -1)
+        nfft = sync.ltf_nfft(S)
+        ms = sync.cfo_hypotheses(self.lag, self.max_cfo)
+        rho = sync.ltf_timing(self.buf[a[:, None] + np.arange(S)], self.t["ltf_td"], f_c,
+                              ms * (nfft // self.lag))                  # (C, hypotheses, lags)
         best = rho.reshape(C, -1).argmax(axis=1)
         m, j = np.divmod(best, rho.shape[2])
         rmax = rho[np.arange(C), m, j]
+        if self.rho_log is not None:
+            self.rho_log.extend(rmax.tolist())
         ok &= rmax >= self.ltf_thr
         self.counters.rejected += int(C - ok.sum())
-        return _Sync(d[ok], rel[ok], (a + j)[ok], hyp[np.arange(C), m][ok])
+        return _Sync(d[ok], rel[ok], (a + j)[ok], (f_c + ms[m] / self.lag)[ok])
 
     # ---------------------------------------------------------------- header
-    def _demod(self, starts: np.ndarray, f: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        """Unitary FFTs of the 64-sample windows at buffer positions starts (F, n), CFO f (F,)
-        removed with phase reference ref (F,): Y = FFT(y(s+m) e^{-j2πf(s-ref+m)}) / 8."""
-        m = self._m64
+    def _demod(self, starts: np.ndarray, f: np.ndarray, ref: np.ndarray, taper: bool = True) -> np.ndarray:
+        """Unitary FFTs of the windows at buffer positions starts (F, n), CFO f (F,) removed with
+        phase reference ref (F,): Y = FFT(w(m)) / 8 with w(m) = y(s+m) e^{-j2πf(s-ref+m)}, m < N.
+        Receiver windowing (rx_taper = T > 0): the T samples after the window, w(N+j), are folded
+        onto its start, w(j) ← g_j w(j) + (1 - g_j) w(N+j), g a raised-cosine rise. The OFDM signal
+        is cyclic there (both samples lie inside the same symbol's CP extension), so it passes
+        unchanged; a narrowband interferer sees a window with smooth edges, and its leakage into
+        distant bins falls like 1/Δk³ instead of 1/Δk (a CW between two bins otherwise spills
+        into several neighbours on each side). The folded samples also average two noise samples
+        (noise power × 0.98 over the window at T = 6). `taper=False` for the two LTF copies, which
+        follow each other without a CP: folding would share noise samples between them."""
+        N, T = self.p.fft_len, (self.p.rx_taper if taper else 0)
+        m = np.arange(N + T)
         w = self.buf[starts[:, :, None] + m]
         ramp = np.exp(-2j * np.pi * f[:, None] * m[None, :]).astype(np.complex64)
         ph = np.exp(-2j * np.pi * f[:, None] * (starts - ref[:, None])).astype(np.complex64)
         w = w * ramp[:, None, :] * ph[:, :, None]
-        return scipy.fft.fft(w, axis=-1) * np.float32(1 / np.sqrt(self.p.fft_len))
+        if T:
+            g = self.t["taper"]
+            w[..., :T] = w[..., :T] * g + w[..., N:] * (1 - g)
+        return scipy.fft.fft(w[..., :N], axis=-1) * np.float32(1 / np.sqrt(N))
 
     def _headers(self, s: _Sync) -> list[Header]:
         """Fine CFO, LTF channel estimate, header decoding; training for the good ones."""
         p, t = self.p, self.t
-        C, nh, b = s.d.size, p.n_header_syms, p.backoff
+        C, nh, b = s.d.size, p.n_header_syms, p.fft_offset
         if C == 0:
             return []
         pre = 24
         ii = np.arange(p.fft_len + pre) - pre
         f = s.f + sync.fine_cfo(self.buf[s.t1[:, None] + ii], self.buf[s.t1[:, None] + ii + p.fft_len], s.f)
         td = s.t1 + 2 * p.fft_len
-        starts = np.concatenate([np.stack([s.t1 - b, s.t1 + p.fft_len - b], 1),
-                                 td[:, None] + p.sym_len * np.arange(nh)[None, :] + p.cp_len - b], 1)
-        Y = self._demod(starts, f, s.rel)
+        Y = np.concatenate([
+            self._demod(np.stack([s.t1 - b, s.t1 + p.fft_len - b], 1), f, s.rel, taper=False),
+            self._demod(td[:, None] + p.sym_len * np.arange(nh)[None, :] + p.cp_len - b, f, s.rel)], 1)
         acc, _, _ = chanest.ltf_ls(p, Y[:, 0], Y[:, 1])
         H0 = chanest.smooth(p, acc / 2, self.smooth)
         Yh = Y[:, 2:]
@@ -359,16 +378,12 @@ class OfdmReceiver:
         return res
 
     def _training(self, Y, Yh, theta, idx) -> list[Training]:
-        """Channel estimate and per-bin noise from the LTF and (header_aided) the decoded header
-        symbols: the observations u_{i,k} of snr.py, their mean and sample variance per used bin,
-        a delay-basis fit that skips interfered bins."""
+        """The training observations u_{i,k} of snr.py (the two LTF copies and, header_aided, the
+        decoded header symbols re-encoded) → channel estimate and per-bin noise (_fit_training)."""
         p, t = self.p, self.t
         u = t["used"]
         L = t["ltf_vals"][None, :].astype(np.float32)
-        u_ltf = np.stack([Y[:, 0, u] * L, Y[:, 1, u] * L], 1)            # (F, 2, 52)
-        usum = u_ltf.sum(axis=1)
-        usq = np.sum(np.abs(u_ltf) ** 2, axis=1).astype(np.float64)
-        n_t = 2
+        U = np.stack([Y[:, 0, u] * L, Y[:, 1, u] * L], 1)               # (F, 2, 52)
         if self.header_aided:
             X = symbols_from_idx(p, idx)
             Pp = pilots_for(p, p.n_header_syms, 0)
@@ -376,10 +391,17 @@ class OfdmReceiver:
             uh = np.zeros(Yh.shape[:2] + (52,), np.complex64)
             uh[:, :, t["data_in_used"]] = Yr[:, :, t["data"]] * np.conj(X)
             uh[:, :, t["pilot_in_used"]] = Yr[:, :, t["pilot"]] * Pp[None]
-            usum = usum + uh.sum(axis=1)
-            usq = usq + np.sum(np.abs(uh) ** 2, axis=1)
-            n_t += p.n_header_syms
-        noise = snr.bin_noise(usum, usq, n_t)
+            U = np.concatenate([U, uh], 1)
+        H, noise, err, flags = self._fit_training(U)
+        return [Training(H[i], noise[i], err[i], flags[i], U[i]) for i in range(H.shape[0])]
+
+    def _fit_training(self, U: np.ndarray):
+        """U (F, N_t, 52) → H (F, 64), σ̂² (F, 52), ε (F, 52), interfered (F, 52): per-bin mean and
+        sample variance (snr.bin_noise), delay-basis fit that skips interfered bins."""
+        p = self.p
+        n_t = U.shape[1]
+        usum = U.sum(axis=1)
+        noise = snr.bin_noise(usum, np.sum(U.real ** 2 + U.imag ** 2, axis=1, dtype=np.float64), n_t)
         if n_t > 2:
             flags = snr.flag_interference(noise, self.erase_gamma)
         else:                          # one dof per bin: too noisy to single bins out, pool it
@@ -391,7 +413,19 @@ class OfdmReceiver:
         if hit.size:
             H[hit], Pw = chanest.smooth_weighted(p, usum[hit] / n_t, ~flags[hit])
             err[hit] = chanest.smooth_error(p, noise[hit], n_t, Pw=Pw)
-        return [Training(H[i], noise[i], err[i], flags[i]) for i in range(H.shape[0])]
+        return H, noise, err, flags
+
+    def _retrain(self, U: np.ndarray, beta: np.ndarray):
+        """Training again with each training symbol's drift phase taken out: β (F, n) is the
+        fitted slope per OFDM symbol after the LTF (a line, cpe.drift), extended back to the LTF
+        copies (their windows start 144 and 80 samples before the first header symbol's)."""
+        p = self.p
+        n_t = U.shape[1]
+        per_sym = (beta[:, 1] - beta[:, 0]) if beta.shape[1] > 1 else np.zeros(beta.shape[0])
+        lt = beta[:, :1] + per_sym[:, None] * (np.array([-144.0, -80.0]) / p.sym_len)[None, :]
+        bt = np.concatenate([lt, beta[:, :n_t - 2]], 1)                   # (F, N_t)
+        rot = np.exp(-1j * bt[:, :, None] * np.asarray(p.used_k)[None, None, :]).astype(np.complex64)
+        return self._fit_training(U * rot)
 
     # ---------------------------------------------------------------- payload
     def _payloads(self, ready: list[Header]):
@@ -424,24 +458,39 @@ class OfdmReceiver:
         return out, None
 
     def _track(self, Y, H, f, d_rel, starts, n):
-        """Timing drift and common phase over header + payload pilots; windows moved by whole
-        samples where the drift passes slip_at (then demodulated again). → (Y, β, θ, g, W)."""
+        """Timing drift and common phase over header + payload pilots → (Y, β, θ, g, W).
+
+        Sample slips: the drift is first fitted on the first `track_span` symbols (where even the
+        largest clock offset searched keeps the window inside the CP) and extrapolated; where the
+        predicted drift passes slip_at samples, the windows move by round(τ_n) samples and are
+        demodulated again. A window moved by s_n samples adds 2π s_n k / N to subcarrier k's
+        phase: that is taken out of the pilots before the final straight-line fit over the whole
+        frame and put back into the correction β_n."""
         p, t = self.p, self.t
         Hp = H[:, t["pilot"]]
         Pp = pilots_for(p, n, 0)
-        beta = cpe.drift(Y[:, :, t["pilot"]], Hp, Pp, self._kp, self.b_max)
+        Yp = Y[:, :, t["pilot"]]
+        span = min(n, self.track_span)
+        beta = cpe.drift(Yp[:, :span], Hp, Pp[:span], self._kp, self.b_max)
+        if span > 1:
+            beta = beta[:, :1] + (beta[:, 1:2] - beta[:, :1]) * np.arange(n)[None, :]
         tau = -beta * p.fft_len / (2 * np.pi)                  # samples the window is early
+        slip = np.zeros(beta.shape, np.int64)
         if np.abs(tau).max() > self.slip_at:
             slip = np.round(tau).astype(np.int64)
             Y = self._demod(starts + slip, f, d_rel)
-            beta = beta + 2 * np.pi * slip / p.fft_len
-        rot = np.exp(-1j * beta[:, :, None] * self._kp[None, None, :]).astype(np.complex64)
+            Yp = Y[:, :, t["pilot"]] * np.exp(-2j * np.pi / p.fft_len * slip[:, :, None] *
+                                              self._kp[None, None, :]).astype(np.complex64)
+        if span < n or slip.any():
+            beta = cpe.drift(Yp, Hp, Pp, self._kp, self.b_max)
+        beta_eff = beta + 2 * np.pi * slip / p.fft_len
+        rot = np.exp(-1j * beta_eff[:, :, None] * self._kp[None, None, :]).astype(np.complex64)
         theta, g, wlen = cpe.track(Y[:, :, t["pilot"]] * rot, Hp, Pp, self.cpe_window)
-        return Y, beta, theta, g, wlen
+        return Y, beta_eff, beta, theta, g, wlen
 
     def _equalise_group(self, n: int, sts: list[Header]):
         p, t = self.p, self.t
-        nh, b = p.n_header_syms, p.backoff
+        nh, b = p.n_header_syms, p.fft_offset
         F, npl = len(sts), n - nh
         d_rel = np.array([s.d for s in sts]) - self.base
         td_rel = np.array([s.td for s in sts]) - self.base
@@ -449,11 +498,17 @@ class OfdmReceiver:
         starts = td_rel[:, None] + p.sym_len * np.arange(n)[None, :] + p.cp_len - b
         Y = self._demod(starts, f, d_rel)
         H = np.stack([s.train.H for s in sts])
-        noise = np.stack([s.train.noise for s in sts])
-        err = np.stack([s.train.err for s in sts])
-        flags = np.stack([s.train.interfered for s in sts])
+        Y, beta, beta_lin, theta, g, wlen = self._track(Y, H, f, d_rel, starts, n)
+        U = np.stack([s.train.obs for s in sts])
+        per_sym = beta_lin[:, 1] - beta_lin[:, 0] if n > 1 else np.zeros(len(sts))
+        span = np.abs(per_sym) * (U.shape[1] - 2 + 1.8) * 26
+        if span.max() > self.retrain_at:
+            H, noise, err, flags = self._retrain(U, beta_lin)
+        else:
+            noise = np.stack([s.train.noise for s in sts])
+            err = np.stack([s.train.err for s in sts])
+            flags = np.stack([s.train.interfered for s in sts])
         Hp, Hd = H[:, t["pilot"]], H[:, t["data"]]
-        Y, beta, theta, g, wlen = self._track(Y, H, f, d_rel, starts, n)
         # truncation: the last symbols' pilots no longer look like pilots
         tl = min(4, npl) if npl else 1
         s2p = noise[:, t["pilot_in_used"]].mean(axis=1)
@@ -470,17 +525,23 @@ class OfdmReceiver:
         slots = Yd.reshape(F, -1)
         deint = deinterleaver(slots.shape[1])
         z = slots[:, deint]
+        v_slot = v[:, deint % p.n_data]                                 # (F, n_slots), symbol order
+        ks = np.array([st.fields["k"] for st in sts])
+        cs = np.cumsum(v_slot, axis=1)
+        snr_db = -10 * np.log10(np.maximum(cs[np.arange(F), ks - 1] / ks, 1e-30))
+        snr_ch = snr.channel_snr_db(H[:, t["used"]], noise)
+        noise_var = noise[:, di].mean(axis=1)
+        uneven = v.max(axis=1) > 4 * np.median(v, axis=1)
+        drift_end = -beta_lin[:, -1] * p.fft_len / (2 * np.pi)
+        n_erased = erase.sum(axis=1)
         frames = []
         for q, st in enumerate(sts):
-            k = st.fields["k"]
-            v_sym = v[q, deint[:k] % p.n_data]
+            k = int(ks[q])
             meta = dict(st.meta)
-            meta.update(snr_db=float(snr.snr_db_of(v_sym[None])[0]), snr_source="estimated",
-                        snr_channel_db=float(snr.channel_snr_db(H[q:q + 1, t["used"]], noise[q:q + 1])[0]),
-                        cfo_cycles_per_sample=st.f, noise_var=float(np.mean(noise[q, di])),
-                        ofdm_symbols=n, erased_subcarriers=int(erase[q].sum()),
-                        drift_samples=float(-beta[q, -1] * p.fft_len / (2 * np.pi)))
-            if v_sym.max() > 4 * np.median(v_sym):
-                meta["symbol_noise_var"] = v_sym.astype(np.float32)
+            meta.update(snr_db=float(snr_db[q]), snr_source="estimated", snr_channel_db=float(snr_ch[q]),
+                        cfo_cycles_per_sample=st.f, noise_var=float(noise_var[q]), ofdm_symbols=n,
+                        erased_subcarriers=int(n_erased[q]), drift_samples=float(drift_end[q]))
+            if uneven[q]:
+                meta["symbol_noise_var"] = v_slot[q, :k].astype(np.float32)
             frames.append(RxFrame(np.ascontiguousarray(z[q, :k], np.complex64), meta, st.d))
         return frames, trunc

@@ -59,21 +59,30 @@ def sc_metric(x: np.ndarray, lag: int, win: int) -> tuple[np.ndarray, np.ndarray
     return M, P
 
 
-def ltf_timing(seg: np.ndarray, ref: np.ndarray, f_c: np.ndarray) -> np.ndarray:
-    """seg (B, S) samples, ref (64,) LTF, f_c (B,) coarse CFO → ρ (B, S - 127) (module doc).
-    The correlations Σ_m y(τ+m) l*(m) of all lags come from one FFT pair per candidate (zero-padded
-    to ≥ S, so the circular correlation does not wrap for the lags kept)."""
+def ltf_timing(seg: np.ndarray, ref: np.ndarray, f_c: np.ndarray, shifts=(0,)) -> np.ndarray:
+    """seg (B, S) samples, ref (64,) LTF, f_c (B,) coarse CFO → ρ (B, H, S - 127) (module doc) for
+    the CFO hypotheses f_c + s/nfft, s in `shifts` (multiples of nfft/16 for the integer search).
+    The correlations Σ_m y(τ+m) l*(m) of all lags come from one FFT per candidate (zero-padded to
+    nfft ≥ S, so the circular correlation does not wrap for the lags kept); removing a further CFO
+    of s/nfft cycles/sample is a circular shift of that FFT by s bins, so each hypothesis costs one
+    inverse FFT."""
     n = ref.size
     B, S = seg.shape
     nfft = 1 << int(np.ceil(np.log2(S)))
     y = seg * np.exp(-2j * np.pi * f_c[:, None] * np.arange(S)[None, :]).astype(np.complex64)
     R = np.conj(scipy.fft.fft(ref.astype(np.complex64), nfft))
-    c = scipy.fft.ifft(scipy.fft.fft(y, nfft, axis=1) * R[None, :], axis=1)[:, :S - n + 1]
+    Yf = scipy.fft.fft(y, nfft, axis=1)
+    prod = np.stack([np.roll(Yf, -int(s), axis=1) * R[None, :] for s in shifts], axis=1)
+    c = scipy.fft.ifft(prod, axis=2)[:, :, :S - n + 1]
     a2 = seg.real * seg.real + seg.imag * seg.imag
-    cs = np.concatenate([np.zeros((seg.shape[0], 1)), np.cumsum(a2, axis=1, dtype=np.float64)], axis=1)
-    e = cs[:, n:] - cs[:, :-n]
+    cs = np.concatenate([np.zeros((B, 1)), np.cumsum(a2, axis=1, dtype=np.float64)], axis=1)
+    e = (cs[:, n:] - cs[:, :-n])[:, None, :]
     r = (c.real ** 2 + c.imag ** 2) / np.maximum(e * float(np.vdot(ref, ref).real), 1e-30)
-    return 0.5 * (r[:, :-n] + r[:, n:])
+    return 0.5 * (r[:, :, :-n] + r[:, :, n:])
+
+
+def ltf_nfft(S: int) -> int:
+    return 1 << int(np.ceil(np.log2(S)))
 
 
 def fine_cfo(a: np.ndarray, b: np.ndarray, f_c: np.ndarray, n: int = 64) -> np.ndarray:
@@ -94,12 +103,11 @@ def lag_corr_at(x: np.ndarray, d: np.ndarray, lag: int, win: int) -> np.ndarray:
     return np.sum(np.conj(x[i]) * x[i + lag], axis=1)
 
 
-def cfo_hypotheses(f_c: np.ndarray, lag: int, max_cfo: float) -> np.ndarray:
-    """The integer-ambiguity candidates of a lag-`lag` CFO estimate: f_c + m/lag for |m| ≤ M with
-    M = ceil(max_cfo·lag - ½), so that every |f| ≤ max_cfo is within 1/(2·lag) of one of them.
-    f_c (C,) → (C, 2M+1)."""
+def cfo_hypotheses(lag: int, max_cfo: float) -> np.ndarray:
+    """The integer ambiguities m of a lag-`lag` CFO estimate f_c (the offset is f_c + m/lag) to try:
+    |m| ≤ M = ceil(max_cfo·lag - ½), so that every |f| ≤ max_cfo is within 1/(2·lag) of one."""
     m = int(np.ceil(max(max_cfo * lag - 0.5, 0.0)))
-    return f_c[:, None] + np.arange(-m, m + 1)[None, :] / lag
+    return np.arange(-m, m + 1)
 
 
 class DcBlocker:
