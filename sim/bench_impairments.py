@@ -167,14 +167,14 @@ def run_case(name: str, imp: dict, k: int, n: int, snr_db: float, seed: int,
         err2.append(e)
         meas.append(-10 * np.log10(e))
         est.append(f.meta["snr_db"])
-        erased.append(f.meta.get("erased_subcarriers", 0))
+        erased.append(f.meta.get("interfered_subcarriers", 0))
     meas, est = np.array(meas), np.array(est)
     r = {"case": name, "k": k, "snr_db": snr_db, "n_sent": n, "n_ok": len(frames),
          "delivered": len(frames) / n, "counters": counters,
          "evm_db": float(10 * np.log10(np.mean(err2))) if err2 else None,
          "snr_est_bias_db": float(np.mean(est) - np.mean(meas)) if len(est) else None,
          "snr_est_mae_db": float(np.mean(np.abs(est - meas))) if len(est) else None,
-         "erased_subcarriers_mean": float(np.mean(erased)) if erased else None,
+         "interfered_subcarriers_mean": float(np.mean(erased)) if erased else None,
          "seconds": round(time.time() - t0, 2),
          "impairments": {a: (b.tolist() if isinstance(b, np.ndarray) else b) for a, b in imp.items()}}
     if "taps" in r["impairments"]:
@@ -213,7 +213,7 @@ def false_alarm_curve(n_samples: int, seed: int) -> dict:
 
 
 def table(res: dict) -> str:
-    lines = ["| case | k | delivered | EVM (dB) | EVM penalty (dB) | vs 3-tap ref. (dB) | ideal-SRO control (dB) | SNR est. bias (dB) | SNR est. MAE (dB) | erased bins | limit |",
+    lines = ["| case | k | delivered | EVM (dB) | EVM penalty (dB) | vs 3-tap ref. (dB) | ideal-SRO control (dB) | SNR est. bias (dB) | SNR est. MAE (dB) | interfered bins | limit |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["cases"]:
         pen = r.get("evm_penalty_db")
@@ -226,7 +226,7 @@ def table(res: dict) -> str:
                      f"{f(r.get('evm_penalty_vs_multipath_db'))} | "
                      f"{f((r.get('control_ideal_sro') or {}).get('evm_penalty_db'))} | "
                      f"{f(r['snr_est_bias_db'])} | {'—' if r['snr_est_mae_db'] is None else format(r['snr_est_mae_db'], '.2f')} | "
-                     f"{'—' if r['erased_subcarriers_mean'] is None else format(r['erased_subcarriers_mean'], '.1f')} | "
+                     f"{'—' if r['interfered_subcarriers_mean'] is None else format(r['interfered_subcarriers_mean'], '.1f')} | "
                      f"{'' if lim is None else '≤ %.1f' % lim} |")
     lines.append("")
     lines.append("| idle input | samples | detections / 10⁶ | rejected peaks / 10⁶ | frames |")

@@ -22,8 +22,8 @@ step below runs once for all candidates / frames found in the samples pushed so 
           has not fully arrived waits (``pending``).
   PAYLOAD (all complete frames at once, grouped by length) timing drift and common phase from the
           pilots (cpe.drift, cpe.track), FFT windows moved by whole samples when the drift passes
-          `slip_at` samples, zero-forcing (no decision feedback on the analog payload), erasure of
-          interfered bins, de-interleave, per-symbol variances and SNR (snr.py). A frame whose last
+          `slip_at` samples, zero-forcing (no decision feedback on the analog payload), interfered
+          bins shrunk (LMMSE), de-interleave, per-symbol variances and SNR (snr.py). A frame whose last
           symbols carry no pilots any more (cut short, overrun by the next preamble) is truncated:
           dropped, and the search resumes after its header.
 """
@@ -103,9 +103,9 @@ class _Sync:
 
 class OfdmReceiver:
     def __init__(self, p: OfdmParams = OfdmParams(), detect_threshold: float = 0.02,
-                 ltf_threshold: float = 0.12, max_cfo: float = 0.135, use_nulls: bool = False,
+                 ltf_threshold: float = 0.14, max_cfo: float = 0.135, use_nulls: bool = False,
                  smooth: bool = True, header_aided: bool = True, cpe_window: int = 9,
-                 max_k: int = 1 << 20, erase_gamma: float = 4.0, slip_at: float = 1.0, max_sro: float = 250e-6,
+                 max_k: int = 1 << 20, interference_gamma: float = 4.0, slip_at: float = 1.0, max_sro: float = 250e-6,
                  model_ids=(), image_ids=(), model_bcr=None, logger=None):
         """use_nulls: accepted for old flowgraphs and ignored (the noise is measured on the bins the
         payload uses, snr.py). max_cfo: the carrier offset searched, cycles/sample. max_sro: the
@@ -120,7 +120,7 @@ class OfdmReceiver:
         self.header_aided = header_aided
         self.cpe_window = int(cpe_window)
         self.max_k = int(max_k)
-        self.erase_gamma = float(erase_gamma)
+        self.interference_gamma = float(interference_gamma)
         self.slip_at = float(slip_at)
         self.track_span = 96          # symbols of the first drift fit (≤ 2 samples at 250 ppm)
         # training again with the drift taken out when it turns a band-edge subcarrier by more than
@@ -403,7 +403,7 @@ class OfdmReceiver:
         usum = U.sum(axis=1)
         noise = snr.bin_noise(usum, np.sum(U.real ** 2 + U.imag ** 2, axis=1, dtype=np.float64), n_t)
         if n_t > 2:
-            flags = snr.flag_interference(noise, self.erase_gamma)
+            flags = snr.flag_interference(noise, self.interference_gamma)
         else:                          # one dof per bin: too noisy to single bins out, pool it
             noise = np.repeat(noise.mean(axis=1, keepdims=True), noise.shape[1], axis=1)
             flags = np.zeros(noise.shape, bool)
@@ -519,9 +519,10 @@ class OfdmReceiver:
         Yd = Y[:, nh:, t["data"]] * (np.exp(-1j * ph).astype(np.complex64) / Hd[:, None, :])
         di = t["data_in_used"]
         v = snr.bin_variances(noise[:, di], err[:, di], Hd, noise[:, t["pilot_in_used"]], Hp, wlen)
-        erase = flags[:, di] & (v > 1.0)
-        v = np.where(erase, 1.0, v)
-        Yd = np.where(erase[:, None, :], np.complex64(0), Yd)
+        hit = flags[:, di]                                              # interfered data bins
+        shrink = np.where(hit, 1.0 / (1.0 + v), 1.0)                    # LMMSE weight there
+        v = np.where(hit, v / (1.0 + v), v)
+        Yd = Yd * shrink[:, None, :].astype(np.float32)
         slots = Yd.reshape(F, -1)
         deint = deinterleaver(slots.shape[1])
         z = slots[:, deint]
@@ -533,14 +534,14 @@ class OfdmReceiver:
         noise_var = noise[:, di].mean(axis=1)
         uneven = v.max(axis=1) > 4 * np.median(v, axis=1)
         drift_end = -beta_lin[:, -1] * p.fft_len / (2 * np.pi)
-        n_erased = erase.sum(axis=1)
+        n_hit = hit.sum(axis=1)
         frames = []
         for q, st in enumerate(sts):
             k = int(ks[q])
             meta = dict(st.meta)
             meta.update(snr_db=float(snr_db[q]), snr_source="estimated", snr_channel_db=float(snr_ch[q]),
                         cfo_cycles_per_sample=st.f, noise_var=float(noise_var[q]), ofdm_symbols=n,
-                        erased_subcarriers=int(n_erased[q]), drift_samples=float(drift_end[q]))
+                        interfered_subcarriers=int(n_hit[q]), drift_samples=float(drift_end[q]))
             if uneven[q]:
                 meta["symbol_noise_var"] = v_slot[q, :k].astype(np.float32)
             frames.append(RxFrame(np.ascontiguousarray(z[q, :k], np.complex64), meta, st.d))

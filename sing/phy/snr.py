@@ -12,9 +12,11 @@ What the decoder sees after zero-forcing with Ĥ and common-phase tracking (ŷ =
 with ε_k the variance of the channel estimate on bin k (chanest.smooth_error) and the last term the
 error of the W-symbol common-phase average (cpe.py). Interleaving spreads each subcarrier's v_k over
 scattered symbols, so symbol j of the frame has the variance of the bin it travelled on.
-Erasure: a bin whose noise is far above the frame's typical noise (σ̂_k² > γ · median_k σ̂_k²:
-interference, not fading) and whose v_k > 1 carries less than nothing in the mean-square sense
-(the prior alone, ŷ = 0, errs by E|z|² = 1): its symbols are delivered as 0 with variance 1.
+Interference: a bin whose noise is far above the frame's typical noise (σ̂_k² > γ · median_k σ̂_k²:
+interference, not fading) is shrunk to its linear MMSE estimate ŷ = ŷ_ZF / (1 + v_k), whose error
+variance is v_k / (1 + v_k) < min(v_k, 1): zero-forcing would pass the interference on (v_k ≫ 1
+for a strong CW), erasing (ŷ = 0) would err by E|z|² = 1 also where the bin still carries some
+signal (a CW between two bins puts v ≈ 2 on each).
     snr_db = -10 log10 mean_j v_j      (over the k payload symbols: what `snr_db` means downstream)
     snr_channel_db = 10 log10(mean_k |Ĥ_k|² / mean_k σ̂_k²)   (per-subcarrier SNR before equalising)
 """
