@@ -145,14 +145,18 @@ class ofdm_deframer(gr.sync_block):
         x = input_items[0]
         if self._wait_for_more(len(x)):
             return 0
-        for fr in self.rx.push(x):
-            meta = dict(fr.meta)
-            meta["cfo_hz"] = float(meta.pop("cfo_cycles_per_sample")) * self.samp_rate
-            self.message_port_pub(self.port, pmt.cons(dict_pmt(meta), c32_pmt(fr.symbols)))
+        self._publish(self.rx.push(x))
         self._publish_counters()
         return len(x)
 
+    def _publish(self, frames):
+        for fr in frames:
+            meta = dict(fr.meta)
+            meta["cfo_hz"] = float(meta.pop("cfo_cycles_per_sample")) * self.samp_rate
+            self.message_port_pub(self.port, pmt.cons(dict_pmt(meta), c32_pmt(fr.symbols)))
+
     def stop(self):
+        self._publish(self.rx.finish())
         self._publish_counters(force=True)
         self.logger.info(f"OFDM RX counters: {self.counters()}")
         return True

@@ -171,8 +171,9 @@ def test_bad_input_drops_the_frames_it_hits_and_nothing_else():
         out += rx.push(np.zeros(0, np.complex64))
     assert [f.meta["image_id"] for f in out] == ["0", "2", "3"]
     assert all(np.isfinite(f.symbols).all() for f in out)
+    rx.finish()
     c = rx.counters
-    assert c.bad_input_frames == 1 and c.bad_samples == 7
+    assert c.bad_input_frames == 1 and c.bad_samples == 7 and c.truncated == 1
     # a loud (×1000) frame is just a frame
     out, _ = receive(awgn(x, 15, rng) * 1000)
     assert len(out) == 5 and evm_db(out, zs) < -13

@@ -176,6 +176,18 @@ class OfdmReceiver:
         self._trim()
         return out
 
+    def finish(self) -> list[RxFrame]:
+        """End of stream: zeros stand in for the samples that never came, so that a frame cut in
+        its preamble or header is decided (rejected / bad header / truncated) and counted; a frame
+        still waiting for its payload then is counted as truncated. Returns frames completed."""
+        out = self.push(np.zeros(self.need_hdr + 64, np.complex64))
+        if self.pending is not None:
+            self.counters.truncated += 1
+            self.log.warning("OFDM RX: dropped image %s at sample %d: the stream ended before the "
+                             "frame did", self.pending.meta["image_id"], self.pending.d)
+            self.pending = None
+        return out
+
     # ---------------------------------------------------------------- input
     def _sanitize(self, x: np.ndarray) -> np.ndarray:
         """Zero NaN / Inf / absurd samples, remember where they were (module doc)."""
