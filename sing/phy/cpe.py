@@ -47,7 +47,9 @@ def drift(Yp: np.ndarray, Hp: np.ndarray, P: np.ndarray, kp: np.ndarray, b_max: 
        that half a step costs < 0.3 rad at the frame's end on the widest pair);
     2. a from the narrowest pair (unambiguous), then each wider one;
     3. (a, b) refined by least squares on the remaining phases, each pair weighted by (2k_j)²
-       (equal phase noise), the refinement kept within one grid step.
+       (equal phase noise), the refinement kept within one grid step;
+    4. β = 0 where the residual phases wrap (low SNR) and the slope is not significant
+       (< 5 standard errors of the fit).
     Yp (B, n, 4) pilots (bins ordered as kp), Hp (B, 4), P (n, 4), kp (4,) signed subcarrier indices
     (pairs ±k_j). Returns β (B, n) in radians per subcarrier."""
     c = Yp * np.conj(Hp[:, None, :] * P[None, :, :])
@@ -76,6 +78,18 @@ def drift(Yp: np.ndarray, Hp: np.ndarray, P: np.ndarray, kp: np.ndarray, b_max: 
     w = two_k ** 2
     vbar = np.sum(v * w, axis=2) / w.sum()                               # (B, n)
     m_t = ar.mean()
-    b1 = np.clip(np.sum((ar - m_t) * vbar, axis=1) / np.sum((ar - m_t) ** 2), -step, step)
+    sxx = np.sum((ar - m_t) ** 2)
+    b1 = np.clip(np.sum((ar - m_t) * vbar, axis=1) / sxx, -step, step)
     a1 = np.mean(vbar, axis=1) - b1 * m_t
-    return (a0 + a1)[:, None] + (b0 + b1)[:, None] * ar[None, :]
+    beta = (a0 + a1)[:, None] + (b0 + b1)[:, None] * ar[None, :]
+    # 4. when to trust the line: the residual phases per unit weight have variance s² (≈ 2/SNR of
+    #    a pilot while the noise is small, → π²/3 once the phases wrap). Where s² < 0.5 the fit is
+    #    in its linear regime, unbiased, with error var b = s² / (Σw Σ(n-n̄)²) far below the
+    #    drift it removes: kept. Where the phases wrap (low SNR, short frames) the grid maximum of
+    #    step 1 is nearly uniform over ±b_max and correcting by it costs more than the drift:
+    #    kept only if the slope exceeds 5 standard errors, else β = 0.
+    r = v - (a1[:, None, None] + b1[:, None, None] * ar[None, :, None])
+    s2 = np.sum(w * r ** 2, axis=(1, 2)) / max(n * w.size - 2, 1)     # rad², per unit weight
+    var_b = s2 / (w.sum() * sxx)
+    keep = (s2 < 0.5) | ((b0 + b1) ** 2 > 25 * var_b)
+    return np.where(keep[:, None], beta, 0.0)

@@ -5,7 +5,8 @@ step below runs once for all candidates / frames found in the samples pushed so 
           overlaps them is dropped and counted); a constant offset is removed (sync.DcBlocker).
   METRIC  Schmidl-Cox M(d), P(d) computed once per new sample and kept with the buffer (sync.py).
   SEARCH  runs of M > detect_threshold (gaps < 32 merged, runs > 1024 split) → one candidate per
-          run, at the last point where M ≥ 0.9 × the run's maximum (the end of the S&C plateau).
+          run, at its maximum, or where the maximum exceeds 0.5 at the last point with M ≥ 0.9 ×
+          the maximum (the end of the S&C plateau, flat at high SNR).
   CHECK   (all candidates at once, no header work yet) a CW or any other periodic signal correlates
           with itself at every lag, the STF (tones on every 4th bin) not at lag 8: |P₈| ≥ ¾|P₁₆| →
           rejected. Then integer-CFO search: the lag-16 estimate f_c is ambiguous by multiples of
@@ -147,6 +148,7 @@ class OfdmReceiver:
         nh = p.n_header_syms
         self.need_hdr = p.stf_len + p.ltf_cp + self.search + 2 + 2 * p.fft_len + nh * p.sym_len + 8
         self._kp = np.asarray(p.pilot_k)
+        self.cw_ratio = 0.75          # |P₈| / |P₁₆| at or above which a peak is a CW, not an STF
         self.rho_log: list | None = None          # set to a list to collect the LTF match of every peak
 
     # ---------------------------------------------------------------- public
@@ -288,9 +290,12 @@ class OfdmReceiver:
             for a, b in pieces:
                 if (not closed and b == e) or a > limit:
                     return cands, self.base + a
-                seg = self.M[a:b]              # last point of the top plateau: at high SNR M ≈ 1
-                d = a + int(np.flatnonzero(seg >= 0.9 * seg.max())[-1])   # while the window is
-                                               # partly in silence before the STF, argmax is random
+                seg = self.M[a:b]
+                top = seg.max()
+                if top > 0.5:                  # high SNR: M ≈ 1 all along the plateau while the
+                    d = a + int(np.flatnonzero(seg >= 0.9 * top)[-1])   # window is partly in
+                else:                          # silence before the STF: take the plateau's end
+                    d = a + int(np.argmax(seg))
                 if d > limit:
                     return cands, self.base + a
                 cands.append(self.base + d)
@@ -303,7 +308,7 @@ class OfdmReceiver:
         rel = d - self.base
         P16 = self.Pm[rel]
         P8 = sync.lag_corr_at(self.buf, rel, 8, self.win + 8)
-        ok = np.abs(P8) < 0.75 * np.abs(P16)
+        ok = np.abs(P8) < self.cw_ratio * np.abs(P16)
         f_c = np.angle(P16) / (2 * np.pi * self.lag)
         a = rel + p.stf_len + p.ltf_cp - self.search
         S = 2 * self.search + 2 * p.fft_len + 1
