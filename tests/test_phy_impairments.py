@@ -1,6 +1,7 @@
 """sing.phy under the impairments of real radios (small versions of sim/bench_impairments.py):
 carrier offsets up to ±0.125 cycle/sample (integer-CFO search), sampling-clock offset (drift
-tracking, sample slips), a CW interferer (per-bin noise, shrinkage, per-symbol variances), idle
+tracking, sample slips), a CW interferer (per-bin noise, cancelling, else shrinkage and
+per-symbol variances), idle
 input with DC and CW (no detections), the SNR estimate against the measured post-equalisation SNR,
 and bad input (NaN / Inf / absurd samples, ×1000 bursts, empty chunks)."""
 import sys
@@ -96,15 +97,34 @@ def test_sample_slips_keep_a_drift_beyond_the_cyclic_prefix():
     assert res["no slips"] - res["none"] > 3.0, res
 
 
-def test_cw_interferer_shrunk_and_reported_per_symbol():
-    """A CW at -10 dBc on a data subcarrier: flagged by the per-bin noise, those symbols shrunk,
-    their variance in `symbol_noise_var`; EVM within 2 dB of no CW; the SNR estimate honest."""
+@pytest.mark.parametrize("bin_", [11.1, 10.5])
+def test_cw_interferer_cancelled(bin_):
+    """A CW at -10 dBc, on a bin or between two: found by the per-bin noise, cancelled (tone
+    estimated from the header residuals and the payload), EVM within 1 dB of no CW (2 dB is the
+    target), the SNR estimate honest."""
     x, zs = frames(6, 1024, 8)
     rng = np.random.default_rng(9)
     out0, _ = receive(awgn(x, 12.5, rng))
-    n = np.arange(x.size)
-    y = awgn(x + np.sqrt(0.1) * np.exp(2j * np.pi * (11.1 / 64) * n), 12.5, rng)
+    y = awgn(x + np.sqrt(0.1) * np.exp(2j * np.pi * (bin_ / 64) * np.arange(x.size)), 12.5, rng)
     out, _ = receive(y)
+    assert len(out) == 6
+    assert evm_db(out, zs) - evm_db(out0, zs) < 1.0
+    assert abs(np.mean([f.meta["snr_db"] for f in out]) + evm_db(out, zs)) < 0.5
+    assert all(f.meta["tone_cancelled_subcarriers"] >= 1 for f in out)
+    assert all(f.meta["tone_cancelled_subcarriers"] == 0 for f in out0)
+
+
+def test_interference_without_cancelling_is_shrunk_and_reported_per_symbol():
+    """The fallback when a bin stays interfered (here: cancelling switched off): those symbols
+    shrunk, their variance in `symbol_noise_var`; EVM within 2 dB of no CW; the SNR estimate and
+    the per-symbol variances honest."""
+    x, zs = frames(6, 1024, 8)
+    rng = np.random.default_rng(9)
+    out0, _ = receive(awgn(x, 12.5, rng))
+    y = awgn(x + np.sqrt(0.1) * np.exp(2j * np.pi * (11.1 / 64) * np.arange(x.size)), 12.5, rng)
+    rx = OfdmReceiver(OfdmParams())
+    rx.cancel_tones = False
+    out, _ = receive(y, rx)
     assert len(out) == 6
     assert evm_db(out, zs) - evm_db(out0, zs) < 2.0
     assert abs(np.mean([f.meta["snr_db"] for f in out]) + evm_db(out, zs)) < 0.5
@@ -115,7 +135,6 @@ def test_cw_interferer_shrunk_and_reported_per_symbol():
         z = zs[int(f.meta["image_id"])]
         bad = v > 10 * np.median(v)                       # the symbols that rode on the CW bin(s)
         assert 10 <= bad.sum() <= 100
-        # the reported variances are what those symbols suffer (within sampling error)
         e_bad = np.mean(np.abs(f.symbols[bad] - z[bad]) ** 2)
         assert 0.5 < e_bad / np.mean(v[bad]) < 2.0
     assert all("symbol_noise_var" not in f.meta for f in out0)

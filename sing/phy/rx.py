@@ -23,8 +23,9 @@ step below runs once for all candidates / frames found in the samples pushed so 
           has not fully arrived waits (``pending``).
   PAYLOAD (all complete frames at once, grouped by length) timing drift and common phase from the
           pilots (cpe.drift, cpe.track), FFT windows moved by whole samples when the drift passes
-          `slip_at` samples, zero-forcing (no decision feedback on the analog payload), interfered
-          bins shrunk (LMMSE), de-interleave, per-symbol variances and SNR (snr.py). A frame whose last
+          `slip_at` samples, a CW cancelled on interfered data bins (tones.py), zero-forcing (no
+          decision feedback on the analog payload), bins still interfered shrunk (LMMSE),
+          de-interleave, per-symbol variances and SNR (snr.py). A frame whose last
           symbols carry no pilots any more (cut short, overrun by the next preamble) is truncated:
           dropped, and the search resumes after its header.
 """
@@ -36,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.fft
 
-from . import chanest, cpe, snr, sync
+from . import chanest, cpe, snr, sync, tones
 from .header import decode_headers, fields_to_meta, symbols_from_idx
 from .params import OfdmParams, deinterleaver, pilots_for, tables
 
@@ -75,6 +76,7 @@ class Training:
     err: np.ndarray              # (52,) variance of Ĥ per used bin (chanest.smooth_error)
     interfered: np.ndarray       # (52,) bool: bins flagged by snr.flag_interference
     obs: np.ndarray              # (N_t, 52) the training observations u_{i,k} (snr.py)
+    hdr_tx: np.ndarray | None    # (n_h, 52) header symbols as sent, times e^{jθ_n} (tones.py)
 
 
 @dataclass
@@ -148,6 +150,7 @@ class OfdmReceiver:
         nh = p.n_header_syms
         self.need_hdr = p.stf_len + p.ltf_cp + self.search + 2 + 2 * p.fft_len + nh * p.sym_len + 8
         self._kp = np.asarray(p.pilot_k)
+        self.cancel_tones = True      # cancel a CW on interfered bins (tones.py) before shrinking
         self.cw_ratio = 0.75          # |P₈| / |P₁₆| at or above which a peak is a CW, not an STF
         self.rho_log: list | None = None          # set to a list to collect the LTF match of every peak
 
@@ -401,6 +404,7 @@ class OfdmReceiver:
         u = t["used"]
         L = t["ltf_vals"][None, :].astype(np.float32)
         U = np.stack([Y[:, 0, u] * L, Y[:, 1, u] * L], 1)               # (F, 2, 52)
+        xs = [None] * U.shape[0]
         if self.header_aided:
             X = symbols_from_idx(p, idx)
             Pp = pilots_for(p, p.n_header_syms, 0)
@@ -409,8 +413,12 @@ class OfdmReceiver:
             uh[:, :, t["data_in_used"]] = Yr[:, :, t["data"]] * np.conj(X)
             uh[:, :, t["pilot_in_used"]] = Yr[:, :, t["pilot"]] * Pp[None]
             U = np.concatenate([U, uh], 1)
+            xk = np.zeros(uh.shape, np.complex64)
+            xk[:, :, t["data_in_used"]] = X
+            xk[:, :, t["pilot_in_used"]] = Pp[None]
+            xs = xk * np.exp(1j * theta).astype(np.complex64)[:, :, None]
         H, noise, err, flags = self._fit_training(U)
-        return [Training(H[i], noise[i], err[i], flags[i], U[i]) for i in range(H.shape[0])]
+        return [Training(H[i], noise[i], err[i], flags[i], U[i], xs[i]) for i in range(H.shape[0])]
 
     def _fit_training(self, U: np.ndarray):
         """U (F, N_t, 52) → H (F, 64), σ̂² (F, 52), ε (F, 52), interfered (F, 52): per-bin mean and
@@ -503,7 +511,34 @@ class OfdmReceiver:
         beta_eff = beta + 2 * np.pi * slip / p.fft_len
         rot = np.exp(-1j * beta_eff[:, :, None] * self._kp[None, None, :]).astype(np.complex64)
         theta, g, wlen = cpe.track(Y[:, :, t["pilot"]] * rot, Hp, Pp, self.cpe_window)
-        return Y, beta_eff, beta, theta, g, wlen
+        return Y, beta_eff, beta, theta, g, wlen, slip
+
+    def _cancel_tones(self, Y, H, noise, flags, s, sts):
+        """Cancel a CW on the interfered data bins of each frame that has them (tones.py); their
+        noise is measured again on the header residuals, and a bin stays flagged (shrunk) only
+        if it is still well above the frame's median."""
+        p, t = self.p, self.t
+        nh = p.n_header_syms
+        di = t["data_in_used"]
+        Y, noise, flags = Y.copy(), noise.copy(), flags.copy()
+        n_cancel = np.zeros(Y.shape[0], np.int64)
+        for q in np.flatnonzero(flags[:, di].any(axis=1)):
+            K = di[flags[q, di]]                                        # used-bin positions
+            bins = t["used"][K]
+            tx = sts[q].train.hdr_tx[:, K]
+            R = Y[q, :nh][:, bins] - H[q, bins][None, :] * tx
+            obs = np.concatenate([R, Y[q, nh:][:, bins]], 0)
+            h2 = np.abs(H[q, bins]) ** 2
+            w = np.concatenate([np.broadcast_to(1 / noise[q, K], R.shape),
+                                np.broadcast_to(1 / (noise[q, K] + h2), (obs.shape[0] - nh, K.size))], 0)
+            c, om = tones.estimate(obs, w, s[q], np.asarray(p.used_k)[K], p.fft_len)
+            I = tones.tone(c, om, s[q], s[q][0])
+            Y[q][:, bins] -= I.astype(np.complex64)
+            left = np.sum(np.abs(R - I[:nh]) ** 2, axis=0) / max(nh - 1, 1)
+            noise[q, K] = left
+            flags[q, K] = left > self.interference_gamma * np.median(noise[q])
+            n_cancel[q] = K.size
+        return Y, noise, flags, n_cancel
 
     def _equalise_group(self, n: int, sts: list[Header]):
         p, t = self.p, self.t
@@ -515,7 +550,7 @@ class OfdmReceiver:
         starts = td_rel[:, None] + p.sym_len * np.arange(n)[None, :] + p.cp_len - b
         Y = self._demod(starts, f, d_rel)
         H = np.stack([s.train.H for s in sts])
-        Y, beta, beta_lin, theta, g, wlen = self._track(Y, H, f, d_rel, starts, n)
+        Y, beta, beta_lin, theta, g, wlen, slip = self._track(Y, H, f, d_rel, starts, n)
         U = np.stack([s.train.obs for s in sts])
         per_sym = beta_lin[:, 1] - beta_lin[:, 0] if n > 1 else np.zeros(len(sts))
         span = np.abs(per_sym) * (U.shape[1] - 2 + 1.8) * 26
@@ -525,6 +560,10 @@ class OfdmReceiver:
             noise = np.stack([s.train.noise for s in sts])
             err = np.stack([s.train.err for s in sts])
             flags = np.stack([s.train.interfered for s in sts])
+        if self.cancel_tones and flags.any() and sts[0].train.hdr_tx is not None:
+            Y, noise, flags, n_cancel = self._cancel_tones(Y, H, noise, flags, starts + slip, sts)
+        else:
+            n_cancel = np.zeros(F, np.int64)
         Hp, Hd = H[:, t["pilot"]], H[:, t["data"]]
         # truncation: the last symbols' pilots no longer look like pilots
         tl = min(4, npl) if npl else 1
@@ -558,7 +597,8 @@ class OfdmReceiver:
             meta = dict(st.meta)
             meta.update(snr_db=float(snr_db[q]), snr_source="estimated", snr_channel_db=float(snr_ch[q]),
                         cfo_cycles_per_sample=st.f, noise_var=float(noise_var[q]), ofdm_symbols=n,
-                        interfered_subcarriers=int(n_hit[q]), drift_samples=float(drift_end[q]))
+                        interfered_subcarriers=int(n_hit[q]), tone_cancelled_subcarriers=int(n_cancel[q]),
+                        drift_samples=float(drift_end[q]))
             if uneven[q]:
                 meta["symbol_noise_var"] = v_slot[q, :k].astype(np.float32)
             frames.append(RxFrame(np.ascontiguousarray(z[q, :k], np.complex64), meta, st.d))
