@@ -18,6 +18,15 @@ add the normalised magnitudes (non-coherently, robust to residual CFO):
 The coarse CFO is removed from the short search segment first (its common phase drops out of |·|²).
 Fine CFO (Moose 1994): f̂_fine = ∠(Σ_m y*(τ+m) y(τ+64+m) · e^{-j2π f̂_coarse 64}) / (2π·64),
 |f̂_fine| < 1/128, over the LTF including the part of its CP that multipath cannot reach.
+
+Integer CFO (Schmidl & Cox §IV use a second training symbol; here the LTF plays that part): the
+lag-16 estimate is ambiguous by multiples of 1/16 cycle/sample, so ρ(τ) is computed for every
+hypothesis f_c + m/16 with |f| ≤ max_cfo (`cfo_hypotheses`) and the best (τ, m) kept. A wrong m
+leaves a residual offset of ≥ 4 subcarriers, which decorrelates the known LTF (ρ ≈ 1/52), so the
+choice is clear wherever the frame is detectable at all.
+CW / DC check: a periodic interferer correlates with itself at every lag, the STF (tones on every
+4th bin, ±1 … ±6 × 4 with equal magnitudes) has Σ_k |S_k|² e^{j2πk·8/64} = 0 at lag 8:
+`lag_corr_at(x, d, 8, ·)` large against P(d) marks a CW, not a preamble.
 """
 from __future__ import annotations
 
