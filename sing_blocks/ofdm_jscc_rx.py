@@ -21,8 +21,9 @@ the real model_id (else "#xxxxxxxx"). Non-numeric image ids come back as "ota/<s
 unless `image_dir` lists the images (ids "folder/<file name>", as the JSCC Image Source names them).
 Drops (rejected preambles, false syncs, bad headers, truncated frames, frames hit by NaN/Inf
 input) are counted (`counters()`), bad headers and dropped frames logged with one line each; the
-counters are published as a PMT dict on the message port `counters` whenever they change (at most
-every `_COUNTERS_S`, and at stop); a summary line is logged at stop.
+counters are published as a PMT dict on the message port `counters` when a frame is delivered or
+dropped (changes of the noise counters alone at most every `_COUNTERS_S`; once more at stop, which
+a flowgraph that is shutting down may no longer deliver); a summary line is logged at stop.
 """
 from __future__ import annotations
 
@@ -124,9 +125,13 @@ class ofdm_deframer(gr.sync_block):
         return self.rx.counters.as_dict()
 
     def _publish_counters(self, force: bool = False):
+        """Counters message when they changed: at once when a frame was delivered or dropped, at
+        most every _COUNTERS_S when only the noise counters (rejected, detections) moved."""
         c = self.counters()
         now = time.monotonic()
-        if c != self._sent_counters and (force or now - self._counters_at >= _COUNTERS_S):
+        old = self._sent_counters or {}
+        churn_only = all(c[k] == old.get(k) for k in c if k not in ("rejected", "detections"))
+        if c != old and (force or not churn_only or now - self._counters_at >= _COUNTERS_S):
             self.message_port_pub(self.cport, dict_pmt(c))
             self._sent_counters, self._counters_at = c, now
 

@@ -196,3 +196,24 @@ def test_bad_input_drops_the_frames_it_hits_and_nothing_else():
     # a loud (×1000) frame is just a frame
     out, _ = receive(awgn(x, 15, rng) * 1000)
     assert len(out) == 5 and evm_db(out, zs) < -13
+
+
+@pytest.mark.gnuradio
+def test_small_impairment_benchmark_with_gnuradio_blocks():
+    """A few rows of sim/bench_impairments.py, through GNU Radio's own impairment blocks: every
+    frame arrives; EVM penalty and SNR-estimate bias within the benchmark's limits (loosened for
+    6 frames); idle noise + DC gives no detection."""
+    pytest.importorskip("gnuradio.channels")
+    import bench_impairments as bi
+    rows = {}
+    for name, k, n, lim in (("awgn", 256, 6, None), ("cfo -0.125", 256, 6, 0.6), ("cheap sdr pair", 256, 6, 2.5),
+                            ("cw -10 dBc, between two bins", 256, 6, 1.5), ("awgn", 4096, 3, None),
+                            ("sro 100 ppm", 4096, 3, 1.2)):
+        r = bi.run_case(name, bi.CASES[name], k, n, 12.5, seed=77)
+        assert r["n_ok"] == n, (name, r["counters"])
+        assert abs(r["snr_est_bias_db"]) < 0.5, (name, r["snr_est_bias_db"])
+        rows[(name, k)] = r
+        if lim is not None:
+            assert r["evm_db"] - rows[("awgn", k)]["evm_db"] < lim, (name, r["evm_db"])
+    idle = bi.idle_case(300_000, 12.5, 0.05, seed=78)
+    assert idle["counters"]["detections"] == 0 and idle["frames"] == 0

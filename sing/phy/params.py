@@ -155,15 +155,12 @@ def tables(p: OfdmParams):
     d = np.arange(p.smooth_taps) + p.fft_offset - 3
     B = np.exp(-2j * np.pi * np.outer(p.used_k, d) / n)
     P = B @ np.linalg.pinv(B)
-    t["proj"] = P
-    t["projT"] = np.ascontiguousarray(P.T).astype(np.complex64)
-    # the same product on interleaved float32 (re, im) rows: x.view(f32) @ projR = (x @ projT).view(f32)
+    # the same product on interleaved float32 (re, im) rows: x.view(f32) @ projR = (x @ P.T).view(f32)
     A = P.T
     R = np.zeros((104, 104))
     R[0::2, 0::2], R[0::2, 1::2] = A.real, A.imag
     R[1::2, 0::2], R[1::2, 1::2] = -A.imag, A.real
     t["projR"] = R.astype(np.float32)
-    t["lev"] = np.real(np.diag(P))
     t["basis"] = B
     t["proj_abs2"] = np.abs(P) ** 2
     # receiver window: raised-cosine rise over the rx_taper samples folded from behind the window

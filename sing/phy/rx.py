@@ -364,7 +364,7 @@ class OfdmReceiver:
         Y = np.concatenate([
             self._demod(np.stack([s.t1 - b, s.t1 + p.fft_len - b], 1), f, s.rel, taper=False),
             self._demod(td[:, None] + p.sym_len * np.arange(nh)[None, :] + p.cp_len - b, f, s.rel)], 1)
-        acc, _, _ = chanest.ltf_ls(p, Y[:, 0], Y[:, 1])
+        acc = chanest.ltf_ls(p, Y[:, 0], Y[:, 1])
         H0 = chanest.smooth(p, acc / 2, self.smooth)
         Yh = Y[:, 2:]
         Pp = pilots_for(p, nh, 0)

@@ -45,11 +45,6 @@ def bin_variances(noise_d: np.ndarray, err_d: np.ndarray, Hd: np.ndarray, noise_
     return (noise_d + err_d) / h2 + cpe[:, None]
 
 
-def snr_db_of(v_sym: np.ndarray) -> np.ndarray:
-    """Per-symbol variances (B, k) → snr_db (B,)."""
-    return -10 * np.log10(np.maximum(np.mean(v_sym, axis=1), 1e-30))
-
-
 def channel_snr_db(H_used: np.ndarray, noise_used: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.maximum(np.mean(np.abs(H_used) ** 2, axis=1), 1e-30) /
                          np.maximum(np.mean(noise_used, axis=1), 1e-30))

@@ -95,12 +95,6 @@ def fine_cfo(a: np.ndarray, b: np.ndarray, f_c: np.ndarray, n: int = 64) -> np.n
     return np.angle(v) / (2 * np.pi * n)
 
 
-def rotate(x: np.ndarray, f: float, n0: int = 0) -> np.ndarray:
-    """x(n)·e^{-j2π f (n + n0)}: removes a CFO of f cycles/sample."""
-    ph = np.exp(-2j * np.pi * f * (np.arange(x.size) + n0))
-    return (x * ph).astype(np.complex64)
-
-
 def lag_corr_at(x: np.ndarray, d: np.ndarray, lag: int, win: int) -> np.ndarray:
     """Σ_{m<win} x*(d+m) x(d+m+lag) at the positions d (C,) → (C,) complex."""
     i = d[:, None] + np.arange(win)[None, :]
