@@ -6,7 +6,7 @@ time-domain signal is x = a · IDFT_unitary(grid) with a = sqrt(N / N_used), so 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
