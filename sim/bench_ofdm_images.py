@@ -80,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--snr-db", type=float, default=0.0)
     ap.add_argument("--method", default="deepjscc")
     ap.add_argument("--jscc", default=str(REPO / "models" / "jscc-natural64-bcr1_48"))
+    ap.add_argument("--prior", default=str(REPO / "models" / "prior-natural-64"),
+                    help="diffusion prior the worker loads (for the SING methods)")
     ap.add_argument("--header-mod", default="bpsk-x2", choices=("qpsk", "bpsk", "bpsk-x2"))
     ap.add_argument("--cfo", type=float, default=0.002, help="run C's CFO, cycles/sample")
     ap.add_argument("--sro", type=float, default=0.0,
@@ -123,7 +125,8 @@ def main(argv=None) -> int:
             (c_key, args.cfo, args.sro, list(TAPS) if args.c_taps == "3tap" else [1.0]))
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    worker = start_worker({"jscc": args.jscc}, port, work / "worker.log")
+    worker = start_worker({"jscc": args.jscc, "prior": args.prior if args.method != "deepjscc" else None},
+                          port, work / "worker.log")
     rows = {}
     try:
         wait_ready(endpoint, worker)
