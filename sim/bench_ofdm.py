@@ -125,6 +125,7 @@ def snr_sweep(snrs, n, k, mod, seed):
                         "est_mean_db": float(est.mean()), "post_eq_true_mean_db": float(meas.mean()),
                         "bias_vs_post_eq_db": float(est.mean() - meas.mean()),
                         "rms_per_image_db": float(np.sqrt(np.mean((est - meas) ** 2))),
+                        "mae_per_image_db": float(np.mean(np.abs(est - meas))),
                         "bias_vs_nominal_db": float(est.mean() - s)})
             print(out[-1], flush=True)
     return out
