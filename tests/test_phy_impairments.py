@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sing.phy import HeaderFields, OfdmParams, OfdmReceiver, build_frame
 from sing.phy.tx import build_frames
@@ -63,6 +65,21 @@ def test_integer_cfo_search_over_an_eighth_of_the_sample_rate():
     out, _ = receive(awgn(x * np.exp(2j * np.pi * 0.125 * np.arange(x.size)), 15, np.random.default_rng(3)),
                      OfdmReceiver(OfdmParams(), max_cfo=0.02))
     assert out == []
+
+
+@settings(max_examples=12, deadline=None)
+@given(cfo=st.floats(-0.13, 0.13), delay=st.integers(0, 300), phase=st.floats(0, 6.28), k=st.integers(1, 700))
+def test_any_offset_in_range_is_acquired(cfo, delay, phase, k):
+    """Property: for any carrier offset within ±max_cfo, any start and carrier phase and any k, the
+    frame arrives with the offset estimated to 1e-3 cycle/sample and its symbols intact."""
+    rng = np.random.default_rng(k)
+    z = unit(rng, k)
+    x = np.r_[np.zeros(delay), build_frame(OfdmParams(), z, HeaderFields("7", k)), np.zeros(400)]
+    y = awgn(x * np.exp(1j * (2 * np.pi * cfo * np.arange(x.size) + phase)), 20, rng)
+    out, _ = receive(y)
+    assert [f.meta["image_id"] for f in out] == ["7"]
+    assert abs(out[0].meta["cfo_cycles_per_sample"] - cfo) < 1e-3
+    assert 10 * np.log10(np.mean(np.abs(out[0].symbols - z) ** 2)) < -14
 
 
 @pytest.mark.parametrize("sro", [100e-6, -100e-6])
