@@ -13,8 +13,8 @@ cost per frame falls with the chunk size. Throughput therefore comes from large 
   Latency added: at most `_MAX_WAIT_S` (20 ms); at 1 MS/s the receiver needs about 1/4 core.
 PDU metadata: CONVENTIONS.md keys with snr_db = estimated post-equalisation SNR of the payload,
 snr_source = "estimated", plus seq, snr_channel_db, cfo_hz, noise_var, ofdm_symbols,
-erased_subcarriers, drift_samples and, where some subcarriers are much worse than others,
-symbol_noise_var (f32vector, one variance per symbol; docs/over_the_air.md).
+interfered_subcarriers, tone_cancelled_subcarriers, drift_samples and, where some subcarriers are
+much worse than others, symbol_noise_var (f32vector, one variance per symbol; docs/over_the_air.md).
 Ids (docs/over_the_air.md): the header carries CRC32(model_id); `model_dirs` (model directories,
 comma separated) and/or `model_ids` give the ids to map it back to, so the receiver downstream gets
 the real model_id (else "#xxxxxxxx"). Non-numeric image ids come back as "ota/<seq>-<crc32>"

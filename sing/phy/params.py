@@ -62,10 +62,6 @@ class OfdmParams:
         return np.array([k for k in self.used_k if k not in (-21, -7, 7, 21)])
 
     @property
-    def null_k(self):                # guard bins only; DC (LO leakage, DC offset) excluded
-        return np.r_[np.arange(-32, -26), np.arange(27, 32)]
-
-    @property
     def fft_offset(self):           # samples the FFT window starts before the end of the CP
         return self.backoff + self.rx_taper
 
@@ -121,7 +117,6 @@ def tables(p: OfdmParams):
     t["used"] = _bins(p.used_k, n)
     t["pilot"] = _bins(p.pilot_k, n)
     t["data"] = _bins(p.data_k, n)
-    t["null"] = _bins(p.null_k, n)
     # positions of pilots/data inside the 52 used bins (for the smoothing projection)
     used_list = list(p.used_k)
     t["pilot_in_used"] = np.array([used_list.index(k) for k in p.pilot_k])
