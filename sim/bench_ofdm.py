@@ -125,6 +125,7 @@ def snr_sweep(snrs, n, k, mod, seed):
                         "est_mean_db": float(est.mean()), "post_eq_true_mean_db": float(meas.mean()),
                         "bias_vs_post_eq_db": float(est.mean() - meas.mean()),
                         "rms_per_image_db": float(np.sqrt(np.mean((est - meas) ** 2))),
+                        "mae_per_image_db": float(np.mean(np.abs(est - meas))),
                         "bias_vs_nominal_db": float(est.mean() - s)})
             print(out[-1], flush=True)
     return out
@@ -286,8 +287,8 @@ def throughput(n_frames, k, repeats):
         print({kk: (round(vv[-1], 3), round(cpu[kk][-1], 3)) for kk, vv in runs.items()}, flush=True)
     med = {kk: float(np.median(vv)) for kk, vv in runs.items()}
     cmed = {kk: float(np.median(vv)) for kk, vv in cpu.items()}
-    accept = {"tx_at_least_stock": med["ours_tx"] >= med["stock_tx"],
-              "rx_at_least_stock": med["ours_rx"] >= med["stock_rx"],
+    accept = {"tx_at_least_1.5x_stock": med["ours_tx"] >= 1.5 * med["stock_tx"],
+              "rx_at_least_1.5x_stock": med["ours_rx"] >= 1.5 * med["stock_rx"],
               "ours_never_below_1_msps": min(min(runs["ours_tx"]), min(runs["ours_rx"])) >= 1.0}
     accept["holds"] = all(accept.values())
     res = {"repeats": repeats, "frames_per_run": n_frames, "runs_msps": runs,
@@ -305,7 +306,8 @@ def throughput(n_frames, k, repeats):
            "note": "restoration detached; ours: PDUs (+ 'done') -> OFDM JSCC TX -> null sink, vector source -> "
                    "OFDM JSCC RX -> message_debug; stock: vector source -> digital.ofdm_tx -> null sink, "
                    "vector source -> ofdm_rx -> vector sink (FFT 64, CP 16, QPSK/BPSK, 96-byte packets); each "
-                   "run is tb.run() to the end; same process, alternating, medians. acceptance: medians, "
+                   "run is tb.run() to the end; same process, alternating, medians. acceptance: medians "
+                   "(ours at least 1.5x stock), "
                    "and every run of ours >= 1 MS/s. msps = samples / wall second; "
                    "msps_per_cpu_s = samples / CPU second of the process (all threads): on a shared, "
                    "oversubscribed machine a many-threaded C++ chain gets more wall-clock CPU than one "

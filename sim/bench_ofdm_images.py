@@ -9,7 +9,10 @@ unless --jscc says otherwise, restoration by --method through a real `sing worke
      OFDM JSCC TX → channel_model → OFDM JSCC RX (snr_db = pilot/header-aided estimate) → SING
      receiver → worker;
   C. the same flowgraph with CFO 0.002 cycles/sample + the 3-tap multipath of sim/bench_ofdm.py
-     (its shipped defaults; timing offset from the 137-sample delay and epsilon 1.0 in both B and C).
+     (its shipped defaults; timing offset from the 137-sample delay and epsilon 1.0 in both B and C);
+     or, with --cfo/--sro/--c-taps, the offsets of real radios, e.g. `--cfo 0.1 --sro 50e-6
+     --c-taps none` (C differs from B only by a carrier offset of 0.1 cycle/sample and a 50 ppm
+     clock offset; `lpips_minus_B` in the JSON).
 SNR convention: the flowgraph's --snr-db is Es/N0 per data subcarrier. The TX's mean time-domain
 power is 1 over 52 used bins of a 64-point FFT, so each data subcarrier carries Es = 64/52 per
 time sample; channel_model's noise_voltage = sqrt(64/52 · 10^(-SNR/10)) makes N0 per bin
@@ -48,11 +51,13 @@ GRC = "ofdm_loopback_images_no_gui"
 TOL = 0.05
 
 
-def run_ofdm(work: Path, script: Path, kwargs: dict, taps, key: str, timeout_s: float = 900):
+def run_ofdm(work: Path, script: Path, kwargs: dict, taps, key: str, timeout_s: float = 900,
+             epsilon: float = 1.0):
     """Run the compiled flowgraph in a child process (`--_flowgraph cfg.json`); returns the RX's output
-    symbols, their metadata, the RX counters and the child's log."""
+    symbols, their metadata, the RX counters and the child's log. epsilon: the channel's sampling
+    clock ratio (1 + clock offset), set on its channel_model after construction."""
     cfg = {"script_dir": str(script.parent), "kwargs": kwargs, "dump": str(work / f"{key}.npz"),
-           "taps": [[float(np.real(t)), float(np.imag(t))] for t in taps]}
+           "taps": [[float(np.real(t)), float(np.imag(t))] for t in taps], "epsilon": float(epsilon)}
     f = work / f"{key}.cfg.json"
     f.write_text(json.dumps(cfg))
     r = subprocess.run([sys.executable, __file__, "--_flowgraph", str(f)], cwd=REPO, env=gr_env(),
@@ -75,8 +80,15 @@ def main(argv=None) -> int:
     ap.add_argument("--snr-db", type=float, default=0.0)
     ap.add_argument("--method", default="deepjscc")
     ap.add_argument("--jscc", default=str(REPO / "models" / "jscc-natural64-bcr1_48"))
+    ap.add_argument("--prior", default=str(REPO / "models" / "prior-natural-64"),
+                    help="diffusion prior the worker loads (for the SING methods)")
     ap.add_argument("--header-mod", default="bpsk-x2", choices=("qpsk", "bpsk", "bpsk-x2"))
     ap.add_argument("--cfo", type=float, default=0.002, help="run C's CFO, cycles/sample")
+    ap.add_argument("--sro", type=float, default=0.0,
+                    help="run C's sampling-clock offset (fraction, 50e-6 = 50 ppm: channel_model epsilon)")
+    ap.add_argument("--c-taps", default="3tap", choices=("3tap", "none"),
+                    help="run C's multipath: bench_ofdm's 3 taps, or none (then C differs from B only "
+                         "by the offsets)")
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between images at the source")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise-seed", type=int, default=42)
@@ -108,22 +120,25 @@ def main(argv=None) -> int:
         z_all = jscc.encode(x, args.snr_db).cpu().numpy()        # what the image source sends
     rx_local = Receiver(jscc) if args.method in ("deepjscc", "deepjscc-perceptual") else None
     TAPS = np.array([1.0, 0.35 * np.exp(0.7j), 0.12 * np.exp(-2.1j)])   # = the flowgraph's / bench_ofdm's
-    runs = (("B_ofdm_awgn", 0.0, [1.0]), ("C_ofdm_cfo_3tap", args.cfo, list(TAPS)))
+    c_key = "C_ofdm_cfo_3tap" if (args.sro == 0 and args.c_taps == "3tap") else "C_ofdm_impaired"
+    runs = (("B_ofdm_awgn", 0.0, 0.0, [1.0]),
+            (c_key, args.cfo, args.sro, list(TAPS) if args.c_taps == "3tap" else [1.0]))
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    worker = start_worker({"jscc": args.jscc}, port, work / "worker.log")
+    worker = start_worker({"jscc": args.jscc, "prior": args.prior if args.method != "deepjscc" else None},
+                          port, work / "worker.log")
     rows = {}
     try:
         wait_ready(endpoint, worker)
         script = compile_grc(GRC, work)
-        for key, cfo, taps in runs:
+        for key, cfo, sro, taps in runs:
             t1 = time.time()
             rroot = work / key
             kw = {"images": str(imgs), "jscc": args.jscc, "enc_snr_db": args.snr_db, "interval": args.interval,
                   "header_mod": args.header_mod, "endpoint": endpoint, "method": args.method,
                   "out_dir": str(rroot), "rx_image_dir": str(imgs), "worker_timeout": 120.0,
                   "snr_db": args.snr_db, "cfo": cfo, "noise_seed": args.noise_seed}
-            ys, metas, counters, log = run_ofdm(work, script, kw, taps, key)
+            ys, metas, counters, log = run_ofdm(work, script, kw, taps, key, epsilon=1.0 + sro)
             summary = json.loads((rroot / "summary.json").read_text())
             got = {m["image_id"]: (y, m) for y, m in zip(ys, metas)}
             idx = [i for i, f in enumerate(fids) if f in got]
@@ -140,7 +155,7 @@ def main(argv=None) -> int:
             chan = np.array([got[fids[i]][1].get("snr_channel_db", np.nan) for i in idx], float)
             row = {"flowgraph": f"flowgraphs/{GRC}.grc", "channel": {"cfo_cycles_per_sample": cfo,
                    "taps": [[float(np.real(t)), float(np.imag(t))] for t in taps], "normalised_taps": True,
-                   "delay_samples": 137, "epsilon": 1.0, "noise_seed": args.noise_seed,
+                   "delay_samples": 137, "epsilon": 1.0 + sro, "noise_seed": args.noise_seed,
                    "noise_voltage": float(np.sqrt(64 / 52 * 10 ** (-args.snr_db / 10)))},
                    "header_mod": args.header_mod, "images_sent": len(x), "images_received": len(idx),
                    "rx_counters": counters, "metrics": m, "A_on_same_images": ref,
@@ -183,6 +198,8 @@ def main(argv=None) -> int:
     finally:
         stop_worker(worker)
         shutil.rmtree(work, ignore_errors=True)
+    if "B_ofdm_awgn" in rows and c_key in rows:
+        rows[c_key]["lpips_minus_B"] = rows[c_key]["metrics"]["lpips"] - rows["B_ofdm_awgn"]["metrics"]["lpips"]
     result = {"schema": "sing.bench.ofdm_images/1",
               "setup": {"dataset": "natural", "split": "test", "n_images": len(x), "resolution": 64,
                         "bcr": res_a["setup"]["bcr"], "k": res_a["setup"]["k"], "snr_db": args.snr_db,
@@ -197,7 +214,8 @@ def main(argv=None) -> int:
                               "snr_estimate_mean_db": res_a["setup"]["snr_rx_mean_db"], "seconds": t_a},
               **rows,
               "pass": all(r["pass"] for r in rows.values())}
-    f = out / f"bench_ofdm_vs_eval_{args.method}_{args.snr_db:g}dB.json"
+    suffix = "" if c_key == "C_ofdm_cfo_3tap" else f"_C-cfo{args.cfo:g}-sro{args.sro * 1e6:g}ppm-{args.c_taps}"
+    f = out / f"bench_ofdm_vs_eval_{args.method}_{args.snr_db:g}dB{suffix}.json"
     f.write_text(json.dumps(result, indent=1) + "\n")
     ma = result["A_sing_eval"]["metrics"]
     print(f"{'A_sing_eval':16s} PSNR {ma['psnr']:.3f}  SSIM {ma['ssim']:.4f}  LPIPS {ma['lpips']:.4f}  "
@@ -220,6 +238,8 @@ def _flowgraph_child_impl(cfg: dict) -> int:
     mod = __import__(GRC)
     tb = getattr(mod, GRC)(**cfg["kwargs"])
     tb.set_taps(cfg["taps"])
+    if cfg.get("epsilon", 1.0) != 1.0:
+        tb.chan.set_timing_offset(cfg["epsilon"])
     dbg = blocks.message_debug()
     tb.msg_connect((tb.rx, "out"), (dbg, "store"))
     tb.start()

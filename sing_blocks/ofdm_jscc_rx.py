@@ -11,14 +11,19 @@ cost per frame falls with the chunk size. Throughput therefore comes from large 
   oldest of them has waited `_MAX_WAIT_S`; then everything waiting is processed in one call (also
   at the end of a finite stream: the scheduler keeps calling work() while input is left).
   Latency added: at most `_MAX_WAIT_S` (20 ms); at 1 MS/s the receiver needs about 1/4 core.
-PDU metadata: CONVENTIONS.md keys with snr_db = estimated post-equalisation SNR,
-snr_source = "estimated", plus seq, snr_channel_db, cfo_hz, noise_var, ofdm_symbols.
+PDU metadata: CONVENTIONS.md keys with snr_db = estimated post-equalisation SNR of the payload,
+snr_source = "estimated", plus seq, snr_channel_db, cfo_hz, noise_var, ofdm_symbols,
+interfered_subcarriers, tone_cancelled_subcarriers, drift_samples and, where some subcarriers are
+much worse than others, symbol_noise_var (f32vector, one variance per symbol; docs/over_the_air.md).
 Ids (docs/over_the_air.md): the header carries CRC32(model_id); `model_dirs` (model directories,
 comma separated) and/or `model_ids` give the ids to map it back to, so the receiver downstream gets
 the real model_id (else "#xxxxxxxx"). Non-numeric image ids come back as "ota/<seq>-<crc32>"
 unless `image_dir` lists the images (ids "folder/<file name>", as the JSCC Image Source names them).
-Drops (false syncs, bad headers, truncated frames) are counted (`counters()`), bad headers and
-truncated frames logged with one line each; a summary line is logged at stop.
+Drops (rejected preambles, false syncs, bad headers, truncated frames, frames hit by NaN/Inf
+input) are counted (`counters()`), bad headers and dropped frames logged with one line each; the
+counters are published as a PMT dict on the message port `counters` when a frame is delivered or
+dropped (changes of the noise counters alone at most every `_COUNTERS_S`; once more at stop, which
+a flowgraph that is shutting down may no longer deliver); a summary line is logged at stop.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ _BATCH = 1 << 15           # samples: process at once from this many (≈ 20 fra
 _MAX_WAIT_S = 0.02         # ... or when the oldest waiting sample has waited this long
 _POLL_S = 0.001            # sleep between looks while waiting
 _BUFFER = 1 << 17          # items in front of the deframer
+_COUNTERS_S = 0.5          # counters message at most this often
 
 
 class BlockLog:
@@ -100,20 +106,34 @@ def known_images(image_dir: str, prefix: str = "folder/") -> list[str]:
 
 class ofdm_deframer(gr.sync_block):
     def __init__(self, header_mod="qpsk", samp_rate=1e6, detect_threshold=0.02, use_nulls=True,
-                 model_ids=(), model_dirs="", image_dir=""):
+                 model_ids=(), model_dirs="", image_dir="", max_cfo=0.135):
         gr.sync_block.__init__(self, name="sing_ofdm_deframer", in_sig=[np.complex64], out_sig=None)
         self.samp_rate = float(samp_rate)
         mids, bcr = known_models(model_dirs)
         self.rx = OfdmReceiver(OfdmParams(header_mod=header_mod), detect_threshold=detect_threshold,
-                               use_nulls=use_nulls, model_ids=_split(model_ids) + mids,
+                               use_nulls=use_nulls, max_cfo=max_cfo, model_ids=_split(model_ids) + mids,
                                image_ids=known_images(image_dir), model_bcr=bcr,
                                logger=BlockLog(self.logger))
         self._waiting_since = None       # when the oldest unprocessed input arrived
         self.port = pmt.intern("out")
         self.message_port_register_out(self.port)
+        self.cport = pmt.intern("counters")
+        self.message_port_register_out(self.cport)
+        self._sent_counters, self._counters_at = None, 0.0
 
     def counters(self) -> dict:
         return self.rx.counters.as_dict()
+
+    def _publish_counters(self, force: bool = False):
+        """Counters message when they changed: at once when a frame was delivered or dropped, at
+        most every _COUNTERS_S when only the noise counters (rejected, detections) moved."""
+        c = self.counters()
+        now = time.monotonic()
+        old = self._sent_counters or {}
+        churn_only = all(c[k] == old.get(k) for k in c if k not in ("rejected", "detections"))
+        if c != old and (force or not churn_only or now - self._counters_at >= _COUNTERS_S):
+            self.message_port_pub(self.cport, dict_pmt(c))
+            self._sent_counters, self._counters_at = c, now
 
     def _wait_for_more(self, n: int) -> bool:
         """Adaptive batching (module doc): True → consume nothing now, look again shortly."""
@@ -130,32 +150,41 @@ class ofdm_deframer(gr.sync_block):
         x = input_items[0]
         if self._wait_for_more(len(x)):
             return 0
-        for fr in self.rx.push(x):
+        self._publish(self.rx.push(x))
+        self._publish_counters()
+        return len(x)
+
+    def _publish(self, frames):
+        for fr in frames:
             meta = dict(fr.meta)
             meta["cfo_hz"] = float(meta.pop("cfo_cycles_per_sample")) * self.samp_rate
             self.message_port_pub(self.port, pmt.cons(dict_pmt(meta), c32_pmt(fr.symbols)))
-        return len(x)
 
     def stop(self):
+        self._publish(self.rx.finish())
+        self._publish_counters(force=True)
         self.logger.info(f"OFDM RX counters: {self.counters()}")
         return True
 
 
 class ofdm_jscc_rx(gr.hier_block2):
-    """Hierarchical OFDM JSCC RX: complex stream in → message `out` (image PDUs)."""
+    """Hierarchical OFDM JSCC RX: complex stream in → message `out` (image PDUs), message
+    `counters` (the drop counters as a dict, when they change)."""
 
     def __init__(self, header_mod="qpsk", samp_rate=1e6, detect_threshold=0.02, use_nulls=True,
-                 model_ids="", model_dirs="", image_dir=""):
+                 model_ids="", model_dirs="", image_dir="", max_cfo=0.135):
         gr.hier_block2.__init__(self, "sing_ofdm_jscc_rx",
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex), gr.io_signature(0, 0, 0))
         self.message_port_register_hier_out("out")
+        self.message_port_register_hier_out("counters")
         self.deframer = ofdm_deframer(header_mod, samp_rate, detect_threshold, use_nulls, model_ids,
-                                      model_dirs, image_dir)
+                                      model_dirs, image_dir, max_cfo)
         # The large buffer in front of the deframer (module doc: why skiphead, not copy).
         self.buffer = blocks.skiphead(gr.sizeof_gr_complex, 0)
         self.buffer.set_min_output_buffer(_BUFFER)
         self.connect(self, self.buffer, self.deframer)
         self.msg_connect(self.deframer, "out", self, "out")
+        self.msg_connect(self.deframer, "counters", self, "counters")
 
     def counters(self) -> dict:
         return self.deframer.counters()

@@ -1,4 +1,5 @@
 """Writes each received image PDU as one JSON line: metadata + symbols (base64 of complex64 LE).
+Vector metadata (``symbol_noise_var``) becomes a JSON list.
 
 For headless runs and tests of the OFDM flowgraphs (e.g. zmq_rx as a separate process).
 """
@@ -32,6 +33,7 @@ class ofdm_pdu_file_sink(gr.basic_block):
 
     def handle(self, msg):
         meta = pmt.to_python(pmt.car(msg)) if pmt.is_dict(pmt.car(msg)) else {}
+        meta = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in meta.items()}
         z = np.asarray(pmt.to_python(pmt.cdr(msg)), "<c8")
         meta["symbols_b64"] = base64.b64encode(z.tobytes()).decode()
         self.f.write(json.dumps(meta) + "\n")

@@ -202,3 +202,34 @@ def test_tx_parse_rejects_bad_pdus_by_name():
     for why, bad in cases.items():
         with pytest.raises(ValueError, match=why):           # InputError is a ValueError
             tx_mod.parse_pdu(bad, 0)
+
+
+def test_rx_block_counters_port_and_bad_samples_never_stall():
+    """NaN / Inf samples inside a frame, a ×1000 burst and a stream that ends mid-frame: the
+    flowgraph runs to the end, the hit frame and the cut one are dropped, the others arrive, and
+    the counters come out on the `counters` message port."""
+    p = OfdmParams()
+    zs = [ref_symbols(8, i, 256) for i in range(4)]
+    x, _ = build_frames(p, zs, [HeaderFields(str(i), 256, seq=i) for i in range(4)], gap=1500)
+    rng = np.random.default_rng(4)
+    x = np.r_[np.zeros(300), x]
+    x = (x + 0.05 * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
+    L = p.frame_len(256) + 1500
+    x[300 + L + 700:300 + L + 703] = np.nan                       # inside frame 1
+    x[300 + L + 703] = np.inf
+    x[300 + 3 * L - 1400:300 + 3 * L - 900] *= 1000               # burst before frame 3
+    x = x[:300 + 3 * L + 1000]                                    # frame 3 cut mid-way
+    tb = gr.top_block()
+    rx = sing.ofdm_jscc_rx()
+    dbg, cnt = blocks.message_debug(), blocks.message_debug()
+    tb.connect(blocks.vector_source_c(x, False), rx)
+    tb.msg_connect(rx, "out", dbg, "store")
+    tb.msg_connect(rx, "counters", cnt, "store")
+    _run(tb)
+    got = [pmt.to_python(pmt.car(dbg.get_message(i)))["image_id"] for i in range(dbg.num_messages())]
+    assert got == ["0", "2"]
+    msgs = [pmt.to_python(cnt.get_message(i)) for i in range(cnt.num_messages())]
+    assert any(m["bad_samples"] == 4 and m["bad_input_frames"] == 1 and m["frames"] == 2 for m in msgs)
+    c = rx.counters()
+    assert c["bad_samples"] == 4 and c["bad_input_frames"] == 1 and c["frames"] == 2
+    assert c["truncated"] == 1                                    # the stream ended inside frame 3

@@ -8,11 +8,13 @@ Frame (all at one sample rate, FFT N = 64, CP 16, 802.11a subcarrier plan: 48 da
 - ``params``: the subcarrier plan, preamble and pilot sequences, the payload interleaver.
 - ``header``: the digital header (k, seq, image id / its CRC32, model-id CRC32, shape, CRC32) with a
   first-order Reed-Muller (biorthogonal [32, 6, 16]) code, soft ML decoding.
-- ``sync``: Schmidl-Cox detection and coarse CFO, LTF timing and fine CFO.
+- ``sync``: DC removal, Schmidl-Cox detection and CFO modulo 1/16, the integer-CFO search over
+  the LTF correlation, fine CFO.
 - ``chanest``: LS channel estimate from the LTF, refined with the CRC-checked header symbols,
-  smoothed in a delay basis.
-- ``cpe``: pilot common-phase-error tracking over long frames.
-- ``snr``: noise and post-equalisation SNR estimate (LTF repetition, pilot residuals, null bins).
+  smoothed in a delay basis (interfered bins left out of the fit).
+- ``cpe``: pilot tracking over long frames: timing drift (clock offset) and common phase.
+- ``snr``: noise per subcarrier from the training symbols and the post-equalisation SNR of the
+  payload; ``tones``: cancelling a CW on the subcarriers it hits.
 - ``tx``: frame builder (batched). ``rx``: streaming receiver, vectorised over all candidates and
   frames in each pushed chunk.
 """

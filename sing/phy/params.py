@@ -6,7 +6,7 @@ time-domain signal is x = a · IDFT_unitary(grid) with a = sqrt(N / N_used), so 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -28,6 +28,9 @@ class OfdmParams:
                                     # "bpsk-x2" (coded bits sent twice): 36, down to about -5 dB
     stf_reps: int = 16              # STF = stf_reps periods of 16 samples
     backoff: int = 4                # FFT window starts this many samples early (inside the CP)
+    rx_taper: int = 6               # receiver windowing: raised-cosine edges over this many CP
+                                    # samples before the window (the window starts backoff +
+                                    # rx_taper early; see OfdmReceiver._demod)
     smooth_taps: int = 10           # delay-basis size for channel smoothing (<= CP)
 
     def __post_init__(self):
@@ -39,6 +42,9 @@ class OfdmParams:
             raise InputError(f"header_mod {self.header_mod!r}: choose one of {HEADER_MODS}")
         if not 0 <= self.backoff < self.cp_len:
             raise InputError("backoff must lie in [0, cp_len)")
+        if self.rx_taper < 0 or self.fft_offset >= self.cp_len:
+            raise InputError(f"backoff + rx_taper = {self.fft_offset} must lie in [0, cp_len = "
+                             f"{self.cp_len}); lower rx_taper")
         if self.stf_reps < 4:
             raise InputError("stf_reps must be >= 4")
 
@@ -56,8 +62,8 @@ class OfdmParams:
         return np.array([k for k in self.used_k if k not in (-21, -7, 7, 21)])
 
     @property
-    def null_k(self):                # guard bins only; DC (LO leakage, DC offset) excluded
-        return np.r_[np.arange(-32, -26), np.arange(27, 32)]
+    def fft_offset(self):           # samples the FFT window starts before the end of the CP
+        return self.backoff + self.rx_taper
 
     @property
     def n_data(self):
@@ -111,7 +117,6 @@ def tables(p: OfdmParams):
     t["used"] = _bins(p.used_k, n)
     t["pilot"] = _bins(p.pilot_k, n)
     t["data"] = _bins(p.data_k, n)
-    t["null"] = _bins(p.null_k, n)
     # positions of pilots/data inside the 52 used bins (for the smoothing projection)
     used_list = list(p.used_k)
     t["pilot_in_used"] = np.array([used_list.index(k) for k in p.pilot_k])
@@ -140,19 +145,22 @@ def tables(p: OfdmParams):
     t["hdr_perm"] = np.random.default_rng(0x4EAD).permutation(p.n_header_bits * p.header_rep)
     t["hdr_perm_inv"] = np.argsort(t["hdr_perm"])
     t["hdr_sign"] = (1.0 - 2.0 * t["hdr_pn"]).astype(np.float32)
-    # smoothing projection: Ĥ = B (BᴴB)⁻¹ Bᴴ H̃ over the used bins, delays backoff-3 … backoff-3+smooth_taps-1 (window starts early ⇒ the channel looks delayed by backoff)
-    d = np.arange(p.smooth_taps) + p.backoff - 3
+    # smoothing projection: Ĥ = B (BᴴB)⁻¹ Bᴴ H̃ over the used bins, delays o-3 … o-3+smooth_taps-1
+    # with o = fft_offset (the window starts o samples early ⇒ the channel looks delayed by o)
+    d = np.arange(p.smooth_taps) + p.fft_offset - 3
     B = np.exp(-2j * np.pi * np.outer(p.used_k, d) / n)
     P = B @ np.linalg.pinv(B)
-    t["proj"] = P
-    t["projT"] = np.ascontiguousarray(P.T).astype(np.complex64)
-    # the same product on interleaved float32 (re, im) rows: x.view(f32) @ projR = (x @ projT).view(f32)
+    # the same product on interleaved float32 (re, im) rows: x.view(f32) @ projR = (x @ P.T).view(f32)
     A = P.T
     R = np.zeros((104, 104))
     R[0::2, 0::2], R[0::2, 1::2] = A.real, A.imag
     R[1::2, 0::2], R[1::2, 1::2] = -A.imag, A.real
     t["projR"] = R.astype(np.float32)
-    t["lev"] = np.real(np.diag(P))
+    t["basis"] = B
+    t["proj_abs2"] = np.abs(P) ** 2
+    # receiver window: raised-cosine rise over the rx_taper samples folded from behind the window
+    w = p.rx_taper
+    t["taper"] = (0.5 * (1 - np.cos(np.pi * (np.arange(w) + 0.5) / w))).astype(np.float32) if w else None
     return t
 
 

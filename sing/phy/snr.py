@@ -1,44 +1,50 @@
-"""Noise and SNR estimate, from known or unused resources only (no decisions on the payload).
-Batched over frames (leading axis B).
+"""Noise per subcarrier and the post-equalisation SNR of the payload, from known resources only (no
+decisions on the analog payload). Batched over frames (leading axis B).
 
-Noise variance σ² per bin (unitary FFT), pooled:
-    LTF repetition:   Σ_k |Y1_k - Y2_k|² / 2                     dof 52
-    header residuals: Σ_{n,k∈data} |Y_{n,k} e^{-jθ_n} - Ĥ_k X_{n,k}|²   dof Σ_k n_h (1 - lev_k/N_t)
-                      (X: the CRC-checked header symbols; Ĥ contains each observation with weight
-                      lev_k/N_t, hence the reduced dof)
-    pilot residuals:  Σ_{n,p} |u_{n,p} - ū_p|², u = Y_p e^{-jθ_n} P*   dof 4(n-1)
-                      (per-pilot-bin mean over symbols removes the channel, no Ĥ bias)
-    null bins:        Σ |Y_null|² over the guard bins of all OFDM symbols (optional: over the air
-                      the radio's anti-alias filter can colour the band edges)
-    σ̂² = Σ sums / Σ dof.
-What the decoder sees after zero-forcing with Ĥ (ŷ = z + n/Ĥ - z e/Ĥ - jδθ z), N_t training symbols:
-    σ_eff² = σ̂² · mean_{k∈data} (1 + lev_k/N_t) / |Ĥ_k|²  +  σ̂² / (2 W Σ_p |Ĥ_p|²)
-    snr_db = -10 log10 σ_eff²        (post-equalisation SNR, what `snr_db` means downstream)
-    snr_channel_db = 10 log10(mean_k |Ĥ_k|² / σ̂²)   (average per-subcarrier SNR before equalising)
+Per used bin k, the N_t training observations u_{i,k} = Y_{i,k} e^{-jθ_i} X*_{i,k} (two LTF copies,
+then the CRC-checked header symbols re-encoded, pilots included, θ_i their common phase) are
+H_k + noise; their sample variance
+    σ̂_k² = ( Σ_i |u_{i,k}|² - |Σ_i u_{i,k}|² / N_t ) / (N_t - 1)          (N_t - 1 complex dof)
+sees whatever sits on subcarrier k — thermal noise, a CW interferer, a DC leak, the radio's filter
+roll-off — where a pooled estimate (null bins, distant pilots) would miss it.
+What the decoder sees after zero-forcing with Ĥ and common-phase tracking (ŷ = z + (n - e z)/Ĥ - jδθ z):
+    v_k = (σ̂_k² + ε_k) / |Ĥ_k|²  +  σ̄_p² / (2 W Σ_p |Ĥ_p|²)
+with ε_k the variance of the channel estimate on bin k (chanest.smooth_error) and the last term the
+error of the W-symbol common-phase average (cpe.py). Interleaving spreads each subcarrier's v_k over
+scattered symbols, so symbol j of the frame has the variance of the bin it travelled on.
+Interference: a bin whose noise is far above the frame's typical noise (σ̂_k² > γ · median_k σ̂_k²:
+interference, not fading) is shrunk to its linear MMSE estimate ŷ = ŷ_ZF / (1 + v_k), whose error
+variance is v_k / (1 + v_k) < min(v_k, 1): zero-forcing would pass the interference on (v_k ≫ 1
+for a strong CW), erasing (ŷ = 0) would err by E|z|² = 1 also where the bin still carries some
+signal (a CW between two bins puts v ≈ 2 on each).
+    snr_db = -10 log10 mean_j v_j      (over the k payload symbols: what `snr_db` means downstream)
+    snr_channel_db = 10 log10(mean_k |Ĥ_k|² / mean_k σ̂_k²)   (per-subcarrier SNR before equalising)
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def pilot_residuals(Yp: np.ndarray, theta: np.ndarray, P: np.ndarray):
-    """Yp (B, n, 4), θ (B, n), P (n, 4) → (sums (B,), dof)."""
-    n = Yp.shape[1]
-    if n < 2:
-        return np.zeros(Yp.shape[0]), 0
-    u = Yp * np.exp(-1j * theta)[:, :, None] * P[None]
-    r = u - u.mean(axis=1, keepdims=True)
-    return np.sum(r.real ** 2 + r.imag ** 2, axis=(1, 2)), Yp.shape[2] * (n - 1)
+def bin_noise(u_sum: np.ndarray, u_sq: np.ndarray, n_t: int) -> np.ndarray:
+    """Σ_i u (B, K) complex, Σ_i |u|² (B, K), N_t ≥ 2 → σ̂_k² (B, K) (module doc)."""
+    s = u_sum.real.astype(np.float64) ** 2 + u_sum.imag.astype(np.float64) ** 2
+    return np.maximum(u_sq - s / n_t, 0.0) / max(n_t - 1, 1)
 
 
-def snr_estimate(noise_sum, noise_dof, Hd: np.ndarray, lev_d: np.ndarray, n_train: float,
-                 Hp: np.ndarray, cpe_len: float):
-    """Arrays over B frames: noise_sum (B,), Hd (B, 48), Hp (B, 4); noise_dof scalar or (B,).
-    Returns (snr_db, snr_channel_db, σ̂²), each (B,)."""
-    s2 = noise_sum / np.maximum(noise_dof, 1e-9)
+def flag_interference(noise: np.ndarray, gamma: float) -> np.ndarray:
+    """noise (B, K) → bool (B, K): bins whose σ̂² exceeds γ × the frame's median bin."""
+    return noise > gamma * np.median(noise, axis=1, keepdims=True)
+
+
+def bin_variances(noise_d: np.ndarray, err_d: np.ndarray, Hd: np.ndarray, noise_p: np.ndarray,
+                  Hp: np.ndarray, cpe_len: float) -> np.ndarray:
+    """Post-equalisation error variance per data bin (B, 48) (module doc)."""
     h2 = np.maximum(np.abs(Hd) ** 2, 1e-30)
-    eff = s2 * np.mean((1 + lev_d[None, :] / n_train) / h2, axis=1)
-    eff = eff + s2 / (2 * max(cpe_len, 1.0) * np.maximum(np.sum(np.abs(Hp) ** 2, axis=1), 1e-30))
-    snr_db = -10 * np.log10(np.maximum(eff, 1e-30))
-    snr_ch = 10 * np.log10(np.maximum(np.mean(h2, axis=1) / np.maximum(s2, 1e-30), 1e-30))
-    return snr_db, snr_ch, s2
+    cpe = np.mean(noise_p, axis=1) / (2 * max(cpe_len, 1.0) *
+                                      np.maximum(np.sum(np.abs(Hp) ** 2, axis=1), 1e-30))
+    return (noise_d + err_d) / h2 + cpe[:, None]
+
+
+def channel_snr_db(H_used: np.ndarray, noise_used: np.ndarray) -> np.ndarray:
+    return 10 * np.log10(np.maximum(np.mean(np.abs(H_used) ** 2, axis=1), 1e-30) /
+                         np.maximum(np.mean(noise_used, axis=1), 1e-30))
