@@ -334,9 +334,9 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu",
         if hub and "/" in str(path):
             from huggingface_hub import snapshot_download
             d = Path(snapshot_download(str(path)))
-        else:
-            raise CheckpointError(f"prior {d} does not exist: pass a model directory (e.g. "
-                                  f"models/prior-natural-64) or a local diffusers model folder")
+        else:                                       # a name through the model search path
+            from ..paths import resolve_model
+            d = resolve_model(path)
     if not d.is_dir():
         raise CheckpointError(f"prior {d} is a file; pass the directory that holds config.json")
 
