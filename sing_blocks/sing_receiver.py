@@ -57,7 +57,7 @@ class sing_receiver(gr.basic_block):
         gr.basic_block.__init__(self, name="sing_receiver", in_sig=None, out_sig=None)
         self.endpoint = str(endpoint or "").strip()
         self.method = str(method)
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir).expanduser()          # "~/sing-radio" (flowgraph default)
         self.local_fallback = bool(local_fallback)
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
