@@ -39,7 +39,7 @@ PREFIX ?= /usr/local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CMAKE_ARGS ?=
 install: setup
-	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS) > $(BUILD).log || { cat $(BUILD).log; exit 1; }
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DSING_VENV=$(abspath $(VENV)) $(CMAKE_ARGS) > $(BUILD).log || { cat $(BUILD).log; exit 1; }
 	cmake --build $(BUILD) > /dev/null
 	$(SUDO) cmake --install $(BUILD) > $(BUILD).install.log || { cat $(BUILD).install.log; exit 1; }
 	@echo "[install] $$(grep -c '^-- \(Installing\|Up-to-date\)' $(BUILD).install.log) files under $(PREFIX) (list: $(BUILD)/install_manifest.txt)"
@@ -54,6 +54,7 @@ uninstall:
 
 # The QA files of the blocks (sing_blocks/qa_*.py) through ctest, against the build tree.
 ctest: setup
-	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS) > $(BUILD).log || { cat $(BUILD).log; exit 1; }
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DSING_VENV=$(abspath $(VENV)) \
+	  -DSING_TEST_PYTHON=$(abspath $(PY)) $(CMAKE_ARGS) > $(BUILD).log || { cat $(BUILD).log; exit 1; }
 	cmake --build $(BUILD) > /dev/null
 	ctest --test-dir $(BUILD) --output-on-failure

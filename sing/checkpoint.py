@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Model directories: `model.safetensors` + `config.json` (+ optional `README.md` model card).
 
 No pickle anywhere: weights are safetensors, configs are JSON. Every config carries a `kind`

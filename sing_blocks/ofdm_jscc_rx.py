@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """OFDM JSCC receiver (GNU Radio): complex baseband in, one image PDU out per frame.
 
 Thin wrapper of sing.phy.OfdmReceiver (sync, CFO, header-aided channel estimate, CPE, ZF

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Diffusion prior (docs/ALGORITHMS.md §3): ε_θ(x_t, t), the ᾱ schedule, DDIM timesteps, loaders,
 training (`sing train-prior`), sampling (`sing sample`), benchmarks and the denoising table."""
 from .model import (DiffusionPrior, PriorConfig, alphas_cumprod_from, build_prior, load_prior,

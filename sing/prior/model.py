@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The diffusion prior: ε_θ(x_t, t), the ᾱ schedule and DDIM timesteps over a diffusers UNet2DModel.
 
 DDPM (Ho et al. 2020, arXiv 2006.11239), ε-prediction, docs/ALGORITHMS.md §3:
