@@ -28,7 +28,7 @@ EXAMPLES = PREFIX / "share" / "gr-sing" / "examples"
 CLEAN = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
 # no_gui examples that need something besides this host: a radio (usrp_*) or a second process (zmq_*)
 NEEDS_MORE = ("usrp_", "zmq_")
-PER_FLOWGRAPH_S = 420
+PER_FLOWGRAPH_S = 180          # the loopbacks take 10–20 s here
 
 
 def _clean_env(home):
@@ -112,6 +112,11 @@ def test_clean_env_imports_and_uninstall(installed, tmp_path):
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=""))
     assert r.returncode == 0 and not r.stdout.startswith(str(PREFIX)), r.stdout + r.stderr
     assert installed["install_s"] < 120
+    # a QA file runs against the installed module (not the build tree), as an OOT module's do
+    r = subprocess.run(["env", "-i", f"HOME={tmp_path}", "PATH=" + CLEAN["PATH"], "/usr/bin/python3",
+                        str(ROOT / "sing_blocks" / "qa_pdu_channel.py")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
 
 
 def _worker(home):
