@@ -178,5 +178,6 @@ def test_grcc_run_installed_no_gui_examples(installed, tmp_path):
     assert summaries, sorted(str(p) for p in home.rglob("*"))[:30]
     for f in summaries:
         c = json.loads(f.read_text())["counts"]
+        print(f.relative_to(home), c)
         assert c.get("dropped", 0) == 0 and c.get("restored", 0) + c.get("local", 0) > 0, (f, c)
     assert not list(EXAMPLES.glob("*.py")) and not (EXAMPLES / "out").exists()   # nothing written there

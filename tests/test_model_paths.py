@@ -58,3 +58,11 @@ def test_missing_relative_path_says_where_it_counted_from(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match=f"does not exist.*{tmp_path}.*'jscc-x'"):
         load_config(os.path.join("models", "jscc-x"))
+
+
+def test_worker_finds_calibration_and_inn_next_to_a_model_given_by_name(tmp_path, monkeypatch):
+    from sing.worker.engine import discover
+    monkeypatch.chdir(tmp_path)
+    cals, inns = discover(["jscc-natural64-bcr1_48"])
+    assert cals == [str(ROOT / "models" / "jscc-natural64-bcr1_48" / "calibration")]
+    assert inns == [str(ROOT / "models" / "jscc-natural64-bcr1_48-inn")]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import model_dir
 from ..errors import InputError
 
 log = logging.getLogger("sing.worker")
@@ -79,7 +80,7 @@ def discover(jscc_dirs, calibration=None, inn=None) -> tuple[list[str], list[str
     cals, inns = _as_list(calibration), _as_list(inn)
     have_cal = {_recorded_id(Path(c), "model_id") for c in cals}
     have_inn = {_recorded_id(Path(c), "jscc_model_id") for c in inns}
-    for d in map(Path, jscc_dirs):
+    for d in map(model_dir, jscc_dirs):                # a folder, or a name (sing.paths)
         c = d / "calibration"
         if (c / "config.json").exists() and _recorded_id(c, "model_id") not in have_cal:
             cals.append(str(c))
