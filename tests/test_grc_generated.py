@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,12 @@ def missing_in_generated(grc: Path, py: Path) -> list[str]:
     calls = make_calls()
     code = py.read_text()
     return sorted(b for b in sing_blocks_of(grc) if f"{calls.get(b, b)}(" not in code)
+
+
+def _env_for(blocks_path: Path) -> dict:
+    shim = ROOT / ".cache" / "gr-shim" / "gnuradio"
+    return dict(os.environ, GRC_BLOCKS_PATH=str(blocks_path),
+                PYTHONPATH=os.pathsep.join([str(shim.parent), str(ROOT), str(ROOT / "tests")]))
 
 
 def _grcc(grc: Path, out: Path, blocks_path: Path):
@@ -80,3 +87,11 @@ def test_check_catches_a_withheld_yml(out, tmp_path):
     r, py = _grcc(grc, tmp_path, part)
     assert r.returncode == 0 and py.exists()              # GRC itself does not refuse it
     assert missing_in_generated(grc, py) == ["sing_pdu_channel"]
+    # what a user runs to find out (docs/gnuradio.md): names the block, where GRC looked, the fix
+    env = dict(_env_for(part), HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", "import sys; from gr_shim import gr_sing; gr_sing(); "
+                        "from gnuradio.sing import grc_check; sys.exit(grc_check.main(sys.argv[1:]))",
+                        str(grc)], env=env, cwd=ROOT / "tests", capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "sing_pdu_channel" in r.stderr and str(part) in r.stderr and "make install" in r.stderr

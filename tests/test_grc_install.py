@@ -112,6 +112,13 @@ def test_clean_env_imports_and_uninstall(installed, tmp_path):
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=""))
     assert r.returncode == 0 and not r.stdout.startswith(str(PREFIX)), r.stdout + r.stderr
     assert installed["install_s"] < 120
+    # GRC's block library, built as GRC and grcc build it with no environment, has every SING block
+    # of every installed example
+    r = subprocess.run(["env", "-i", f"HOME={tmp_path}", "PATH=" + CLEAN["PATH"], "/usr/bin/python3",
+                        "-m", "gnuradio.sing.grc_check"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and f"of {len(list(EXAMPLES.glob('*.grc')))} flowgraph" in r.stdout, \
+        r.stdout[-2000:] + r.stderr[-2000:]
     # a QA file runs against the installed module (not the build tree), as an OOT module's do
     r = subprocess.run(["env", "-i", f"HOME={tmp_path}", "PATH=" + CLEAN["PATH"], "/usr/bin/python3",
                         str(ROOT / "sing_blocks" / "qa_pdu_channel.py")], cwd=tmp_path,
