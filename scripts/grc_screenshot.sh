@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Regenerate docs/img/grc_loopback_awgn.png: open flowgraphs/loopback_awgn.grc in GNU Radio Companion
 # on a virtual screen (Xvfb), wait for the window, grab the screen (ImageMagick), crop to the window.
 # Needs: xvfb, imagemagick, gnuradio (scripts/setup.sh installs them) and the blocks installed or

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Write the model card (README.md + training-curve PNG) of each shipped DeepJSCC model from its
 config, its training history and the sweep result files in sim/results/deepjscc/.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Idempotent set-up of everything `make demo` and `make test` need on Debian 12.
 # Each step checks whether it is already done; a second run takes seconds.
 set -euo pipefail

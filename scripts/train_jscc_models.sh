@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # The recipe of the shipped DeepJSCC models (models/jscc-*). Each command resumes if interrupted.
 # Usage: scripts/train_jscc_models.sh A|B   (two chains that can run side by side, one thread each)
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Supervisor: re-runs `sing train-prior "$@"` until it exits 0 (it resumes from its checkpoints).
 # Usage: scripts/train_prior_loop.sh --data fmnist --out runs/prior-fmnist-32 --export models/prior-fmnist-32 --steps 30000 --batch 32 --unet-preset base --threads 1
 cd "$(dirname "$0")/.."

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Run a command with every background `sing train-prior`/`train-inn` process paused (SIGSTOP),
 # resuming them (SIGCONT) when the command ends, however it ends. For timing benchmarks on a
 # machine that is also training: `scripts/with_training_paused.sh .venv/bin/python sim/bench_ofdm.py`

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """OFDM JSCC PHY benchmark: writes sim/results/ofdm/bench_ofdm.json.
 
 1. GNU Radio loopback (our TX → channels.channel_model → our RX), N images of k random unit-power

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Over-the-air path in simulation vs pure simulation, same images, same SNR.
 
 On the first N natural test crops (PNGs fed to the flowgraph's image source), DeepJSCC at BCR 1/48

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Radio path vs pure simulation, on the same images (docs/BENCHMARKS.md).
 
 Three runs on the first N natural test crops (written as PNGs, fed to the flowgraph's image source),

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Paired comparison of two methods from `sing.eval/1` result files, with bootstrap confidence intervals.
 
 Two result files of one operating point (same data, split, images, channel seeds) are paired per

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`make demo`: bundled test images through the GNU Radio loopback flowgraph to a worker process.
 
 1. starts `sing worker` on a free loopback port with the shipped models (DeepJSCC at BCR 1/48, and the

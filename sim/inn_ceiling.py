@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """How much of the DeepJSCC degradation can *any* SING-INN model? (docs/ALGORITHMS.md §5)
 
 SING-INN learns c(x; snr) ≈ g(x̂), x̂ = D(C(E(x), snr)), with g the L-level Haar low-pass. c is a

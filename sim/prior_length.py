@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """How long to train the prior: SING-Zero on the *val* split at the headline point (BCR 1/48, AWGN
 0 dB), once per saved prior snapshot, with the operator and σ_y scale chosen by tune-zero-<data>.
 The prior's training length is chosen by this curve, never by the test split.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers shared by the radio-path scripts (demo, benchmarks): run grcc-compiled flowgraphs of
 `flowgraphs/` against a `sing worker` process, from the source tree or an installed module."""
 from __future__ import annotations

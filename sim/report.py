@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Generate tables (Markdown + CSV) and plots (PNG) from every `sing.eval/1` result file under
 sim/results/. Never type a number by hand: re-run this after any sweep.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING: diffusion-restored DeepJSCC image transmission (arXiv 2503.12484).
 
 The library never imports GNU Radio. Conventions (docs/ALGORITHMS.md §1):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The link between encoder and decoder (docs/ALGORITHMS.md §1).
 
 - BCR = k / n: complex channel uses per real source dimension, n = C·H·W, k = floor(BCR·n).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Model directories: `model.safetensors` + `config.json` (+ optional `README.md` model card).
 
 No pickle anywhere: weights are safetensors, configs are JSON. Every config carries a `kind`
@@ -57,11 +58,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def model_dir(directory: str | os.PathLike) -> Path:
+    """An existing model path as is; otherwise a model *name* resolved through the search path
+    (sing.paths: $SING_MODEL_PATH, the checkout's models/, ~/.cache/sing/models, the installed
+    <prefix>/share/gr-sing/models). A missing model raises one CheckpointError that names it, where
+    it was looked for and the command that makes it."""
+    from .paths import resolve_model
+    return resolve_model(directory)
+
+
 def load_config(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
-    d = Path(directory)
-    if not d.exists():
-        raise CheckpointError(f"model directory {d} does not exist: pass a directory that holds "
-                              f"{CONFIG} and {WEIGHTS} (see models/ for the shipped ones)")
+    d = model_dir(directory)
     f = d / CONFIG if d.is_dir() else d
     if not f.exists():
         raise CheckpointError(f"{d} has no {CONFIG}: a model directory needs its config next to its "
@@ -78,7 +85,7 @@ def load_config(directory: str | os.PathLike, kind: str | None = None) -> dict[s
 
 def load_state(directory: str | os.PathLike, weights_name: str = WEIGHTS,
                device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    f = Path(directory) / weights_name
+    f = model_dir(directory) / weights_name
     if not f.exists():
         raise CheckpointError(f"{f} is missing: the model directory has a config but no weights")
     try:
@@ -118,7 +125,7 @@ def file_digest(path: str | os.PathLike, n: int = 16) -> str:
 
 def model_id(directory: str | os.PathLike) -> str:
     """A stable id for a model directory: its name + a digest of its weights (used on the wire)."""
-    d = Path(directory)
+    d = model_dir(directory)
     return f"{d.name}@{file_digest(d / WEIGHTS, 12)}"
 
 

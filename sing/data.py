@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Data sets: any image folder, the built-in natural-image set, Fashion-MNIST, mismatch variants.
 
 Natural set (docs/OFFLINE.md): 64×64 crops from the photos and video frames that Debian ships

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A compact, portable copy of the decoded natural-image set, for machines without its Debian sources.
 
 The natural set is decoded from Debian packages (opencv-doc, wallpapers, scikit-image: docs/OFFLINE.md)

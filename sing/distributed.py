@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Multi-process training through Hugging Face accelerate, shared by `sing train-prior` and
 `sing train-inn`.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Exception types whose messages say what went wrong and what to do."""
 
 

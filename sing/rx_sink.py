@@ -168,7 +168,7 @@ class RxSink:
         self.cfg = cfg
         cfg.endpoint = str(cfg.endpoint or "").strip()
         cfg.max_in_flight = max(1, int(cfg.max_in_flight))
-        self.out_dir = Path(cfg.out_dir)
+        self.out_dir = Path(cfg.out_dir).expanduser()          # "~/sing-radio" (flowgraph default)
         self._deliver_cb = deliver
         self._log = log or (lambda lvl, m: logging.getLogger("sing.rx_sink").log(
             {"warn": logging.WARNING, "error": logging.ERROR}.get(lvl, logging.INFO), m))

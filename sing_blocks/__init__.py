@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING blocks for GNU Radio (installed as ``gnuradio.sing``).
 
 Thin blocks that move PDUs and metadata and call the ``sing`` library (pip-installed):

@@ -1,9 +1,13 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """JSCC image source: image files → DeepJSCC encoder (host CPU) → one symbols PDU per image.
 
 Images come from a folder (recursive, sorted by path, as ``sing.data.list_images``) or a glob
 pattern. Resize/crop rule (``sing.data.fit_image``, the same as ``sing eval`` on ``folder:PATH``):
 resize so the shorter side equals the model's image size (area filter when shrinking, bicubic when
 enlarging), then centre-crop to a square; greyscale models read the file as luminance.
+An empty ``path`` means the sample images installed with the package (``SAMPLE_IMAGES``, eight
+64×64 crops of opencv-doc pictures), so a flowgraph runs from any folder. ``jscc_dir`` is a model
+directory or a model name looked up on the model search path (``sing.paths``).
 Image ids are ``id_prefix + file name`` ("folder/<name>", as ``sing eval`` names folder images);
 passes after the first (``loop``) append ``#<pass>``.
 
@@ -27,22 +31,34 @@ from gnuradio import gr
 from .pdu_util import image_pdu, symbols_pdu
 
 
+SAMPLE_IMAGES = Path(__file__).resolve().parent / "sample_images"
+
+
 def find_images(path: str) -> list[Path]:
+    """Image files of a folder (recursive, sorted) or a glob; '' = the bundled sample images."""
     from sing.data import IMAGE_EXTS, list_images
     from sing.errors import DataError
+    if not str(path).strip():
+        path = str(SAMPLE_IMAGES)
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
         return list_images(p)
+    if not glob.has_magic(str(path)) and not p.exists():
+        raise DataError(f"image folder {str(path)!r} does not exist (relative paths count from the "
+                        f"working directory {os.getcwd()}): give an existing folder or a glob such "
+                        f"as '/data/kodak/*.png', or leave it empty for the bundled sample images "
+                        f"({SAMPLE_IMAGES})")
     files = sorted(Path(f) for f in glob.glob(os.path.expanduser(str(path)), recursive=True)
                    if Path(f).suffix.lower() in IMAGE_EXTS and Path(f).is_file())
     if not files:
         raise DataError(f"no images found at {path!r}: give a folder or a glob such as "
-                        f"'/data/kodak/*.png' ({', '.join(IMAGE_EXTS)})")
+                        f"'/data/kodak/*.png' ({', '.join(IMAGE_EXTS)}), or leave it empty for the "
+                        f"bundled sample images")
     return files
 
 
 class jscc_image_source(gr.basic_block):
-    def __init__(self, jscc_dir: str, path: str, snr_db: float = 0.0, interval_s: float = 0.1,
+    def __init__(self, jscc_dir: str = "jscc-natural64-bcr1_48", path: str = "", snr_db: float = 0.0, interval_s: float = 0.1,
                  loop: bool = False, max_images: int = 0, id_prefix: str = "folder/",
                  start_delay_s: float = 0.0, finish_delay_s: float = 0.5):
         gr.basic_block.__init__(self, name="sing_jscc_image_source", in_sig=None, out_sig=None)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """OFDM JSCC receiver (GNU Radio): complex baseband in, one image PDU out per frame.
 
 Thin wrapper of sing.phy.OfdmReceiver (sync, CFO, header-aided channel estimate, CPE, ZF
@@ -28,6 +29,7 @@ a flowgraph that is shutting down may no longer deliver); a summary line is logg
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -80,9 +82,9 @@ def known_models(model_dirs) -> tuple[list[str], dict]:
     """(model ids, {model id: bcr}) of model directories (ids as sing.checkpoint.model_id)."""
     ids, bcr = [], {}
     for d in _split(model_dirs):
-        from sing.checkpoint import model_id
+        from sing.checkpoint import model_dir, model_id
         from sing.errors import CheckpointError
-        p = Path(d).expanduser()
+        p = model_dir(os.path.expanduser(d))           # a folder, or a name on the model search path
         if not (p / "config.json").is_file():
             raise CheckpointError(f"{p} is not a model directory (no config.json); give the DeepJSCC "
                                   f"model folder(s) the transmitter uses")

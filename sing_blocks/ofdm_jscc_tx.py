@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """OFDM JSCC transmitter (GNU Radio): image PDUs in, complex baseband out. Thin wrapper of sing.phy.
 
 Message port `in`: PDUs `pmt.cons(meta, c32vector)` (CONVENTIONS.md keys image_id, k, model_id,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import numpy as np
 import pmt
@@ -27,6 +28,8 @@ def read_records(path):
 class ofdm_pdu_file_sink(gr.basic_block):
     def __init__(self, path="rx_pdus.jsonl"):
         gr.basic_block.__init__(self, name="sing_ofdm_pdu_file_sink", in_sig=None, out_sig=None)
+        path = os.path.expanduser(str(path))        # "~/sing-radio/…" (flowgraph defaults)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self.f = open(path, "a", buffering=1)
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self.handle)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Fast PMT conversions for the per-frame paths of the OFDM blocks.
 
 pmt's generic helpers walk vectors element by element in Python (`init_c32vector` of 256 symbols

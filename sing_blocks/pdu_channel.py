@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """PDU channel: one image's symbols through AWGN or flat Rayleigh fading, with sing.channel.
 
 The same code and the same per-image seeding as ``sing eval``

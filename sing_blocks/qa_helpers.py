@@ -1,5 +1,7 @@
-"""Helpers for the block tests (used by tests/test_blocks_*.py and ctest): tiny models, image
-folders, and running message blocks headless (docs/GNURADIO.md: post, then ('system', done))."""
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers for the block tests (tests/test_blocks_*.py and the QA files sing_blocks/qa_*.py run by
+ctest; not installed): tiny models, image folders, and running message blocks headless
+(docs/GNURADIO.md: post, then ('system', done))."""
 from __future__ import annotations
 
 import time
@@ -54,6 +56,47 @@ def post_and_run(block, port: str, msgs, out_port: str, timeout_s: float = 60.0)
     if time.monotonic() - t0 > timeout_s:
         raise TimeoutError(f"flowgraph ran {time.monotonic() - t0:.0f} s")
     return dbg, tb
+
+
+def run_with_timeout(tb, timeout_s: float = 60.0) -> None:
+    """tb.start(); tb.wait() that raises TimeoutError (after stopping it) instead of hanging."""
+    import threading
+    tb.start()
+    th = threading.Thread(target=tb.wait, daemon=True)
+    th.start()
+    th.join(timeout_s)
+    if th.is_alive():
+        tb.stop()
+        th.join(10)
+        raise TimeoutError(f"flowgraph did not finish within {timeout_s} s")
+
+
+def run_until(tb, done, timeout_s: float = 60.0) -> None:
+    """Start tb, poll done() until true (TimeoutError after timeout_s), then stop and wait."""
+    tb.start()
+    t0 = time.monotonic()
+    try:
+        while not done():
+            if time.monotonic() - t0 > timeout_s:
+                raise TimeoutError(f"condition not met within {timeout_s} s")
+            time.sleep(0.02)
+    finally:
+        tb.stop()
+        tb.wait()
+
+
+def post_only(block, port: str, msgs):
+    """A top block in which msgs (then done) reach `block`'s input `port` through a pass-through
+    pdu_remove (an input-only message block with no upstream would be dropped). Run it yourself."""
+    from gnuradio import pdu
+    tb = gr.top_block()
+    feed = pdu.pdu_remove(pmt.intern("__qa_unused__"))
+    tb.msg_connect(feed, "pdus", block, port)
+    for m in msgs:
+        feed.to_basic_block()._post(pmt.intern("pdus"), m)
+    feed.to_basic_block()._post(pmt.intern("system"), pmt.cons(pmt.intern("done"), pmt.from_long(1)))
+    tb._qa_keep = (feed, block)
+    return tb
 
 
 def stored(dbg) -> list:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`from gnuradio import sing` from this source tree (unless ctest put the build copy first via
 SING_GR_FROM_PATH): a shim package dir whose `sing` links to sing_blocks/, put on gnuradio's path."""
 import os

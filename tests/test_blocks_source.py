@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """jscc_image_source in a real flowgraph: one PDU per image with the conventions' metadata and
 unit-power symbols equal to the DeepJSCC encoder's on the fitted image; finishes by itself."""
 import os

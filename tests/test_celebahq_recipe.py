@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """docs/celebahq.md (the paper's CelebA-HQ 256×256 setting) run as written, with tiny parts.
 
 The page's ```sh blocks run in bash, unchanged except for these swaps:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Channel (ALGORITHMS §1): BCR, power normalisation, AWGN/Rayleigh, pilots, seeded noise."""
 import math
 from fractions import Fraction

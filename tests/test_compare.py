@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """sim/compare.py: paired per-image comparison with a source-image (cluster) bootstrap, and
 sim/inn_ceiling.py: the floor any SING-INN can reach is below every model's residual."""
 import importlib.util

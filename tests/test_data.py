@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Data sets: split by source, fixed manifest, Fashion-MNIST, folders, clear errors."""
 import json
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The portable natural-data bundle (sing/data_bundle.py): a cache rebuilt from it has the same train
 layout (lossy pixels, close), identical val/test crops, and broken bundles are refused clearly."""
 from __future__ import annotations

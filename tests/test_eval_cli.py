@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing eval` writes a valid sing.eval/1 file; every subcommand has --help; names are validated."""
 import json
 import subprocess

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing eval --worker`: the restoration runs in real worker processes behind a real broker and gives
 the same numbers as in-process evaluation; a dead endpoint is a clear error, not a hang."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING-INN (docs/ALGORITHMS.md §5): invertible degradation model, guided sampler, training, bench.
 
 The properties hold for any weights, so INNs with random (non-zero) coupling weights and a random

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """DeepJSCC: shapes for any BCR, unit power, SNR adaptivity, checkpoints, bad input, training resume."""
 import json
 import subprocess

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Metrics (docs/ALGORITHMS.md §7): PSNR, SSIM vs scikit-image, LPIPS v0.1 with the real ImageNet
 weights against the reference pairs in shared/data/lpips_reference/."""
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """OFDM JSCC TX / RX blocks as streams in real GNU Radio flowgraphs: the batched TX output is sample
 for sample the PHY's frames (amplitude folded in, burst tags, batches larger than one build, the
 zeros flushed when upstream is done, continuous zeros mode); the adaptively batching RX delivers

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """OFDM JSCC blocks and flowgraphs in GNU Radio: in-process loopback through channel_model, the
 generated ofdm_loopback_no_gui, TX end of input, usrp_* without hardware. (Images end to end,
 one flowgraph and zmq_tx + zmq_rx as two processes: test_ofdm_images_e2e.py.)"""

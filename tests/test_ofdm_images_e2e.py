@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """End to end over the OFDM PHY with real images, a real worker process and tiny models:
 JSCC Image Source → OFDM JSCC TX → channel_model (CFO, timing offset, 3-tap multipath, seeded
 noise) → OFDM JSCC RX → SING Receiver → PNGs + summary.json, (a) in one flowgraph

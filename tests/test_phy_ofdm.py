@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """sing.phy (pure numpy): OFDM round trip through CFO, timing offset, multipath and noise; header;
 bad input (corrupted header, truncated frame, noise only); SNR estimate."""
 import logging

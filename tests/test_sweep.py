@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The sweep runner's val-tuning rules and grids (sim/sweep.py): choices come from val result files by
 the stated rule, test grids cover what the issues ask for."""
 import importlib.util

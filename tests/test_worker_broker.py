@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Two real workers behind a real broker: kill -9 one mid-stream → every image comes back or is
 reported failed (none silently lost); a restarted worker rejoins. Plus CURVE on 127.0.0.1."""
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Several JSCC models in one worker, each with its own calibration / INN (explicit or found next to
 its --jscc dir, matched on the model id in their configs); per-model methods; continuous batching
 and the timings in the reply header. Real `sing worker` processes on loopback."""

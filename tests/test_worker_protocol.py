@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Wire protocol and batching, in process (fast): every malformed input is a ProtocolError."""
 import json
 import os

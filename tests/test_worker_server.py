@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A real `sing worker` process over a real socket: round trip, batching, errors as replies,
 fuzzing (worker stays alive, memory bounded), graceful SIGTERM."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING-Zero (docs/ALGORITHMS.md §4): operators, calibration, DDNM/DDNM+ sampler.
 
 The sampler properties hold for any ε-network, so a random tiny UNet (sing.prior.tiny_prior) is

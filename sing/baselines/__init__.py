@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Baselines that SING is compared against (docs/ALGORITHMS.md §6), one algorithm per file:
 
 - `dps.dps_restore`: DPS through the known DeepJSCC encoder (DiffCom-style, arXiv 2209.14687 Alg. 1,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Digital separation bound (docs/ALGORITHMS.md §6): an image codec over an ideal channel code.
 
 Separate source and channel coding with a capacity-achieving channel code: over k uses of an AWGN

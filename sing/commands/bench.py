@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing bench WHAT`: speed benchmarks, each writing a result file (docs/BENCHMARKS.md, Speed).
 
     sing bench prior     UNet seconds per image at batch 1 and 16            (sing.prior.bench)

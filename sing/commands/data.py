@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing data`: build the cached natural-image set, list data sets, regenerate the manifest, or
 pack/unpack the decoded natural set for a machine without its sources (sing/data_bundle.py)."""
 from __future__ import annotations

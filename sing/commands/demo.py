@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing demo`: bundled test images through the link at the headline point (BCR 1/48, AWGN 0 dB),
 restored with every method available here; writes a side-by-side PNG grid, a metrics table
 (Markdown) and the numbers (JSON).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING-INN (docs/ALGORITHMS.md §5): an SNR-conditioned invertible model f_θ(x; snr) = (c, d) of the
 DeepJSCC degradation (c ≈ g(x̂), g the Haar low-pass) and INN-guided DDIM restoration.
 

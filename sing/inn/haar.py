@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Orthonormal 2-D Haar transform (one level), its exact inverse, and the fixed map g of SING-INN.
 
 One level on (B, C, H, W), H and W even, with a, b, c, d the four pixels of each 2×2 block

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING-INN's invertible degradation model f_θ(x; snr) = (c, d)  (docs/ALGORITHMS.md §5).
 
 Architecture (multi-scale, as in FrEIA / Glow / i-RevNet; written here, see "Why not FrEIA"):

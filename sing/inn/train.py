@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing train-inn`: fit SING-INN's invertible degradation model to a DeepJSCC (docs/ALGORITHMS.md §5).
 
 Pairs are made on the fly: x (training crops) → E(x, snr) → AWGN at snr ~ U[snr_min, snr_max] per

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SNR-adaptive attention feature module (ADJSCC: Xu, Ai, Chen, Zhang, Tao, IEEE TCSVT 2021, §III-B).
 
     c = [GAP(F), SNR]                      context: channel-wise mean of the features and the SNR

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Generalised divisive normalisation (Ballé, Laparra, Simoncelli, ICLR 2016, Eq. 6).
 
     GDN:   y_i = x_i / sqrt(β_i + Σ_j γ_ij x_j²)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """DeepJSCC encoder/decoder with SNR-adaptive attention (docs/ALGORITHMS.md §2).
 
 Bourtsoulatze, Kurka, Gündüz (IEEE TCCN 2019) with the attention-feature modules of ADJSCC

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing train-jscc`: train a DeepJSCC model end to end through the channel (docs/ALGORITHMS.md §2).
 
 Loss (per batch, SNR_b ~ U[snr_min, snr_max] per image, AWGN):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Image quality metrics (docs/ALGORITHMS.md §7): PSNR, SSIM (Gaussian 11×11, σ 1.5) and LPIPS v0.1.
 
 All take float images (B, C, H, W) in [0, 1] and return per-image tensors (B,).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing lpips A.png B.png [--net alex]`: LPIPS v0.1 distance between two image files.
 
 Images are read with PIL as RGB (uint8 -> [0, 1]); both must have the same size.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`compute_metrics`: PSNR, SSIM and LPIPS for a batch in one call (docs/ALGORITHMS.md §7)."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """LPIPS v0.1 (Zhang et al., CVPR 2018, "The Unreasonable Effectiveness of Deep Features as a
 Perceptual Metric"), AlexNet and VGG16 variants, in plain torch (no `lpips`, no torchvision).
 

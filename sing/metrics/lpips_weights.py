@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Install the LPIPS v0.1 weights (ImageNet backbone + linear heads) as safetensors.
 
 Where the weights come from (shared/design/OFFLINE.md, "Weights"):

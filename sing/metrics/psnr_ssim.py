@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """PSNR and SSIM per image, batched torch (docs/ALGORITHMS.md §7).
 
 - PSNR with data range 1: ``10·log10(1 / MSE)``, MSE over (C, H, W); identical images give +inf.

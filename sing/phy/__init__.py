@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """OFDM physical layer for analog JSCC symbols. Pure numpy: never imports GNU Radio.
 
 Frame (all at one sample rate, FFT N = 64, CP 16, 802.11a subcarrier plan: 48 data, 4 pilots at

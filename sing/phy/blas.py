@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Matrix products that stay on the calling thread.
 
 OpenBLAS (Debian's numpy) splits a product over its worker threads once it is large enough, and

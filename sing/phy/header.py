@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The digital frame header: fields, CRC32, biorthogonal Reed-Muller code, (de)mapping.
 
 Fields (version 2, 130 bits, MSB first): version 2 | k 20 | id_numeric 1 | seq 15 | image_id 32 |

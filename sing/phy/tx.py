@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Frame builder: JSCC symbols + header → complex baseband samples (mean power 1), batched.
 
 Payload: the k symbols are padded to n_p·48 with fixed unit-modulus filler, interleaved by the fixed

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Diffusion prior (docs/ALGORITHMS.md §3): ε_θ(x_t, t), the ᾱ schedule, DDIM timesteps, loaders,
 training (`sing train-prior`), the DDIM sampler core every diffusion method runs (ddim.py), sampling
 (`sing sample`), benchmarks and the denoising table."""

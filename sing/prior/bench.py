@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing bench prior`: UNet seconds per image (one ε_θ evaluation) at batch 1 and 16.
 
 This is the floor of every sampler: DDIM/SING-Zero/SING-INN each cost (steps × this) per image

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Denoising table: how much the prior knows, measured without any sampling loop.
 
 For test images x_0 (diffusion scale [-1, 1]) and t ∈ {50, 200, 500}:

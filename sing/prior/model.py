@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The diffusion prior: ε_θ(x_t, t), the ᾱ schedule and DDIM timesteps over a diffusers UNet2DModel.
 
 DDPM (Ho et al. 2020, arXiv 2006.11239), ε-prediction, docs/ALGORITHMS.md §3:
@@ -334,9 +335,9 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu",
         if hub and "/" in str(path):
             from huggingface_hub import snapshot_download
             d = Path(snapshot_download(str(path)))
-        else:
-            raise CheckpointError(f"prior {d} does not exist: pass a model directory (e.g. "
-                                  f"models/prior-natural-64) or a local diffusers model folder")
+        else:                                       # a name through the model search path
+            from ..paths import resolve_model
+            d = resolve_model(path)
     if not d.is_dir():
         raise CheckpointError(f"prior {d} is a file; pass the directory that holds config.json")
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The GPU worker over ZeroMQ (wire format in docs/PROTOCOL.md).
 
 protocol (wire format, limits, error codes) · client (WorkerClient, used by the GNU Radio blocks;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Continuous batching: requests with the same (model, method, output dtype, params) leave in
 batches of at most `max_batch`, queued at most `max_queue` deep.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Worker speed (docs/BENCHMARKS.md, Speed): images/s at batch 1, 4, 16; ZeroMQ round trip ÷ in-process
 call for the same job, direct and through the broker with 2 workers.
 

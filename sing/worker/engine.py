@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import model_dir
 from ..errors import InputError
 from ..methods.registry import DEFAULT_MAX_COST
 from . import protocol as P
@@ -85,7 +86,7 @@ def discover(jscc_dirs, calibration=None, inn=None) -> tuple[list[str], list[str
                               (inn, "jscc_model_id", lambda d: d.parent / (d.name + "-inn"))):
         dirs = _as_list(given)
         have = {_recorded_id(Path(c), key) for c in dirs}
-        for c in (where(Path(d)) for d in jscc_dirs):
+        for c in (where(model_dir(d)) for d in jscc_dirs):   # a folder, or a name (sing.paths)
             if (c / "config.json").exists() and _recorded_id(c, key) not in have:
                 dirs.append(str(c))
                 have.add(_recorded_id(c, key))

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING-Zero (docs/ALGORITHMS.md §4): a linear approximation y ≈ A·x + n of the DeepJSCC degradation
 and range-null-space restoration with a diffusion prior (DDNM / DDNM+, arXiv 2212.00490).
 

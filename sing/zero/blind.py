@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Blind noise estimate from the observation alone (fallback when the DeepJSCC is unknown).
 
 Donoho & Johnstone's robust estimator ("Ideal spatial adaptation by wavelet shrinkage", 1994):

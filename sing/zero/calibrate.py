@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing calibrate`: fit SING-Zero's linear operators (calibration.py) to a DeepJSCC model.
 
     sing calibrate --jscc models/jscc-natural-1-48 --snr-db -5 0 5 10 15 --n-images 64 \

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING-Zero calibration: the LMMSE linear fit of a DeepJSCC degradation (docs/ALGORITHMS.md §4).
 
 From pairs (x, x̂ = D(C(E(x), snr))) at each calibrated SNR, on the [0, 1] image scale, with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Orthonormal 2-D DCT-II as two small matmuls (the basis of the `spectral` operator).
 
 The orthonormal DCT-II matrix of size N is

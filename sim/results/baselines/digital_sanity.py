@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Sanity table: the digital separation bound vs DeepJSCC on a few natural test images.
 
     .venv/bin/python sim/results/baselines/digital_sanity.py [--n-images 16] [--jscc DIR]

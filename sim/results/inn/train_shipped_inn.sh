@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Train the shipped SING-INN for the BCR 1/48 natural-image DeepJSCC, in the background,
 # once that JSCC has finished training (its history.json reaches step $JSCC_STEPS, default 3000 as in
 # scripts/train_jscc_models.sh, and no train-jscc process writes to it any more): the INN records the JSCC's model_id (a digest of its weights), so it must be

@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Where models are found by name, independent of the working directory.
+
+A model is a directory (``config.json`` + ``model.safetensors``). Anything that takes a model
+accepts either a path to such a directory or a bare *name* (``jscc-natural64-bcr1_48``; the kind
+prefix may be left out: ``natural64-bcr1_48``). A name is looked up in these folders, first hit
+wins (docs/gnuradio.md, "Models by name"):
+
+1. every folder in ``$SING_MODEL_PATH`` (``:``-separated) — the explicit choice;
+2. the ``models/`` folder of the checkout this library runs from (absent in an installed copy);
+3. the user cache ``$XDG_CACHE_HOME/sing/models`` (default ``~/.cache/sing/models``);
+4. the installed share folders ``<prefix>/share/gr-sing/models`` for the prefix ``make install``
+   used (recorded next to an installed copy), ``/usr/local``, ``/usr`` and ``sys.prefix``.
+
+A name that is found nowhere raises one ``CheckpointError`` that names the model, every folder
+searched and the command that makes (or installs) it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from .errors import CheckpointError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHARE_SUBDIR = Path("share") / "gr-sing" / "models"
+KIND_PREFIXES = ("jscc-", "prior-")
+# Written by `make install` next to the installed copy of this package: the install prefix.
+INSTALL_PREFIX_FILE = PACKAGE_DIR / "_install_prefix.txt"
+
+
+def user_model_dir() -> Path:
+    """The per-user model cache: ``$XDG_CACHE_HOME/sing/models`` (``~/.cache/sing/models``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sing" / "models"
+
+
+def installed_model_dirs() -> list[Path]:
+    """``<prefix>/share/gr-sing/models`` for the recorded install prefix and the usual ones."""
+    prefixes: list[Path] = []
+    if INSTALL_PREFIX_FILE.is_file():
+        prefixes.append(Path(INSTALL_PREFIX_FILE.read_text().strip()))
+    prefixes += [Path("/usr/local"), Path("/usr"), Path(sys.prefix)]
+    out: list[Path] = []
+    for p in prefixes:
+        d = p / SHARE_SUBDIR
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def model_search_path(extra: list[str | os.PathLike] | None = None) -> list[Path]:
+    """The folders a model name is looked up in, in order (module docstring)."""
+    dirs: list[Path] = [Path(p) for p in (extra or [])]
+    dirs += [Path(p).expanduser() for p in os.environ.get("SING_MODEL_PATH", "").split(os.pathsep) if p]
+    checkout = PACKAGE_DIR.parent / "models"
+    if (PACKAGE_DIR.parent / "pyproject.toml").is_file():      # running from a checkout
+        dirs.append(checkout)
+    dirs.append(user_model_dir())
+    dirs += installed_model_dirs()
+    seen: list[Path] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def is_model_name(s: str | os.PathLike) -> bool:
+    """A bare name (no folder part, not '.'/'..', not starting with '~')."""
+    s = str(s)
+    return bool(s) and os.sep not in s and "/" not in s and s not in (".", "..") and not s.startswith("~")
+
+
+def _candidates(name: str) -> list[str]:
+    if name.startswith(KIND_PREFIXES):
+        return [name]
+    return [name] + [p + name for p in KIND_PREFIXES]
+
+
+def make_hint(name: str) -> str:
+    """The command that makes (or installs) a model of this name."""
+    full = name if name.startswith(KIND_PREFIXES) else "jscc-" + name
+    dest = f"{user_model_dir()}/{full}"
+    m = re.fullmatch(r"jscc-([a-z]+?)(\d+)-bcr(\d+)_(\d+)(-perceptual)?", full)
+    if m:
+        data, _, a, b, perc = m.groups()
+        cmd = f"sing train-jscc --data {data} --bcr {a}/{b} --out {dest}"
+        if perc:
+            cmd += " --lpips-weight 0.1"
+        return (f"the shipped models are installed by `make install` in a gr-sing checkout; to make "
+                f"this one: `{cmd}`")
+    m = re.fullmatch(r"prior-([a-z]+)-(\d+)", full)
+    if m:
+        return (f"the shipped models are installed by `make install` in a gr-sing checkout; to make "
+                f"this one: `sing train-prior --data {m.group(1)} --out runs/{full} --export {dest}`")
+    return (f"`make install` in a gr-sing checkout installs the shipped models; a model of your own "
+            f"goes into {user_model_dir()}/<name> or a folder on SING_MODEL_PATH (sing train-jscc / "
+            f"train-prior / train-inn --out)")
+
+
+def resolve_model(name_or_path: str | os.PathLike, extra: list[str | os.PathLike] | None = None) -> Path:
+    """The model directory for a path (returned as is when it exists) or a name (searched).
+
+    Raises CheckpointError naming the model, the folders searched and the command that makes it."""
+    p = Path(os.path.expanduser(str(name_or_path)))
+    if p.exists():
+        return p
+    s = str(name_or_path)
+    if not is_model_name(s):
+        raise CheckpointError(
+            f"model directory {s} does not exist (relative paths count from the working directory "
+            f"{os.getcwd()}): give an existing directory, or a model name such as "
+            f"'{Path(s).name}' to search {', '.join(map(str, model_search_path(extra)))}")
+    searched = model_search_path(extra)
+    for d in searched:
+        for c in _candidates(s):
+            if (d / c).is_dir():
+                return d / c
+    raise CheckpointError(
+        f"model '{s}' not found; looked in: {', '.join(map(str, searched))} "
+        f"(set SING_MODEL_PATH to add a folder). {make_hint(s)}")
