@@ -164,8 +164,7 @@ class WorkerClient:
 
     def _open(self) -> zmq.Socket:
         s = self._ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.MAXMSGSIZE, P.MAX_REPLY_BYTES)
+        P.limit_socket(s, P.MAX_REPLY_BYTES, linger_ms=0)
         if self._curve is not None:
             self._curve.apply(s)
         s.connect(self.endpoint)
@@ -206,7 +205,7 @@ class WorkerClient:
                 if sock in events:
                     for _ in range(1000):
                         try:
-                            msg, trunc = P.recv_bounded(sock, P.MAX_FRAMES, zmq.NOBLOCK)
+                            msg, trunc = P.recv_bounded(sock, P.MAX_MESSAGE_FRAMES, zmq.NOBLOCK)
                         except zmq.Again:
                             break
                         self._on_message(msg, pending, timeouts)
@@ -243,6 +242,7 @@ class WorkerClient:
     def _on_message(self, msg, pending, timeouts) -> None:
         _, body = P.split_envelope(msg, 0)
         if not body:
+            log.warning("dropping a message without a delimiter/header from %s", self.endpoint)
             return
         try:
             h = P.parse_header(body[0])
