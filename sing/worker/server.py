@@ -14,7 +14,7 @@ the --jscc dirs). Modes:
 - `--connect tcp://BROKER:5556`: a DEALER to a `sing broker` backend (ready/heartbeat/disconnect).
 
 SIGTERM/SIGINT: stop taking work, answer what is queued `unavailable` at once, give the running
-batch --drain-s (default 1 s) to finish, answer it `unavailable` otherwise, exit 0 (within 2 s).
+batch --drain-s (default 0.5 s) to finish, answer it `unavailable` otherwise, exit 0 (within 2 s).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=256, help="queued requests before 'busy'")
     p.add_argument("--heartbeat-s", type=float, default=1.0, help="heartbeat interval (broker mode)")
     p.add_argument("--liveness", type=int, default=3, help="missed heartbeats = peer dead")
-    p.add_argument("--drain-s", type=float, default=1.0,
+    p.add_argument("--drain-s", type=float, default=0.5,
                    help="on SIGTERM/SIGINT, how long the running batch may finish before its "
                         "requests are answered `unavailable` (queued ones are answered at once)")
     p.add_argument("--stuck-s", type=float, default=30.0,
@@ -120,7 +120,7 @@ class WorkerStats:
     errors: int = 0                   # error replies sent (refused messages, failed restorations)
     dropped: int = 0                  # answers that could not be handed to ZeroMQ (peer gone)
     batches: int = 0                  # batches started
-    stuck: int = 0                    # batches abandoned after --stuck-s without finishing
+    stuck_batches: int = 0            # batches abandoned after --stuck-s without finishing
     late_results: int = 0             # results of abandoned batches, discarded
 
 
@@ -152,10 +152,13 @@ class _Compute(threading.Thread):
             if job is None:
                 return
             self.results.put((job.number, self._run(job)))
-            try:
-                os.write(self._bell_w, b"!")
-            except OSError:              # doorbell full (the I/O thread reads it) or closed
-                pass
+            self.ring()
+
+    def ring(self) -> None:
+        try:
+            os.write(self._bell_w, b"!")
+        except OSError:                  # doorbell full (the I/O thread reads it) or closed
+            pass
 
     def _run(self, job: Running) -> list[Outcome]:
         import torch
@@ -210,7 +213,7 @@ class _Compute(threading.Thread):
 class Worker:
     def __init__(self, engine, *, bind: str | None = None, connect: str | None = None,
                  max_batch: int = 16, max_wait_ms: float = 0.0, max_queue: int = 256,
-                 heartbeat_s: float = 1.0, liveness: int = 3, drain_s: float = 1.0,
+                 heartbeat_s: float = 1.0, liveness: int = 3, drain_s: float = 0.5,
                  stuck_s: float = 30.0, name: str | None = None, curve_secret: str | None = None,
                  curve_clients: str | None = None, curve_server_public: str | None = None):
         if (bind is None) == (connect is None):
@@ -300,6 +303,8 @@ class Worker:
 
     def stop(self, *_):
         self._stop.set()
+        if self.compute is not None:           # wake the I/O thread's poll at once
+            self.compute.ring()
 
     # ---- message handling ----
     def _handle(self, frames: list[bytes], truncated: bool) -> None:
@@ -419,7 +424,7 @@ class Worker:
         run = self.running
         if run is None or run.abandoned or now - run.t_start <= self.stuck_s:
             return
-        self.stats.stuck += 1
+        self.stats.stuck_batches += 1
         log.error("compute stuck: batch %d (%d request(s), %s %s) has run %.1f s without finishing "
                   "(--stuck-s %g); answering its requests `unavailable`", run.number, len(run.batch),
                   run.batch[0].item.req.model, run.batch[0].item.req.method, now - run.t_start,
@@ -537,11 +542,10 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, w.stop)
     signal.signal(signal.SIGINT, w.stop)
     rc = w.serve()
-    if w.compute is not None and w.compute.is_alive():
-        # a batch is still computing (its requests were answered `unavailable`): do not wait for
-        # it at interpreter exit
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(rc)
-    return rc
+    # Every request is answered and the sockets are closed: exit now. An interpreter shutdown
+    # would wait for a batch still computing (its requests were answered `unavailable`) and
+    # spends seconds tearing down torch, past the 2 s a supervisor may allow after SIGTERM.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
