@@ -330,6 +330,12 @@ class Broker:
                         break
                     handler(frames, trunc)
 
+    def _poll_timeout(self, t_hb: float) -> float:
+        """Sleep until the next heartbeat or progress deadline, at most 0.2 s."""
+        due = [t_hb + self.hb_s] + [w.t_progress + self.progress_timeout
+                                    for w in self.workers.values() if w.inflight and not w.stuck]
+        return max(0.0, min(0.2, min(due) - time.monotonic()))
+
     def serve(self) -> int:
         P.return_freed_memory()
         ctx = zmq.Context()
@@ -342,7 +348,7 @@ class Broker:
         t_hb = time.monotonic()
         try:
             while not self._stop.is_set():
-                self._receive(dict(poller.poll(max(0.0, min(0.2, t_hb + self.hb_s - time.monotonic())) * 1e3)))
+                self._receive(dict(poller.poll(self._poll_timeout(t_hb) * 1e3)))
                 now = time.monotonic()
                 self._housekeeping(now)
                 self._dispatch()
