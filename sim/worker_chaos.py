@@ -340,8 +340,13 @@ def fuzz(n: int, jscc: Path, procs: Procs) -> dict:
     sent = {k: 0 for k in ports}
     t0 = time.monotonic()
 
+    routed_to_fuzzer: dict[str, int] = {}
+
     def drain(timeout_ms: int = 0) -> None:
-        for s in socks.values():
+        """Count answers (reply / error / pong) per fuzz id on the client-side sockets. On the
+        worker port the fuzzer may have registered itself as a worker (a fuzzed `ready`; loopback
+        without CURVE admits anyone): requests the broker routes to it are counted apart."""
+        for port, s in socks.items():
             while s.poll(timeout_ms):
                 frames = s.recv_multipart()
                 if b"" not in frames[:P.MAX_ROUTING + 1]:
@@ -351,7 +356,11 @@ def fuzz(n: int, jscc: Path, procs: Procs) -> dict:
                 except (ValueError, IndexError):
                     continue
                 rid = h.get("id") if isinstance(h, dict) else None
-                if isinstance(rid, str) and rid.startswith("fz-"):
+                if not (isinstance(rid, str) and rid.startswith("fz-")):
+                    continue
+                if port == "broker_workers":
+                    routed_to_fuzzer[rid] = routed_to_fuzzer.get(rid, 0) + 1
+                elif h.get("type") in ("reply", "error", "pong"):
                     answers[rid] = answers.get(rid, 0) + 1
                 timeout_ms = 0
     names = list(ports)
@@ -379,6 +388,7 @@ def fuzz(n: int, jscc: Path, procs: Procs) -> dict:
         normal[name] = one.served == 3
     return {"messages": n, "sent_per_port": sent, "seconds": round(t_after - t0, 1),
             "answered_ids": len(answers), "answered_more_than_once": sum(v > 1 for v in answers.values()),
+            "requests_routed_to_the_fuzzer_as_worker": len(routed_to_fuzzer),
             "processes_alive": alive, "rss_growth_mib": growth,
             "normal_request_served_after": normal}
 
