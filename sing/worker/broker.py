@@ -219,6 +219,8 @@ class Broker:
                 log.info("worker %s joined (capacity %d)", w.name, cap)
             elif t == "ready":
                 w.capacity, w.draining, w.stuck, w.t_progress = cap, False, False, now
+            if t == "heartbeat" and h.get("stuck") is True:
+                w.draining = True              # the worker says its compute is stuck
         elif t == "disconnect" and w is not None:
             log.info("worker %s is draining", w.name)
             w.draining = True
