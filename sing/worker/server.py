@@ -507,7 +507,7 @@ class Worker:
                 self._watchdog(now)
                 if t_stop is None:
                     self._dispatch()
-                if self.connect:
+                if self.connect and t_stop is None:
                     self._keep_alive(now, poller)
         finally:
             try:
