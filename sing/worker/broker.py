@@ -339,7 +339,6 @@ class Broker:
         return max(0.0, min(0.2, min(due) - time.monotonic()))
 
     def serve(self) -> int:
-        P.return_freed_memory()
         ctx = zmq.Context()
         auth = self._open(ctx)
         print(f"READY broker {self.frontend_ep} {self.backend_ep}", flush=True)
@@ -352,6 +351,7 @@ class Broker:
             while not self._stop.is_set():
                 self._receive(dict(poller.poll(self._poll_timeout(t_hb) * 1e3)))
                 now = time.monotonic()
+                P.trim_heap()                  # after a dropped many-frame message, if one is due
                 self._housekeeping(now)
                 self._dispatch()
                 if now - t_hb >= self.hb_s:

@@ -51,18 +51,27 @@ MAX_REQUEST_BYTES = max(MAX_HEADER_BYTES, 8 * MAX_K)   # ZMQ_MAXMSGSIZE (per fra
 MAX_REPLY_BYTES = MAX_IMAGE_SIDE ** 2 * 4 * 2           # ZMQ_MAXMSGSIZE where replies arrive: the
 #                                       largest legal image (1024² × 4 channels × float16) = 8 MiB
 # libzmq delivers a multipart message whole, and has no limit on the number of frames: one message
-# of many frames (each under ZMQ_MAXMSGSIZE) is held in memory before it can be refused. Processes
-# serving these sockets call `return_freed_memory()` so that such a message's memory goes back to
-# the system once dropped (docs/PROTOCOL.md, "Limits").
+# of many frames (each under ZMQ_MAXMSGSIZE) is held in memory before it can be refused. Such a
+# message is dropped frame by frame (recv_bounded) and the freed heap is then handed back to the
+# system (trim_heap), so that the memory does not stay (docs/PROTOCOL.md, "Limits").
+_TRIM = {"due": False, "last": 0.0}
 
 
-def return_freed_memory() -> None:
-    """Make glibc serve large blocks (≥ 256 KiB: ZeroMQ frames) from mmap, so that freeing them
-    returns the memory to the system instead of leaving the heap grown (no-op off glibc)."""
+def trim_heap(note: bool = False, min_interval_s: float = 0.25) -> None:
+    """Return freed heap memory to the system (glibc malloc_trim; no-op elsewhere) after an
+    oversized message was dropped: `note=True` marks one; a call without it (each turn of a
+    server loop) trims when one is due, at most every `min_interval_s`, so a flood of them costs
+    little. Only then: a process that keeps its freed memory reuses it faster (torch)."""
+    import time
+    if note:
+        _TRIM["due"] = True
+    now = time.monotonic()
+    if not _TRIM["due"] or now - _TRIM["last"] < min_interval_s:
+        return
+    _TRIM["due"], _TRIM["last"] = False, now
     try:
         import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 256 * 1024)          # M_MMAP_THRESHOLD (also stops its dynamic growth)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
 
@@ -427,6 +436,8 @@ def recv_bounded(sock, max_frames: int = MAX_MESSAGE_FRAMES, flags: int = 0) -> 
         else:
             sock.recv(copy=False)          # dropped without a copy into Python
             truncated = True
+    if truncated:
+        trim_heap(note=True)
     return frames, truncated
 
 

@@ -472,7 +472,6 @@ class Worker:
 
     # ---- main loop ----
     def serve(self) -> int:
-        P.return_freed_memory()
         self.compute = _Compute(self.engine, self.name)
         self.compute.start()
         self.sock = self._open()
@@ -504,6 +503,7 @@ class Worker:
                 if self.compute.bell_r in events:
                     self._collect_results()
                 now = time.monotonic()
+                P.trim_heap()                  # after a dropped many-frame message, if one is due
                 self._watchdog(now)
                 if t_stop is None:
                     self._dispatch()
