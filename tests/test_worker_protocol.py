@@ -190,6 +190,10 @@ def test_envelope_depth_is_one_limit_for_every_hop():
         with pytest.raises(P.ProtocolError) as e:
             P.read_header(b, False)
         assert e.value.code == P.BAD_MESSAGE and "routing" in str(e.value)
+    with pytest.raises(P.ProtocolError) as e:                      # body frames: one limit too
+        P.read_header([b'{"v":1,"type":"ping"}'] + [b"x"] * P.MAX_FRAMES, False)
+    assert e.value.code == P.TOO_LARGE
+    assert P.read_header([b'{"v":1,"type":"ping"}'] + [b"x"] * (P.MAX_FRAMES - 1), False)["v"] == 1
 
 
 @pytest.mark.parametrize("v", ["true", "1.0", '"1"', "null", "1e0", "01"])

@@ -231,6 +231,8 @@ def read_header(body: Sequence[bytes] | None, truncated: bool) -> dict:
     if not body:
         raise ProtocolError(BAD_MESSAGE, "no header: a message is [b'', header JSON, arrays…] "
                                          "(see docs/PROTOCOL.md)")
+    if len(body) > MAX_FRAMES:
+        raise ProtocolError(TOO_LARGE, f"message body has {len(body)} frames; the limit is {MAX_FRAMES}")
     return parse_header(body[0])
 
 
