@@ -34,8 +34,10 @@ class Procs:
     def __init__(self):
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, *args: str, ready: bool = True, timeout: float = 60.0) -> subprocess.Popen:
-        env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    def start(self, *args: str, ready: bool = True, timeout: float = 60.0,
+              env: dict | None = None) -> subprocess.Popen:
+        env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+                   **(env or {}))
         p = subprocess.Popen([PY, "-m", "sing.cli", *args], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
@@ -116,3 +118,42 @@ def worker_args(jscc_dir, *extra: str) -> list[str]:
 def terminate(p: subprocess.Popen, timeout: float = 15.0) -> int:
     p.send_signal(signal.SIGTERM)
     return p.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_prior_dir(tmp_path_factory):
+    """A tiny random diffusion prior for 16×16 RGB (the tiny JSCC's images): slow enough per step
+    for a batch to be 'in flight' when a test needs one."""
+    import torch
+    from sing.prior.model import save_prior, tiny_prior
+    torch.manual_seed(0)
+    pr = tiny_prior(16, 3)
+    d = tmp_path_factory.mktemp("prior") / "tiny-prior"
+    save_prior(d, pr, pr.config)
+    return d
+
+
+def raw_dealer(endpoint: str, timeout_ms: int = 5000, curve=None):
+    """A bare DEALER socket (the tests' way of sending what WorkerClient never would)."""
+    import zmq
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    if curve is not None:
+        curve.apply(s)
+    s.connect(endpoint)
+    return s
+
+
+def request_header(k: int = 64, rid: str = "r1", **kw) -> dict:
+    """The JSON header of a valid deepjscc request, fields overridable."""
+    import json
+    from sing.worker import protocol as P
+    h = json.loads(P.request_frames(symbols(k), 0.0, "deepjscc", rid)[0])
+    h.update(kw)
+    return h
+
+
+def rss(pid: int) -> int:
+    import psutil
+    return psutil.Process(pid).memory_info().rss

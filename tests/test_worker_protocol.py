@@ -172,3 +172,89 @@ def test_keys_are_private(tmp_path):
     assert load_secret(sec)[0] == load_public(pub)
     with pytest.raises(Exception, match="exists"):
         write_keypair(tmp_path / "k", "server")
+
+
+# ---- framing: envelope depth, strict version, integer size, limits in one place --------------
+def test_envelope_depth_is_one_limit_for_every_hop():
+    body = [b'{"v":1}', b"x"]
+    for depth in range(0, P.MAX_ROUTING + 1):          # 0 … MAX_ROUTING routing ids: accepted
+        routing = [b"r%d" % i for i in range(depth)]
+        for min_routing in (0, 1):
+            if depth < min_routing:
+                continue
+            env, b = P.split_envelope(routing + [b""] + body, min_routing)
+            assert env == routing + [b""] and b == body
+    deep = [b"r%d" % i for i in range(P.MAX_ROUTING + 1)] + [b""] + body
+    for min_routing in (0, 1):                          # one more: refused, error routable
+        env, b = P.split_envelope(deep, min_routing)
+        assert b is None and env == deep[:min_routing] + [b""]
+        with pytest.raises(P.ProtocolError) as e:
+            P.read_header(b, False)
+        assert e.value.code == P.BAD_MESSAGE and "routing" in str(e.value)
+    with pytest.raises(P.ProtocolError) as e:                      # body frames: one limit too
+        P.read_header([b'{"v":1,"type":"ping"}'] + [b"x"] * P.MAX_FRAMES, False)
+    assert e.value.code == P.TOO_LARGE
+    assert P.read_header([b'{"v":1,"type":"ping"}'] + [b"x"] * (P.MAX_FRAMES - 1), False)["v"] == 1
+
+
+@pytest.mark.parametrize("v", ["true", "1.0", '"1"', "null", "1e0", "01"])
+def test_version_is_the_integer_one(v):
+    with pytest.raises(P.ProtocolError) as e:
+        P.parse_header(('{"v":%s,"type":"ping"}' % v).encode())
+    assert e.value.code == P.BAD_MESSAGE
+    assert P.parse_header(b'{"v":1,"type":"ping"}')["v"] == 1
+
+
+def test_integer_literals_are_bounded():
+    ok = "9" * P.MAX_JSON_INT_DIGITS
+    assert P.parse_header(('{"v":1,"type":"ping","x":-%s}' % ok).encode())["x"] == -int(ok)
+    with pytest.raises(P.ProtocolError) as e:
+        P.parse_header(('{"v":1,"type":"ping","x":%s9}' % ok).encode())
+    assert e.value.code == P.BAD_MESSAGE and "digits" in str(e.value)
+    with pytest.raises(P.ProtocolError):
+        P.clean_meta({"k": P.MAX_META_INT + 1})
+    assert P.clean_meta({"k": P.MAX_META_INT, "height": True}, strict=False) == {"k": P.MAX_META_INT}
+
+
+def test_limits_fit_together():
+    assert P.MAX_REQUEST_BYTES >= max(P.MAX_HEADER_BYTES, 8 * P.MAX_K)
+    assert P.MAX_REPLY_BYTES >= P.MAX_IMAGE_SIDE ** 2 * 4 * 2
+    assert P.MAX_MESSAGE_FRAMES == 1 + P.MAX_ROUTING + 1 + P.MAX_FRAMES
+    # the largest forwarded meta, once JSON-escaped and echoed, leaves the reply header in bounds
+    worst = "\U0001F600" * P.MAX_ID_LEN
+    meta = P.clean_meta({k: (worst if t == (str,) else -P.MAX_META_INT) for k, t in P.META.items()})
+    img = np.zeros((P.MAX_IMAGE_SIDE, P.MAX_IMAGE_SIDE, 4), np.float16)
+    h = P.reply_frames("i" * P.MAX_ID_LEN, img, model="m" * P.MAX_ID_LEN, method="x" * 32,
+                       snr_db=-1.2345678901234567e-300, snr_source="estimated", meta=meta,
+                       worker="w" * P.MAX_NAME_LEN, metrics={},
+                       timings={k: 1.2345678901234567e300 for k in ("queue_ms", "decode_ms",
+                                "restore_ms", "compute_ms", "total_ms")} | {"batch_size": 4096})[0]
+    assert len(h) <= P.MAX_HEADER_BYTES
+
+
+def test_safe_name_keeps_logs_one_line():
+    s = P.safe_name("w1\nWARNING:fake line\x1b[2J" + "x" * 100)
+    assert len(s) == P.MAX_NAME_LEN and "\n" not in s and "\x1b" not in s and " " not in s
+
+
+def test_keys_make_two_roles(tmp_path):
+    import argparse
+    from sing.worker import keys
+    ap = argparse.ArgumentParser()
+    keys.add_arguments(ap)
+    assert keys.run(ap.parse_args(["--out", str(tmp_path / "k"), "--client", "rx1", "--client", "rx2",
+                                   "--worker", "gpu1"])) == 0
+    d = tmp_path / "k"
+    assert sorted(p.name for p in (d / "clients").iterdir()) == ["rx1.key", "rx2.key"]
+    assert sorted(p.name for p in (d / "workers").iterdir()) == ["gpu1.key"]
+    assert (d / "server.key_secret").exists() and (d / "gpu1.key_secret").exists()
+    import zmq
+    ctx = zmq.Context()
+    try:
+        with pytest.raises(Exception, match="both"):
+            keys.start_authenticator(ctx, {keys.CLIENTS: d / "clients", keys.WORKERS: d / "clients"})
+        with pytest.raises(Exception, match="curve-workers"):
+            keys.start_authenticator(ctx, {keys.CLIENTS: d / "clients", keys.WORKERS: None})
+        assert keys.start_authenticator(ctx, {keys.CLIENTS: None, keys.WORKERS: None}) is None
+    finally:
+        ctx.term()

@@ -165,11 +165,140 @@ def _device(args, engine) -> dict:
     return d
 
 
+def _setup_record(a: dict, engine, mid: str, info) -> dict:
+    """What was served: model paths (or "stand-in"), ids and shapes."""
+    stand = " ".join(a["stand_ins"])
+    rec = {"jscc": _rel(a["jscc"]) if not any(s.startswith("jscc") for s in a["stand_ins"]) else "stand-in",
+           "model_id": mid, "k": info.k, "image": list(info.shape),
+           "prior": _rel(a["prior"]) if a["prior"] and "prior" not in stand
+           else ("stand-in" if a["prior"] else None),
+           "prior_model_id": getattr(engine.receiver.prior, "model_id", None),
+           "calibration": _rel(a["calibration"]) if a["calibration"] and "calibration" not in stand
+           else ("stand-in" if a["calibration"] else None),
+           "stand_ins": a["stand_ins"], "snr_db": 0.0, "seed": 0}
+    if a["prior"]:
+        from ..checkpoint import model_id as dir_model_id
+        rec["prior_model_id"] = dir_model_id(a["prior"])
+    return rec
+
+
+def _worker_args(args, a: dict) -> list[str]:
+    wargs = ["--jscc", a["jscc"], "--device", args.device, "--threads", str(args.threads),
+             "--max-batch", str(max(args.batches)), "--max-wait-ms", str(args.max_wait_ms),
+             "--no-discover"]
+    if a["prior"]:
+        wargs += ["--prior", a["prior"]]
+    if a["calibration"]:
+        wargs += ["--calibration", a["calibration"]]
+    return wargs
+
+
+def _start_servers(args, wargs: list[str], procs: list) -> dict:
+    """A worker bound directly, and (unless --no-broker) a broker with two workers: the WorkerClient
+    for each setup, by name."""
+    from .client import WorkerClient
+    direct = _free_ep()
+    procs.append(_Proc("worker", "--bind", direct, *wargs, threads=args.threads))
+    setups = [("direct", direct)]
+    if not args.no_broker:
+        front, back = _free_ep(), _free_ep()
+        procs.append(_Proc("broker", "--frontend", front, "--backend", back, threads=args.threads))
+        for i in range(2):
+            procs.append(_Proc("worker", "--connect", back, "--name", f"bench{i}", *wargs,
+                               threads=args.threads))
+        setups.append(("broker_2_workers", front))
+    clients = {name: WorkerClient(e, timeout_s=3600, retries=0) for name, e in setups}
+    if "broker_2_workers" in clients:       # wait until both workers registered
+        for _ in range(300):
+            if len(clients["broker_2_workers"].ping()["workers"]) == 2:
+                break
+            time.sleep(0.1)
+    return clients
+
+
+class _Burst:
+    """One timed burst of `batch` concurrent requests (the same job on every setup)."""
+
+    def __init__(self, engine, clients: dict, mid: str, method: str, ys: np.ndarray, b: int, params: dict):
+        import torch
+        self.engine, self.clients, self.mid, self.method, self.params = engine, clients, mid, method, params
+        self.ys, self.b = ys, b
+        self.y, self.snr = torch.from_numpy(ys[:b]), torch.zeros(b)
+        self.ids = [f"b{b}-{i}" for i in range(b)]
+
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        if name == "in_process":
+            self.engine.restore(self.mid, self.method, self.y, self.snr, self.ids, 0, self.params)
+            return time.perf_counter() - t0, None
+        c = self.clients[name]
+        futs = [c.submit(self.ys[i], 0.0, self.method, {"image_id": self.ids[i]}, params=self.params)
+                for i in range(self.b)]
+        reps = [f.result() for f in futs]
+        return time.perf_counter() - t0, reps
+
+
+def _bench_batch(once: _Burst, names: list[str], rounds: int, loads: list) -> tuple[dict, dict]:
+    """Warm-up, then `rounds` interleaved rounds in rotating order: (stats per setup, paired
+    ratios per remote setup)."""
+    b = once.b
+    for n in names:                               # warm-up
+        once(n)
+    ts = {n: [] for n in names}
+    sizes = {n: set() for n in names[1:]}
+    timings = {n: [] for n in names[1:]}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            t, reps = once(n)
+            ts[n].append(t)
+            if reps:
+                sizes[n] |= {rep.header["timings"]["batch_size"] for rep in reps}
+                timings[n].append(reps[0].header["timings"])
+        loads.append(os.getloadavg()[0])
+    stats = {}
+    for n in names:
+        st = _stats(ts[n], b)
+        if n != "in_process":
+            st["worker_batch_sizes"] = sorted(sizes[n])
+            tm = timings[n]
+            st["reply_timings_median_ms"] = {
+                k: float(np.median([x[k] for x in tm if x.get(k) is not None]))
+                for k in ("queue_ms", "decode_ms", "restore_ms", "compute_ms", "total_ms")
+                if any(x.get(k) is not None for x in tm)}
+        stats[n] = st
+    ratios = {}
+    for n in names[1:]:
+        paired = [t / t0 for t, t0 in zip(ts[n], ts["in_process"])]
+        ratios[n] = {"median_of_paired": float(np.median(paired)), "min": float(min(paired)),
+                     "max": float(max(paired)),
+                     "ratio_of_medians": stats[n]["seconds"] / stats["in_process"]["seconds"]}
+    return stats, ratios
+
+
+def _bench_method(args, method: str, engine, clients: dict, mid: str, ys: np.ndarray, reps1: int,
+                  loads: list) -> dict:
+    names = ["in_process"] + list(clients)
+    params = {"steps": args.steps} if args.steps and method != "deepjscc" else {}
+    res = {"params": params, **{n: {} for n in names}, "ratio": {}}
+    for b in args.batches:
+        once = _Burst(engine, clients, mid, method, ys, b, params)
+        stats, ratios = _bench_batch(once, names, reps1 if b == 1 else args.repeats, loads)
+        for n in names:
+            res[n][str(b)] = stats[n]
+        for n, v in ratios.items():
+            res["ratio"].setdefault(n, {})[str(b)] = v
+        print(json.dumps({"method": method, "batch": b,
+                          **{n: round(res[n][str(b)]["seconds"], 4) for n in names},
+                          "ratio": {n: round(v[str(b)]["median_of_paired"], 4)
+                                    for n, v in res["ratio"].items()}}), flush=True)
+    return res
+
+
 def run(args) -> int:
     if args.render:
         return _render_file(Path(args.render))
     import torch
-    from .client import WorkerClient
     from .engine import Engine
     if args.repeats < 2:
         from ..errors import InputError
@@ -189,102 +318,16 @@ def run(args) -> int:
                         discover_parts=False)
         mid, info = next(iter(engine.info.items()))
         result["device"] = _device(args, engine)
-        result["setup"] = {"jscc": _rel(a["jscc"]) if not any(s.startswith("jscc") for s in a["stand_ins"])
-                           else "stand-in", "model_id": mid, "k": info.k, "image": list(info.shape),
-                           "prior": _rel(a["prior"]) if a["prior"] and "prior" not in " ".join(a["stand_ins"])
-                           else ("stand-in" if a["prior"] else None),
-                           "prior_model_id": getattr(engine.receiver.prior, "model_id", None),
-                           "calibration": _rel(a["calibration"]) if a["calibration"] and "calibration"
-                           not in " ".join(a["stand_ins"]) else ("stand-in" if a["calibration"] else None),
-                           "stand_ins": a["stand_ins"], "snr_db": 0.0, "seed": 0}
-        if a["prior"]:
-            from ..checkpoint import model_id as dir_model_id
-            result["setup"]["prior_model_id"] = dir_model_id(a["prior"])
+        result["setup"] = _setup_record(a, engine, mid, info)
         ys = _symbols(max(args.batches), info.k)
-        wargs = ["--jscc", a["jscc"], "--device", args.device, "--threads", str(args.threads),
-                 "--max-batch", str(max(args.batches)), "--max-wait-ms", str(args.max_wait_ms),
-                 "--no-discover"]
-        if a["prior"]:
-            wargs += ["--prior", a["prior"]]
-        if a["calibration"]:
-            wargs += ["--calibration", a["calibration"]]
         try:
-            direct = _free_ep()
-            procs.append(_Proc("worker", "--bind", direct, *wargs, threads=args.threads))
-            setups = [("direct", direct)]
-            if not args.no_broker:
-                front, back = _free_ep(), _free_ep()
-                procs.append(_Proc("broker", "--frontend", front, "--backend", back,
-                                   threads=args.threads))
-                for i in range(2):
-                    procs.append(_Proc("worker", "--connect", back, "--name", f"bench{i}", *wargs,
-                                       threads=args.threads))
-                setups.append(("broker_2_workers", front))
-            clients = {name: WorkerClient(e, timeout_s=3600, retries=0) for name, e in setups}
-            if "broker_2_workers" in clients:       # wait until both workers registered
-                for _ in range(300):
-                    if len(clients["broker_2_workers"].ping()["workers"]) == 2:
-                        break
-                    time.sleep(0.1)
-            names = ["in_process"] + list(clients)
+            clients = _start_servers(args, _worker_args(args, a), procs)
             for method in args.methods:
                 if method not in engine.methods():
                     result["results"][method] = {"skipped": f"not served (have {engine.methods()})"}
                     continue
-                params = {"steps": args.steps} if args.steps and method != "deepjscc" else {}
-                res = {"params": params, **{n: {} for n in names}, "ratio": {}}
-                for b in args.batches:
-                    y = torch.from_numpy(ys[:b])
-                    snr = torch.zeros(b)
-                    ids = [f"b{b}-{i}" for i in range(b)]
-
-                    def once(name):
-                        t0 = time.perf_counter()
-                        if name == "in_process":
-                            engine.restore(mid, method, y, snr, ids, 0, params)
-                            return time.perf_counter() - t0, None
-                        c = clients[name]
-                        futs = [c.submit(ys[i], 0.0, method, {"image_id": ids[i]}, params=params)
-                                for i in range(b)]
-                        reps = [f.result() for f in futs]
-                        return time.perf_counter() - t0, reps
-
-                    for n in names:                               # warm-up
-                        once(n)
-                    ts = {n: [] for n in names}
-                    sizes = {n: set() for n in names[1:]}
-                    timings = {n: [] for n in names[1:]}
-                    reps_b = reps1 if b == 1 else args.repeats
-                    for r in range(reps_b):
-                        order = names[r % len(names):] + names[:r % len(names)]
-                        for n in order:
-                            t, reps = once(n)
-                            ts[n].append(t)
-                            if reps:
-                                sizes[n] |= {rep.header["timings"]["batch_size"] for rep in reps}
-                                timings[n].append(reps[0].header["timings"])
-                        loads.append(os.getloadavg()[0])
-                    for n in names:
-                        st = _stats(ts[n], b)
-                        if n != "in_process":
-                            st["worker_batch_sizes"] = sorted(sizes[n])
-                            tm = timings[n]
-                            st["reply_timings_median_ms"] = {
-                                k: float(np.median([x[k] for x in tm if x.get(k) is not None]))
-                                for k in ("queue_ms", "decode_ms", "restore_ms", "compute_ms", "total_ms")
-                                if any(x.get(k) is not None for x in tm)}
-                        res[n][str(b)] = st
-                    for n in names[1:]:
-                        paired = [t / t0 for t, t0 in zip(ts[n], ts["in_process"])]
-                        res["ratio"].setdefault(n, {})[str(b)] = {
-                            "median_of_paired": float(np.median(paired)),
-                            "min": float(min(paired)), "max": float(max(paired)),
-                            "ratio_of_medians": res[n][str(b)]["seconds"] / res["in_process"][str(b)]["seconds"]}
-                    print(json.dumps({"method": method, "batch": b,
-                                      **{n: round(res[n][str(b)]["seconds"], 4) for n in names},
-                                      "ratio": {n: round(v[str(b)]["median_of_paired"], 4)
-                                                for n, v in res["ratio"].items()}}), flush=True)
-                result["results"][method] = res
+                result["results"][method] = _bench_method(args, method, engine, clients, mid, ys,
+                                                          reps1, loads)
             for c in clients.values():
                 c.close()
         except WorkerError as e:

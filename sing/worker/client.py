@@ -59,11 +59,27 @@ class Reply:
         return self.header.get("id", "")
 
 
-class _Pending:
-    __slots__ = ("frames", "fut", "deadline", "left", "kind")
+@dataclass
+class _Send:
+    """A command from a caller's thread to the I/O thread: send this and wait for its answer."""
+    rid: str
+    frames: list
+    fut: Future
+    timeout_s: float
+    retries: int
+    kind: str                # "request" | "ping"
 
-    def __init__(self, frames, fut, deadline, left, kind):
-        self.frames, self.fut, self.deadline, self.left, self.kind = frames, fut, deadline, left, kind
+
+@dataclass
+class _Pending:
+    """A request in flight: when its attempt expires and how many re-sends are left."""
+    send: _Send
+    deadline: float
+    left: int
+
+    @property
+    def fut(self) -> Future:
+        return self.send.fut
 
 
 class WorkerClient:
@@ -79,7 +95,7 @@ class WorkerClient:
         self._curve = ClientCurve.coerce(curve)
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._ctx = zmq.Context()
-        self._cmds: "queue.Queue[tuple]" = queue.Queue()
+        self._cmds: "queue.Queue[_Send | None]" = queue.Queue()   # None: close
         self._wake_addr = f"inproc://sing-client-{next(self._n)}-{uuid.uuid4().hex[:8]}"
         self._wake_rx = self._ctx.socket(zmq.PULL)
         self._wake_rx.bind(self._wake_addr)
@@ -130,7 +146,7 @@ class WorkerClient:
         if self._closed:
             return
         self._closed = True
-        self._cmd(("close",))
+        self._cmd(None)
         self._thread.join(timeout=5)
         with self._wake_lock:
             self._wake_tx.close(linger=0)
@@ -143,7 +159,7 @@ class WorkerClient:
         self.close()
 
     # ---- internals ---------------------------------------------------------------------------
-    def _cmd(self, cmd: tuple) -> None:
+    def _cmd(self, cmd: "_Send | None") -> None:
         self._cmds.put(cmd)
         with self._wake_lock:
             if not self._wake_tx.closed:
@@ -159,13 +175,12 @@ class WorkerClient:
                                     f"in {timeout_s * (retries + 1):.1f}s")
         fut: Future = Future()
         fut.add_done_callback(lambda _f: self._slots.release())
-        self._cmd(("send", rid, frames, fut, timeout_s, retries, kind))
+        self._cmd(_Send(rid, frames, fut, timeout_s, retries, kind))
         return fut
 
     def _open(self) -> zmq.Socket:
         s = self._ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.MAXMSGSIZE, P.MAX_REPLY_BYTES)
+        P.limit_socket(s, P.MAX_REPLY_BYTES, linger_ms=0)
         if self._curve is not None:
             self._curve.apply(s)
         s.connect(self.endpoint)
@@ -177,61 +192,64 @@ class WorkerClient:
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_rx, zmq.POLLIN)
         pending: dict[str, _Pending] = {}
-        timeouts: dict[str, float] = {}
         try:
             while True:
                 now = time.monotonic()
                 wait = min((p.deadline for p in pending.values()), default=now + 0.5) - now
                 events = dict(poller.poll(max(0, min(wait, 0.5)) * 1e3))
-                if self._wake_rx in events:
-                    while True:
-                        try:
-                            self._wake_rx.recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                    while True:
-                        try:
-                            cmd = self._cmds.get_nowait()
-                        except queue.Empty:
-                            break
-                        if cmd[0] == "close":
-                            return
-                        _, rid, frames, fut, t_s, retries, kind = cmd
-                        if rid in pending:
-                            fut.set_exception(InputError(f"request id {rid!r} is already in flight"))
-                            continue
-                        pending[rid] = _Pending(frames, fut, time.monotonic() + t_s, retries, kind)
-                        timeouts[rid] = t_s
-                        self._send(sock, frames)
+                if self._wake_rx in events and not self._take_commands(sock, pending):
+                    return
                 if sock in events:
                     for _ in range(1000):
                         try:
-                            msg, trunc = P.recv_bounded(sock, P.MAX_FRAMES, zmq.NOBLOCK)
+                            msg, trunc = P.recv_bounded(sock, P.MAX_MESSAGE_FRAMES, zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._on_message(msg, pending, timeouts)
-                now = time.monotonic()
-                for rid in [r for r, p in pending.items() if p.deadline <= now]:
-                    p = pending[rid]
-                    if p.left > 0:
-                        p.left -= 1
-                        p.deadline = now + timeouts[rid]
-                        log.info("no reply to %s from %s in %.1fs: re-sending", rid, self.endpoint,
-                                 timeouts[rid])
-                        self._send(sock, p.frames)
-                    else:
-                        del pending[rid], timeouts[rid]
-                        p.fut.set_exception(WorkerUnavailable(
-                            f"no reply from {self.endpoint} for {rid} after "
-                            f"{self.retries + 1 if p.kind == 'request' else 1} attempt(s) of "
-                            f"{timeouts.get(rid, self.timeout_s):.1f}s: is the worker/broker running "
-                            f"and reachable (and are the CURVE keys right)?"))
+                        self._on_message(msg, pending)
+                self._expire(sock, pending, time.monotonic())
         finally:
             for rid, p in pending.items():
                 if not p.fut.done():
                     p.fut.set_exception(WorkerUnavailable("client closed before the reply came"))
             sock.close(linger=0)
             self._wake_rx.close(linger=0)
+
+    def _take_commands(self, sock, pending: dict) -> bool:
+        """Send what callers submitted; False when asked to close."""
+        while True:
+            try:
+                self._wake_rx.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        while True:
+            try:
+                cmd = self._cmds.get_nowait()
+            except queue.Empty:
+                return True
+            if cmd is None:
+                return False
+            if cmd.rid in pending:
+                cmd.fut.set_exception(InputError(f"request id {cmd.rid!r} is already in flight"))
+                continue
+            pending[cmd.rid] = _Pending(cmd, time.monotonic() + cmd.timeout_s, cmd.retries)
+            self._send(sock, cmd.frames)
+
+    def _expire(self, sock, pending: dict, now: float) -> None:
+        """Re-send what timed out (same id) while re-sends are left; then fail it."""
+        for rid in [r for r, p in pending.items() if p.deadline <= now]:
+            p = pending[rid]
+            t_s = p.send.timeout_s
+            if p.left > 0:
+                p.left -= 1
+                p.deadline = now + t_s
+                log.info("no reply to %s from %s in %.1fs: re-sending", rid, self.endpoint, t_s)
+                self._send(sock, p.send.frames)
+            else:
+                del pending[rid]
+                p.fut.set_exception(WorkerUnavailable(
+                    f"no reply from {self.endpoint} for {rid} after {p.send.retries + 1} attempt(s) "
+                    f"of {t_s:.1f}s: is the worker/broker running and reachable (and are the "
+                    f"CURVE keys right)?"))
 
     @staticmethod
     def _send(sock, frames) -> None:
@@ -240,9 +258,10 @@ class WorkerClient:
         except zmq.Again:
             pass                      # not connected / queue full: the timeout re-sends
 
-    def _on_message(self, msg, pending, timeouts) -> None:
+    def _on_message(self, msg, pending: dict) -> None:
         _, body = P.split_envelope(msg, 0)
         if not body:
+            log.warning("dropping a message without a delimiter/header from %s", self.endpoint)
             return
         try:
             h = P.parse_header(body[0])
@@ -253,16 +272,15 @@ class WorkerClient:
         p = pending.pop(rid, None) if rid else None
         if p is None:
             return                    # a late duplicate (answered already) or not ours
-        timeouts.pop(rid, None)
         t = h["type"]
         try:
             if t == "error":
                 code, message = str(h.get("code")), str(h.get("message"))
                 p.fut.set_exception(WorkerUnavailable(message, h) if code == P.UNAVAILABLE
                                     else WorkerError(code, message, h))
-            elif t == "pong" and p.kind == "ping":
+            elif t == "pong" and p.send.kind == "ping":
                 p.fut.set_result(h.get("status", {}))
-            elif t == "reply" and p.kind == "request":
+            elif t == "reply" and p.send.kind == "request":
                 p.fut.set_result(Reply(P.parse_reply_image(h, body[1:]), h))
             else:
                 p.fut.set_exception(WorkerError(P.BAD_MESSAGE, f"unexpected {t!r} reply", h))

@@ -6,10 +6,14 @@ Files are in ZeroMQ's certificate format (readable by `zmq.auth.load_certificate
 never overwritten unless --force.
 
 Roles: the side that binds (worker, broker) is the CURVE *server* and loads `server.key_secret`;
-every connecting side (client, a worker connecting to a broker) needs the server's public key
-`server.key` plus its own pair `client.key_secret`. A server started with `--curve-clients DIR`
-admits only the public keys found in DIR (ZAP); without it, any client that knows the server's
-public key gets in, and one that does not gets nothing through.
+every connecting side needs the server's public key `server.key` plus its own pair: a client
+(receiver) `client.key_secret`, a worker connecting to a broker `worker.key_secret`. Clients and
+workers are two roles with two allow-lists: a server admits on its client port only the public
+keys in `--curve-clients DIR` and on its worker port only those in `--curve-workers DIR` (ZAP,
+one domain per role), so a client key cannot register as a worker and a worker key cannot submit
+requests. `sing keys --out DIR` writes the three pairs and the two allow-lists `DIR/clients/` and
+`DIR/workers/` (public keys only). Without allow-lists, anyone who knows the server's public key
+gets in, in either role; one that does not gets nothing through.
 """
 from __future__ import annotations
 
@@ -108,38 +112,84 @@ class ClientCurve:
         sock.curve_secretkey = self.secret
 
 
-def apply_server(sock: zmq.Socket, secret_file: str | os.PathLike) -> None:
+CLIENTS, WORKERS = "clients", "workers"      # ZAP domains: one allow-list per role
+
+
+def apply_server(sock: zmq.Socket, secret_file: str | os.PathLike, role: str = CLIENTS) -> None:
+    """Make `sock` a CURVE server whose peers are checked against the allow-list of `role`."""
     public, secret = load_secret(secret_file)
+    sock.zap_domain = role.encode()
     sock.curve_publickey = public
     sock.curve_secretkey = secret
     sock.curve_server = True
 
 
-def start_authenticator(ctx: zmq.Context, clients_dir: str | os.PathLike | None):
-    """ZAP handler admitting only the public keys in `clients_dir` (None: no handler, any client
-    that completes the CURVE handshake with the server key is admitted)."""
-    if clients_dir is None:
+def _public_keys(d: Path) -> set[bytes]:
+    import zmq.auth
+    return {zmq.auth.load_certificate(str(f))[0] for f in d.glob("*.key")}
+
+
+def start_authenticator(ctx: zmq.Context, allow: dict[str, str | os.PathLike | None]):
+    """ZAP handler admitting, per role (CLIENTS, WORKERS), only the public keys in that role's
+    directory. All None: no handler (anyone who completes the CURVE handshake gets in). Some but
+    not all roles given, or a key in two roles' lists: refused, since either would let one role
+    act as the other."""
+    given = {role: d for role, d in allow.items() if d is not None}
+    if not given:
         return None
+    if len(given) != len(allow):
+        missing = sorted(set(allow) - set(given))
+        raise InputError(f"allow-lists are given for {sorted(given)} but not for {missing}: give "
+                         f"--curve-{'/--curve-'.join(missing)} DIR too (`sing keys` writes DIR/clients "
+                         f"and DIR/workers), or neither")
     from zmq.auth.thread import ThreadAuthenticator
-    d = Path(clients_dir)
-    if not d.is_dir():
-        raise InputError(f"--curve-clients {d} is not a directory of NAME.key public key files")
+    seen: dict[bytes, str] = {}
+    for role, d in given.items():
+        d = Path(d)
+        if not d.is_dir():
+            raise InputError(f"--curve-{role} {d} is not a directory of NAME.key public key files")
+        for k in _public_keys(d):
+            if k in seen:
+                raise InputError(f"the public key {k.decode()[:12]}… is in both the {seen[k]} and "
+                                 f"the {role} allow-list: give each role its own key pairs")
+            seen[k] = role
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=str(d))
+    for role, d in given.items():
+        auth.configure_curve(domain=role, location=str(d))
     return auth
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="directory for the key files (created 0700)")
-    p.add_argument("--name", action="append", default=None,
-                   help="key pair name (repeatable); default: server and client")
+    p.add_argument("--client", action="append", default=None, metavar="NAME",
+                   help="a client (receiver) key pair, listed in OUT/clients (repeatable; "
+                        "default: client)")
+    p.add_argument("--worker", action="append", default=None, metavar="NAME",
+                   help="a worker key pair, listed in OUT/workers (repeatable; default: worker)")
+    p.add_argument("--no-server", action="store_true",
+                   help="do not write server.key/server.key_secret (adding peers to existing keys)")
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
 
 
+def write_role(directory: str | os.PathLike, role: str, name: str, force: bool = False) -> tuple[Path, Path]:
+    """A key pair for one peer of `role` (CLIENTS or WORKERS), its public key also copied into
+    the role's allow-list directory DIR/<role>/ (what --curve-clients / --curve-workers read)."""
+    pub, sec = write_keypair(directory, name, force)
+    allow = Path(directory) / role
+    allow.mkdir(mode=0o700, exist_ok=True)
+    _write_private(allow / pub.name, pub.read_text(), force)
+    return pub, sec
+
+
 def run(args) -> int:
-    for name in args.name or ["server", "client"]:
-        pub, sec = write_keypair(args.out, name, args.force)
-        print(f"{name}: public {pub}  secret {sec}")
-    print("give peers the .key files; keep the .key_secret files private")
+    if not args.no_server:
+        pub, sec = write_keypair(args.out, "server", args.force)
+        print(f"server: public {pub}  secret {sec}  (--curve-secret of workers/brokers that bind)")
+    for role, names in ((CLIENTS, args.client or ["client"]), (WORKERS, args.worker or ["worker"])):
+        for name in names:
+            pub, sec = write_role(args.out, role, name, args.force)
+            print(f"{role[:-1]} {name}: public {pub}  secret {sec}")
+    print(f"allow-lists: --curve-clients {Path(args.out) / CLIENTS}  --curve-workers "
+          f"{Path(args.out) / WORKERS}; give peers the .key files, keep the .key_secret files private")
     return 0

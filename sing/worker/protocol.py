@@ -28,15 +28,63 @@ from ..methods.registry import DEFAULT_MAX_COST, REGISTRY, SEED, SERVED, Param, 
 
 VERSION = 1
 
-# ---- limits (every one is checked before anything is allocated from a claimed size) -----------
-MAX_HEADER_BYTES = 16 * 1024          # JSON header frame
+# ---- limits: the one place that defines them (docs/PROTOCOL.md, "Limits") -------------------
+# Every one is checked before anything is allocated from a claimed size. The worker, the broker
+# and the client read these names; nothing else in the code base states a size limit of the wire.
+MAX_HEADER_BYTES = 16 * 1024          # JSON header frame, requests and replies alike
 MAX_K = 65536                         # complex symbols per request (64×64 RGB at BCR 1/12: 1024)
-MAX_FRAMES = 8                        # frames kept from one message; the rest are drained + refused
-MAX_REQUEST_BYTES = 1 << 20           # ZMQ_MAXMSGSIZE on sockets that take requests (per frame)
-MAX_REPLY_BYTES = 16 << 20            # ZMQ_MAXMSGSIZE on sockets that take replies (per frame)
 MAX_IMAGE_SIDE = 1024
 MAX_ID_LEN = 128
 MAX_META_KEYS = 16
+MAX_META_INT = 2**31 - 1              # |integer| in a forwarded meta value
+MAX_JSON_INT_DIGITS = 20              # any integer literal in any header (else bad_message)
+MAX_NAME_LEN = 64                     # worker names (`--name`, `ready`), cut and sanitised
+MAX_CAPACITY = 4096                   # requests one worker may claim to take at once
+MAX_ROUTING = 4                       # routing-id frames before the b"" delimiter, counting the one
+#                                       a ROUTER prepends: the broker's client port and a worker
+#                                       accept the same depth, so every accepted request can be
+#                                       answered along the way it came
+MAX_FRAMES = 8                        # body frames (header + arrays) kept from one message
+MAX_MESSAGE_FRAMES = 1 + MAX_ROUTING + 1 + MAX_FRAMES   # + a worker id on the broker's worker port;
+#                                       frames past this are read and dropped (error too_large)
+MAX_REQUEST_BYTES = max(MAX_HEADER_BYTES, 8 * MAX_K)   # ZMQ_MAXMSGSIZE (per frame) where requests
+#                                       arrive: 512 KiB, the largest legal symbol frame
+MAX_REPLY_BYTES = MAX_IMAGE_SIDE ** 2 * 4 * 2           # ZMQ_MAXMSGSIZE where replies arrive: the
+#                                       largest legal image (1024² × 4 channels × float16) = 8 MiB
+# libzmq delivers a multipart message whole, and has no limit on the number of frames: one message
+# of many frames (each under ZMQ_MAXMSGSIZE) is held in memory before it can be refused. Such a
+# message is dropped frame by frame (recv_bounded) and the freed heap is then handed back to the
+# system (trim_heap), so that the memory does not stay (docs/PROTOCOL.md, "Limits").
+_TRIM = {"due": False, "last": 0.0}
+
+
+def trim_heap(note: bool = False, min_interval_s: float = 0.25) -> None:
+    """Return freed heap memory to the system (glibc malloc_trim; no-op elsewhere) after an
+    oversized message was dropped: `note=True` marks one; a call without it (each turn of a
+    server loop) trims when one is due, at most every `min_interval_s`, so a flood of them costs
+    little. Only then: a process that keeps its freed memory reuses it faster (torch)."""
+    import time
+    if note:
+        _TRIM["due"] = True
+    now = time.monotonic()
+    if not _TRIM["due"] or now - _TRIM["last"] < min_interval_s:
+        return
+    _TRIM["due"], _TRIM["last"] = False, now
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9._:@/+=-]")
+
+
+def safe_name(x: Any, limit: int = MAX_NAME_LEN) -> str:
+    """Peer-supplied text fit for a log line or a status field: at most `limit` characters from
+    [A-Za-z0-9._:@/+=-], anything else (newlines, escapes, spaces) replaced by '?'."""
+    return _NAME_BAD.sub("?", str(x)[:limit])
+
 
 # ---- timeouts (docs/PROTOCOL.md, "Timeouts") ---------------------------------------------------
 # A broker answers `unavailable` for a request that no worker restored within its request timeout;
@@ -111,18 +159,17 @@ class WorkerUnavailable(WorkerError):
 
 
 # ---- envelope ---------------------------------------------------------------------------------
-def split_envelope(frames: Sequence[bytes], min_routing: int = 0) -> tuple[list[bytes], list[bytes]]:
+def split_envelope(frames: Sequence[bytes], min_routing: int = 0) -> tuple[list[bytes], list[bytes] | None]:
     """Split [routing…, b"", body…] into (envelope incl. the delimiter, body).
 
-    `min_routing` frames are always routing ids (a ROUTER prepends one). With no delimiter the
-    message is malformed; the envelope is then the first `min_routing` frames so that an error can
-    still be routed back."""
-    for i in range(min_routing, len(frames)):
+    `min_routing` frames are always routing ids (a ROUTER prepends one). The delimiter must come
+    within MAX_ROUTING routing frames. Without one there (no delimiter, or an envelope deeper than
+    any peer would route back), the body is None and the envelope is the first `min_routing`
+    frames plus a delimiter, so that an error can still reach the direct peer."""
+    for i in range(min_routing, min(len(frames), MAX_ROUTING + 1)):
         if len(frames[i]) == 0:
             return list(frames[:i + 1]), list(frames[i + 1:])
-        if i - min_routing >= 4:          # routing stacks deeper than this are not ours
-            break
-    return list(frames[:min_routing]), []
+    return list(frames[:min_routing]) + [b""], None
 
 
 # ---- header ------------------------------------------------------------------------------------
@@ -134,34 +181,48 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits (the limit is {MAX_JSON_INT_DIGITS})")
+    return int(text)
+
+
 def parse_header(frame: bytes) -> dict:
     if len(frame) > MAX_HEADER_BYTES:
         raise ProtocolError(TOO_LARGE, f"header frame is {len(frame)} bytes; the limit is "
                                        f"{MAX_HEADER_BYTES}")
     try:
-        h = json.loads(bytes(frame).decode("utf-8"), parse_constant=_reject_constant)
+        h = json.loads(bytes(frame).decode("utf-8"), parse_constant=_reject_constant,
+                       parse_int=_parse_int)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ProtocolError(BAD_MESSAGE, f"header frame is not UTF-8 JSON ({str(e)[:80]})") from None
     if not isinstance(h, dict):
         raise ProtocolError(BAD_MESSAGE, "header frame must be a JSON object")
     rid = h.get("id")
     rid = rid if isinstance(rid, str) and ID_RE.match(rid) else None
-    if h.get("v") != VERSION:
-        raise ProtocolError(BAD_MESSAGE, f"protocol version {h.get('v')!r} is not supported; this "
-                                         f"end speaks v{VERSION}", rid)
+    v = h.get("v")
+    if type(v) is not int or v != VERSION:       # JSON true and 1.0 are not the integer 1
+        raise ProtocolError(BAD_MESSAGE, f"protocol version {str(v)[:16]!r} is not supported; this "
+                                         f"end speaks v{VERSION} (the integer {VERSION})", rid)
     if h.get("type") not in TYPES:
         raise ProtocolError(BAD_MESSAGE, f"message type {str(h.get('type'))[:32]!r} is unknown; "
                                          f"expected one of {list(TYPES)}", rid)
     return h
 
 
-def read_header(body: Sequence[bytes], truncated: bool) -> dict:
+def read_header(body: Sequence[bytes] | None, truncated: bool) -> dict:
     """The validated header of a message body (after its routing envelope), or ProtocolError."""
     if truncated:
-        raise ProtocolError(TOO_LARGE, f"message has more than {MAX_FRAMES} frames")
+        raise ProtocolError(TOO_LARGE, f"message has more than {MAX_MESSAGE_FRAMES} frames "
+                                       f"(envelope ≤ {MAX_ROUTING} routing ids, body ≤ {MAX_FRAMES})")
+    if body is None:
+        raise ProtocolError(BAD_MESSAGE, f"no b'' delimiter within {MAX_ROUTING} routing frames: a "
+                                         f"message is [b'', header JSON, arrays…] (see docs/PROTOCOL.md)")
     if not body:
         raise ProtocolError(BAD_MESSAGE, "no header: a message is [b'', header JSON, arrays…] "
                                          "(see docs/PROTOCOL.md)")
+    if len(body) > MAX_FRAMES:
+        raise ProtocolError(TOO_LARGE, f"message body has {len(body)} frames; the limit is {MAX_FRAMES}")
     return parse_header(body[0])
 
 
@@ -228,11 +289,11 @@ def clean_meta(meta: Any, rid: str | None = None, strict: bool = True) -> dict:
             continue                       # unknown PDU keys are not forwarded
         types = META[k]
         ok = (isinstance(v, str) and len(v) <= MAX_ID_LEN) if types == (str,) else (
-            _is_int(v) if types == (int,) else _is_num(v))
+            (_is_int(v) if types == (int,) else _is_num(v)) and abs(v) <= MAX_META_INT)
         if not ok:
             if strict:
                 raise ProtocolError(BAD_REQUEST, f"meta[{k!r}] must be {types[0].__name__}"
-                                                 f"{' ≤ %d chars' % MAX_ID_LEN if types == (str,) else ''}", rid)
+                                                 f"{' ≤ %d chars' % MAX_ID_LEN if types == (str,) else ' of magnitude ≤ %d' % MAX_META_INT}", rid)
             continue
         out[k] = v
     return out
@@ -363,18 +424,20 @@ def parse_reply_image(h: dict, arrays: Sequence[bytes]) -> np.ndarray:
 
 
 # ---- bounded receive ---------------------------------------------------------------------------
-def recv_bounded(sock, max_frames: int = MAX_FRAMES, flags: int = 0) -> tuple[list[bytes], bool]:
+def recv_bounded(sock, max_frames: int = MAX_MESSAGE_FRAMES, flags: int = 0) -> tuple[list[bytes], bool]:
     """Receive one multipart message keeping at most `max_frames` frames (the rest are read and
     dropped so memory stays bounded). Returns (frames, truncated)."""
     import zmq
     frames = [sock.recv(flags)]
     truncated = False
     while sock.getsockopt(zmq.RCVMORE):
-        f = sock.recv()
         if len(frames) < max_frames:
-            frames.append(f)
+            frames.append(sock.recv())
         else:
+            sock.recv(copy=False)          # dropped without a copy into Python
             truncated = True
+    if truncated:
+        trim_heap(note=True)
     return frames, truncated
 
 
@@ -388,6 +451,16 @@ def is_loopback(endpoint: str) -> bool:
         return False
     host = m.group(1)
     return host == "localhost" or host == "[::1]" or bool(re.match(r"^127\.\d+\.\d+\.\d+$", host))
+
+
+def limit_socket(sock, max_frame_bytes: int, linger_ms: int = 0) -> None:
+    """The options every socket of ours gets: a per-frame size cap (ZMQ_MAXMSGSIZE: a peer sending
+    more is disconnected before the frame is allocated), bounded queues, a bounded linger."""
+    import zmq
+    sock.setsockopt(zmq.MAXMSGSIZE, int(max_frame_bytes))
+    sock.setsockopt(zmq.SNDHWM, 10000)
+    sock.setsockopt(zmq.RCVHWM, 1000)
+    sock.setsockopt(zmq.LINGER, int(linger_ms))
 
 
 def check_bind(endpoint: str, curve: bool) -> None:

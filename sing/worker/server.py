@@ -3,7 +3,9 @@
 Two threads. The I/O thread owns the socket: it validates every message (errors are replies),
 answers pings, queues requests in the Batcher and sends replies and heartbeats. The compute
 thread runs one batch at a time (`Engine.run`), so a long restoration never delays a
-heartbeat or a ping. Continuous batching (batching.py): an idle compute thread gets a request at
+heartbeat or a ping; and since a heartbeat says nothing about progress, the I/O thread watches
+the running batch: one running longer than --stuck-s is reported, its requests are answered
+`unavailable` (a broker re-queues them elsewhere) and the worker takes no work until it is back. Continuous batching (batching.py): an idle compute thread gets a request at
 once; what arrives while it is busy is batched (≤ --max-batch per group) for its next turn.
 Several JSCC models: each with its own calibration/INN (engine.py: explicit or found next to
 the --jscc dirs). Modes:
@@ -11,7 +13,8 @@ the --jscc dirs). Modes:
 - `--bind tcp://127.0.0.1:5555`: a ROUTER that clients (REQ or DEALER) talk to directly;
 - `--connect tcp://BROKER:5556`: a DEALER to a `sing broker` backend (ready/heartbeat/disconnect).
 
-SIGTERM/SIGINT: stop taking work, finish what is queued (≤ --drain-s), answer it, exit 0.
+SIGTERM/SIGINT: stop taking work, answer what is queued `unavailable` at once, give the running
+batch --drain-s (default 0.5 s) to finish, answer it `unavailable` otherwise, exit 0 (within 2 s).
 """
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import zmq
@@ -69,45 +74,104 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(UNet evaluations, sing.methods.cost_of; docs/methods.md)")
     p.add_argument("--heartbeat-s", type=float, default=1.0, help="heartbeat interval (broker mode)")
     p.add_argument("--liveness", type=int, default=3, help="missed heartbeats = peer dead")
-    p.add_argument("--drain-s", type=float, default=30.0, help="shutdown grace for queued work")
+    p.add_argument("--drain-s", type=float, default=0.5,
+                   help="on SIGTERM/SIGINT, how long the running batch may finish before its "
+                        "requests are answered `unavailable` (queued ones are answered at once)")
+    p.add_argument("--stuck-s", type=float, default=30.0,
+                   help="a batch running longer than this is a stuck compute: its requests are "
+                        "answered `unavailable` (retry elsewhere) and no work is taken until it ends")
     p.add_argument("--name", default=None, help="worker name in replies/status")
     p.add_argument("--curve-secret", default=None, metavar="FILE",
-                   help="own CURVE key pair (NAME.key_secret): server key with --bind, "
-                        "client key with --connect")
+                   help="own CURVE key pair: server.key_secret with --bind, a worker key pair "
+                        "(worker.key_secret from `sing keys`) with --connect")
     p.add_argument("--curve-clients", default=None, metavar="DIR",
-                   help="with --bind: admit only the client public keys (*.key) in DIR")
+                   help="with --bind: admit only the client public keys (*.key) in DIR "
+                        "(`sing keys` writes DIR/clients)")
     p.add_argument("--curve-server-public", default=None, metavar="FILE",
                    help="with --connect: the broker's public key (server.key)")
 
 
-class _Compute(threading.Thread):
-    """Runs batches; hands replies back through a queue + an inproc doorbell."""
+# ---- typed records -----------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One validated request and the envelope its answer goes back along."""
+    env: list[bytes]
+    req: P.Request
 
-    def __init__(self, engine, ctx: zmq.Context, doorbell: str, name: str):
+
+@dataclass
+class Outcome:
+    """One answer built by the compute thread: an image reply (ok) or an error reply."""
+    env: list[bytes]
+    body: list[bytes]
+    ok: bool
+
+
+@dataclass
+class Running:
+    """The batch the compute thread is working on."""
+    number: int
+    batch: list                       # batching.Pending, each holding a Job
+    t_start: float
+    abandoned: bool = False           # answered `unavailable` already (stuck or shutting down)
+
+
+@dataclass
+class WorkerStats:
+    """Counters in the pong; each counts what its name says, once."""
+    served: int = 0                   # image replies sent
+    errors: int = 0                   # error replies sent (refused messages, failed restorations)
+    dropped: int = 0                  # answers that could not be handed to ZeroMQ (peer gone)
+    batches: int = 0                  # batches started
+    stuck_batches: int = 0            # batches abandoned after --stuck-s without finishing
+    late_results: int = 0             # results of abandoned batches, discarded
+
+
+def _test_hang_s(batch_no: int) -> float:
+    """Test hook (chaos suite): SING_WORKER_TEST_HANG_S=X makes every batch from the
+    SING_WORKER_TEST_HANG_AFTER-th (default 0) on sleep X s first, i.e. a hung compute thread."""
+    x = os.environ.get("SING_WORKER_TEST_HANG_S")
+    if not x:
+        return 0.0
+    return float(x) if batch_no >= int(os.environ.get("SING_WORKER_TEST_HANG_AFTER", "0")) else 0.0
+
+
+class _Compute(threading.Thread):
+    """Runs batches; hands answers back through a queue and a pipe doorbell. It owns no ZeroMQ
+    socket, so a hung compute thread never blocks the context's shutdown."""
+
+    def __init__(self, engine, name: str):
         super().__init__(daemon=True, name="sing-compute")
         self.engine, self.name_ = engine, name
-        self.jobs: "queue.Queue[list | None]" = queue.Queue(maxsize=1)
-        self.results: "queue.Queue[list]" = queue.Queue()
-        self._bell = ctx.socket(zmq.PUSH)
-        self._bell.connect(doorbell)
+        self.jobs: "queue.Queue[Running | None]" = queue.Queue(maxsize=1)
+        self.results: "queue.Queue[tuple[int, list[Outcome]]]" = queue.Queue()
+        self.bell_r, self._bell_w = os.pipe()
+        os.set_blocking(self.bell_r, False)
+        os.set_blocking(self._bell_w, False)
 
     def run(self):
-        try:
-            while True:
-                batch = self.jobs.get()
-                if batch is None:
-                    return
-                self.results.put(self._run(batch))
-                self._bell.send(b"", zmq.NOBLOCK)
-        finally:
-            self._bell.close(linger=0)
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            self.results.put((job.number, self._run(job)))
+            self.ring()
 
-    def _run(self, batch) -> list[tuple[list[bytes], list[bytes]]]:
+    def ring(self) -> None:
+        try:
+            os.write(self._bell_w, b"!")
+        except OSError:                  # doorbell full (the I/O thread reads it) or closed
+            pass
+
+    def _run(self, job: Running) -> list[Outcome]:
         import torch
         from ..errors import SingError
+        hang = _test_hang_s(job.number)
+        if hang:
+            time.sleep(hang)
         t0 = time.monotonic()
-        reqs = [p.item[1] for p in batch]
-        envs = [p.item[0] for p in batch]
+        jobs: list[Job] = [p.item for p in job.batch]
+        reqs = [j.req for j in jobs]
         r0 = reqs[0]
         try:
             y = torch.from_numpy(np.stack([r.symbols for r in reqs]))
@@ -124,68 +188,82 @@ class _Compute(threading.Thread):
             imgs = ((x * 255).round().to(torch.uint8).numpy() if r0.out == "uint8"
                     else x.numpy().astype(np.float16))
         except SingError as e:
-            return [(env, P.error_frames(P.BAD_REQUEST, str(e), r.id)) for env, r in zip(envs, reqs)]
+            return [Outcome(j.env, P.error_frames(P.BAD_REQUEST, str(e), j.req.id), False) for j in jobs]
         except Exception as e:   # noqa: BLE001 — a failed batch is an error reply, not a crash
             log.exception("batch of %d (%s, %s) failed", len(reqs), r0.model, r0.method)
-            return [(env, P.error_frames(P.INTERNAL, f"restoration failed: {type(e).__name__}: "
-                                                     f"{str(e)[:300]}", r.id))
-                    for env, r in zip(envs, reqs)]
+            return [Outcome(j.env, P.error_frames(P.INTERNAL, f"restoration failed: {type(e).__name__}: "
+                                                              f"{str(e)[:300]}", j.req.id), False)
+                    for j in jobs]
         t1 = time.monotonic()
-        out = []
-        for i, (env, r, p) in enumerate(zip(envs, reqs, batch)):
-            out.append((env, P.reply_frames(
-                r.id, imgs[i], model=r0.model, method=r.method, snr_db=r.snr_db,
-                snr_source=r.snr_source, meta=r.meta, worker=self.name_, metrics={},
-                timings={"queue_ms": round((t0 - p.t_arrival) * 1e3, 3),
-                         "decode_ms": tm.get("decode_ms"), "restore_ms": tm.get("restore_ms"),
-                         "compute_ms": round((t1 - t0) * 1e3, 3),
-                         "total_ms": round((t1 - p.t_arrival) * 1e3, 3),
-                         "batch_size": len(reqs)})))
-        return out
+        return [self._reply(j, imgs[i], tm, len(reqs), p.t_arrival, t0, t1)
+                for i, (j, p) in enumerate(zip(jobs, job.batch))]
+
+    def _reply(self, j: Job, img, tm: dict, n: int, t_arrival: float, t0: float, t1: float) -> Outcome:
+        r = j.req
+        body = P.reply_frames(
+            r.id, img, model=r.model, method=r.method, snr_db=r.snr_db, snr_source=r.snr_source,
+            meta=r.meta, worker=self.name_, metrics={},
+            timings={"queue_ms": round((t0 - t_arrival) * 1e3, 3), "decode_ms": tm.get("decode_ms"),
+                     "restore_ms": tm.get("restore_ms"), "compute_ms": round((t1 - t0) * 1e3, 3),
+                     "total_ms": round((t1 - t_arrival) * 1e3, 3), "batch_size": n})
+        if len(body[0]) > P.MAX_HEADER_BYTES:        # a conforming client would drop it: say so
+            return Outcome(j.env, P.error_frames(P.TOO_LARGE, f"the reply header would be "
+                                                 f"{len(body[0])} bytes (limit {P.MAX_HEADER_BYTES}): "
+                                                 f"shorten meta", r.id), False)
+        return Outcome(j.env, body, True)
 
 
 class Worker:
     def __init__(self, engine, *, bind: str | None = None, connect: str | None = None,
                  max_batch: int = 16, max_wait_ms: float = 0.0, max_queue: int = 256,
-                 heartbeat_s: float = 1.0, liveness: int = 3, drain_s: float = 30.0,
-                 name: str | None = None, curve_secret: str | None = None,
+                 heartbeat_s: float = 1.0, liveness: int = 3, drain_s: float = 0.5,
+                 stuck_s: float = 30.0, name: str | None = None, curve_secret: str | None = None,
                  curve_clients: str | None = None, curve_server_public: str | None = None):
         if (bind is None) == (connect is None):
             bind = bind or "tcp://127.0.0.1:5555"
         self.engine = engine
         self.bind, self.connect = bind, connect
         self.batcher = Batcher(max_batch, max_wait_ms / 1e3, max_queue)
-        self.hb_s, self.liveness, self.drain_s = heartbeat_s, liveness, drain_s
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.hb_s, self.liveness, self.drain_s, self.stuck_s = heartbeat_s, liveness, drain_s, stuck_s
+        self.name = P.safe_name(name or f"{socket.gethostname()}:{os.getpid()}")
         self.curve_secret, self.curve_clients = curve_secret, curve_clients
         self.curve_server_public = curve_server_public
         if bind:
             P.check_bind(bind, curve_secret is not None)
         if connect and curve_server_public and not curve_secret:
             from ..errors import InputError
-            raise InputError("--curve-server-public needs --curve-secret (this worker's own key pair)")
+            raise InputError("--curve-server-public needs --curve-secret (this worker's own key pair, "
+                             "e.g. worker.key_secret from `sing keys`)")
         self.min_routing = 1 if bind else 0
         self.ctx = zmq.Context()
         self._auth = None
         self._stop = threading.Event()
-        self.busy = False
-        self.stats = {"served": 0, "errors": 0, "batches": 0}
+        self.running: Running | None = None
+        self.stats = WorkerStats()
         self.t_start = time.monotonic()
         self.sock: zmq.Socket | None = None
+        self.compute: _Compute | None = None
+        self._reconnect_due = False
+        self._n_batches = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.running is not None
+
+    @property
+    def stuck(self) -> bool:
+        return self.running is not None and self.running.abandoned and not self._stop.is_set()
 
     # ---- sockets ----
     def _open(self) -> zmq.Socket:
         from . import keys
         s = self.ctx.socket(zmq.ROUTER if self.bind else zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 1000)
-        s.setsockopt(zmq.MAXMSGSIZE, P.MAX_REQUEST_BYTES)
-        s.setsockopt(zmq.SNDHWM, 10000)
-        s.setsockopt(zmq.RCVHWM, 10000)
+        P.limit_socket(s, P.MAX_REQUEST_BYTES, linger_ms=0)
         if self.bind:
             if self.curve_secret:
                 if self._auth is None:
-                    self._auth = keys.start_authenticator(self.ctx, self.curve_clients)
-                keys.apply_server(s, self.curve_secret)
+                    self._auth = keys.start_authenticator(self.ctx, {keys.CLIENTS: self.curve_clients})
+                keys.apply_server(s, self.curve_secret, keys.CLIENTS)
             s.bind(self.bind)
         else:
             if self.curve_server_public:
@@ -194,11 +272,24 @@ class Worker:
             s.connect(self.connect)
         return s
 
-    def _send(self, env: list[bytes], body: list[bytes]) -> None:
+    def _send(self, env: list[bytes], body: list[bytes]) -> bool:
         try:
             self.sock.send_multipart(list(env) + list(body), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("reply dropped: peer not reachable / queue full")
+            return True
+        except zmq.ZMQError as e:       # Again: queue full; EHOSTUNREACH: peer gone
+            self.stats.dropped += 1
+            log.warning("answer dropped (%s): peer not reachable / queue full", type(e).__name__)
+            return False
+
+    def _answer(self, o: Outcome) -> None:
+        if self._send(o.env, o.body):
+            if o.ok:
+                self.stats.served += 1
+            else:
+                self.stats.errors += 1
+
+    def _refuse(self, env: list[bytes], code: str, message: str, rid: str | None) -> None:
+        self._answer(Outcome(env, P.error_frames(code, message, rid), False))
 
     def _control(self, type_: str, **fields) -> None:
         fields.setdefault("capacity", min(2 * self.batcher.max_batch, self.batcher.max_queue))
@@ -207,13 +298,16 @@ class Worker:
 
     def status(self) -> dict:
         st = {"worker": self.name, "pid": os.getpid(), "queue": len(self.batcher), "busy": self.busy,
-              "max_batch": self.batcher.max_batch, "max_wait_ms": self.batcher.max_wait_s * 1e3,
-              "uptime_s": round(time.monotonic() - self.t_start, 3), **self.stats}
+              "stuck": self.stuck, "max_batch": self.batcher.max_batch,
+              "max_wait_ms": self.batcher.max_wait_s * 1e3,
+              "uptime_s": round(time.monotonic() - self.t_start, 3), **asdict(self.stats)}
         st.update(self.engine.status())
         return st
 
     def stop(self, *_):
         self._stop.set()
+        if self.compute is not None:           # wake the I/O thread's poll at once
+            self.compute.ring()
 
     # ---- message handling ----
     def _handle(self, frames: list[bytes], truncated: bool) -> None:
@@ -238,16 +332,17 @@ class Worker:
             self._check(req)
             if self._stop.is_set():
                 raise P.ProtocolError(P.UNAVAILABLE, "worker is shutting down; retry elsewhere", rid)
-            if not self.batcher.add(req.group_key(), (env, req)):
+            if self.stuck:
+                raise P.ProtocolError(P.UNAVAILABLE, f"worker's compute is stuck (no batch finished "
+                                                     f"in {self.stuck_s:g} s); retry elsewhere", rid)
+            if not self.batcher.add(req.group_key(), Job(env, req)):
                 raise P.ProtocolError(P.BUSY, f"worker queue is full ({self.batcher.max_queue}); "
                                               f"retry later or add workers", rid)
         except P.ProtocolError as e:
-            self.stats["errors"] += 1
-            self._send(env, P.error_frames(e.code, str(e), e.request_id or rid))
+            self._refuse(env, e.code, str(e), e.request_id or rid)
         except Exception as e:  # noqa: BLE001
             log.exception("unexpected error handling a message")
-            self.stats["errors"] += 1
-            self._send(env, P.error_frames(P.INTERNAL, f"{type(e).__name__}: {str(e)[:200]}", rid))
+            self._refuse(env, P.INTERNAL, f"{type(e).__name__}: {str(e)[:200]}", rid)
 
     def _check(self, req: P.Request) -> None:
         info = self.engine.info
@@ -270,97 +365,162 @@ class Worker:
                                                  f"k = {info[req.model].k} symbols", req.id)
         self.engine.admit(req)
 
+    # ---- the pieces of the main loop ----
+    def _poll_timeout(self, now: float) -> float:
+        timeout = 0.2
+        dl = self.batcher.next_deadline()
+        if dl is not None and not self.busy:
+            timeout = min(timeout, max(0.0, dl - now))
+        if self.connect:
+            timeout = min(timeout, max(0.0, self._t_hb + self.hb_s - now))
+        return timeout
+
+    def _receive_burst(self) -> None:
+        for _ in range(1000):                  # bounded burst, then serve others
+            try:
+                frames, trunc = P.recv_bounded(self.sock, P.MAX_MESSAGE_FRAMES, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._t_peer = time.monotonic()
+            self._handle(frames, trunc)
+
+    def _collect_results(self) -> None:
+        try:
+            while os.read(self.compute.bell_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                number, outcomes = self.compute.results.get_nowait()
+            except queue.Empty:
+                return
+            run = self.running
+            self.running = None
+            if run is None or run.number != number or run.abandoned:
+                self.stats.late_results += 1
+                log.warning("batch %d finished after it was given up (%.1f s): its %d answer(s) "
+                            "were sent as `unavailable` already", number,
+                            time.monotonic() - (run.t_start if run else 0.0), len(outcomes))
+                if self.connect and not self._stop.is_set():
+                    self._control("ready")     # progress again: take work
+                continue
+            for o in outcomes:
+                self._answer(o)
+
+    def _abandon_running(self, why: str) -> None:
+        """Answer the running batch `unavailable` now (its late results are discarded)."""
+        run = self.running
+        if run is None or run.abandoned:
+            return
+        run.abandoned = True
+        for p in run.batch:
+            self._refuse(p.item.env, P.UNAVAILABLE, why, p.item.req.id)
+
+    def _refuse_queued(self, why: str) -> None:
+        for p in self.batcher.drain():
+            self._refuse(p.item.env, P.UNAVAILABLE, why, p.item.req.id)
+
+    def _watchdog(self, now: float) -> None:
+        """Liveness from progress: a batch running longer than --stuck-s is reported and its
+        requests (and those queued behind it) answered `unavailable`, so a broker retries them
+        on another worker; until the compute thread comes back this worker takes no work."""
+        run = self.running
+        if run is None or run.abandoned or now - run.t_start <= self.stuck_s:
+            return
+        self.stats.stuck_batches += 1
+        log.error("compute stuck: batch %d (%d request(s), %s %s) has run %.1f s without finishing "
+                  "(--stuck-s %g); answering its requests `unavailable`", run.number, len(run.batch),
+                  run.batch[0].item.req.model, run.batch[0].item.req.method, now - run.t_start,
+                  self.stuck_s)
+        why = f"worker's compute is stuck (no progress in {self.stuck_s:g} s); retry elsewhere"
+        self._abandon_running(why)
+        self._refuse_queued(why)
+        if self.connect:
+            self._control("disconnect")        # no new work until the compute thread is back
+
+    def _dispatch(self) -> None:
+        if self.busy:
+            return
+        batch = self.batcher.ready()
+        if batch:
+            self.running = Running(self._n_batches, batch, time.monotonic())
+            self._n_batches += 1
+            self.stats.batches += 1
+            self.compute.jobs.put(self.running)
+
+    def _keep_alive(self, now: float, poller: zmq.Poller) -> None:
+        """Broker mode: heartbeats out; a silent broker (or its `disconnect`) → reconnect."""
+        if now - self._t_peer > self.hb_s * self.liveness or self._reconnect_due:
+            log.warning("broker silent for %.1fs: reconnecting", now - self._t_peer)
+            poller.unregister(self.sock)
+            self.sock.close(linger=0)
+            self.sock = self._open()
+            poller.register(self.sock, zmq.POLLIN)
+            self._control("disconnect" if self.stuck else "ready")
+            self._t_peer, self._t_hb, self._reconnect_due = now, now, False
+        elif now - self._t_hb >= self.hb_s:
+            self._control("heartbeat", queue=len(self.batcher), stuck=self.stuck)
+            self._t_hb = now
+
+    def _begin_shutdown(self) -> float:
+        """SIGTERM/SIGINT: no new work; what is queued is answered `unavailable` at once (a
+        broker retries it elsewhere); the running batch gets --drain-s to finish."""
+        log.info("stopping: %d queued request(s) answered `unavailable`; the running batch "
+                 "(%d) gets %.1f s", len(self.batcher), len(self.running.batch) if self.running else 0,
+                 self.drain_s)
+        if self.connect:
+            self._control("disconnect")
+        self._refuse_queued("worker shut down before serving this; retry elsewhere")
+        return time.monotonic()
+
     # ---- main loop ----
     def serve(self) -> int:
-        doorbell = f"inproc://sing-doorbell-{uuid.uuid4().hex}"
-        bell = self.ctx.socket(zmq.PULL)
-        bell.bind(doorbell)
-        compute = _Compute(self.engine, self.ctx, doorbell, self.name)
-        compute.start()
+        self.compute = _Compute(self.engine, self.name)
+        self.compute.start()
         self.sock = self._open()
         print(f"READY {self.name} {self.bind or self.connect}", flush=True)
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
-        poller.register(bell, zmq.POLLIN)
+        poller.register(self.compute.bell_r, zmq.POLLIN)
         log.info("worker %s %s %s; models %s; methods %s", self.name,
                  "bound to" if self.bind else "connected to", self.bind or self.connect,
                  sorted(self.engine.info), self.engine.methods())
-        self._reconnect_due = False
-        t_hb = 0.0
-        t_peer = time.monotonic()
+        self._t_hb, self._t_peer = 0.0, time.monotonic()
         t_stop = None
         if self.connect:
             self._control("ready")
-            t_hb = time.monotonic()
+            self._t_hb = time.monotonic()
         try:
             while True:
                 now = time.monotonic()
                 if self._stop.is_set() and t_stop is None:
-                    t_stop = now
-                    log.info("stopping: finishing %d queued request(s)", len(self.batcher) + self.busy)
-                    if self.connect:
-                        self._control("disconnect")
-                if t_stop is not None and ((not self.busy and not len(self.batcher))
+                    t_stop = self._begin_shutdown()
+                if t_stop is not None and (not self.busy or self.running.abandoned
                                            or now - t_stop > self.drain_s):
-                    for p in self.batcher.drain():
-                        self._send(p.item[0], P.error_frames(P.UNAVAILABLE, "worker shut down "
-                                                             "before serving this", p.item[1].id))
+                    self._abandon_running("worker shut down during this batch; retry elsewhere")
+                    self._refuse_queued("worker shut down before serving this; retry elsewhere")
                     break
-                timeout = 0.2
-                dl = self.batcher.next_deadline()
-                if dl is not None and not self.busy:
-                    timeout = min(timeout, max(0.0, dl - now))
-                if self.connect:
-                    timeout = min(timeout, max(0.0, t_hb + self.hb_s - now))
-                events = dict(poller.poll(timeout * 1e3))
+                events = dict(poller.poll(self._poll_timeout(now) * 1e3))
                 if self.sock in events:
-                    for _ in range(1000):          # bounded burst, then serve others
-                        try:
-                            frames, trunc = P.recv_bounded(self.sock, P.MAX_FRAMES + 4, zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        t_peer = time.monotonic()
-                        self._handle(frames, trunc)
-                if bell in events:
-                    while True:
-                        try:
-                            bell.recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                    while True:
-                        try:
-                            replies = compute.results.get_nowait()
-                        except queue.Empty:
-                            break
-                        for env, body in replies:
-                            self._send(env, body)
-                            self.stats["served" if b'"type":"reply"' in body[0][:40] else "errors"] += 1
-                        self.busy = False
-                if not self.busy:
-                    batch = self.batcher.ready(flush=t_stop is not None)
-                    if batch:
-                        self.busy = True
-                        self.stats["batches"] += 1
-                        compute.jobs.put(batch)
+                    self._receive_burst()
+                if self.compute.bell_r in events:
+                    self._collect_results()
                 now = time.monotonic()
-                if self.connect:
-                    if now - t_peer > self.hb_s * self.liveness or self._reconnect_due:
-                        log.warning("broker silent for %.1fs: reconnecting", now - t_peer)
-                        poller.unregister(self.sock)
-                        self.sock.close(linger=0)
-                        self.sock = self._open()
-                        poller.register(self.sock, zmq.POLLIN)
-                        self._control("ready")
-                        t_peer, t_hb, self._reconnect_due = now, now, False
-                    elif now - t_hb >= self.hb_s:
-                        self._control("heartbeat", queue=len(self.batcher))
-                        t_hb = now
+                P.trim_heap()                  # after a dropped many-frame message, if one is due
+                self._watchdog(now)
+                if t_stop is None:
+                    self._dispatch()
+                if self.connect and t_stop is None:
+                    self._keep_alive(now, poller)
         finally:
-            compute.jobs.put(None)
-            compute.join(timeout=5)
-            bell.close(linger=0)
-            self.sock.close(linger=1000)
-            if self._auth is not None:
+            try:
+                self.compute.jobs.put_nowait(None)
+            except queue.Full:
+                pass
+            self.compute.join(timeout=0.2)
+            self.sock.close(linger=500)        # the `unavailable` answers leave; a dead peer
+            if self._auth is not None:         # cannot hold the exit longer than this
                 self._auth.stop()
             self.ctx.term()
         log.info("worker %s stopped (%s)", self.name, self.stats)
@@ -380,9 +540,16 @@ def run(args) -> int:
                     discover_parts=not args.no_discover, autocast=args.autocast, max_cost=args.max_cost)
     w = Worker(engine, bind=args.bind, connect=args.connect, max_batch=args.max_batch,
                max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, heartbeat_s=args.heartbeat_s,
-               liveness=args.liveness, drain_s=args.drain_s, name=args.name,
+               liveness=args.liveness, drain_s=args.drain_s, stuck_s=args.stuck_s, name=args.name,
                curve_secret=args.curve_secret, curve_clients=args.curve_clients,
                curve_server_public=args.curve_server_public)
     signal.signal(signal.SIGTERM, w.stop)
     signal.signal(signal.SIGINT, w.stop)
-    return w.serve()
+    rc = w.serve()
+    # Every request is answered and the sockets are closed: exit now. An interpreter shutdown
+    # would wait for a batch still computing (its requests were answered `unavailable`) and
+    # spends seconds tearing down torch, past the 2 s a supervisor may allow after SIGTERM.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
