@@ -85,6 +85,20 @@ def test_broker_without_workers_says_unavailable(procs):
         assert e.value.code == P.BAD_REQUEST
 
 
+def test_broker_refuses_over_budget_before_any_worker(procs):
+    """The broker prices a request as the worker does (sing.methods.cost_of): over `--max-cost` it
+    answers `too_expensive` at once, even with no worker to route to."""
+    front, back = ep(), ep()
+    procs.start("broker", "--frontend", front, "--backend", back, "--max-cost", "100")
+    with WorkerClient(front, timeout_s=10, retries=0) as c:
+        c.ping()                                        # connected: time the refusal, not the connect
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError) as e:
+            c.restore(symbols(64), 0.0, "sing-zero", params={"steps": 1000, "start": 1.0, "travel": [1, 100]})
+        assert e.value.code == P.TOO_EXPENSIVE and "limit here is 100" in str(e.value), e.value
+        assert time.monotonic() - t0 < 0.1
+
+
 def test_curve_on_loopback(procs, tiny_jscc, tmp_path):
     keys = tmp_path / "keys"
     _, server_secret = write_keypair(keys, "server")

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{P.CLIENT_TIMEOUT_MARGIN_S:g} s per attempt (WorkerClient default: "
                         f"{P.CLIENT_TIMEOUT_S:g} s)")
     p.add_argument("--max-queue", type=int, default=4096, help="requests held before 'busy'")
+    p.add_argument("--max-cost", type=int, default=P.DEFAULT_MAX_COST, metavar="N",
+                   help="refuse (too_expensive) a request costing more than N network passes, as "
+                        "`sing worker --max-cost` does (sing.methods.cost_of; docs/methods.md)")
     p.add_argument("--curve-secret", default=None, metavar="FILE",
                    help="server key pair (server.key_secret) for both endpoints")
     p.add_argument("--curve-clients", default=None, metavar="DIR",
@@ -106,7 +109,7 @@ class Broker:
                  max_attempts: int = 3, request_timeout_s: float = P.BROKER_REQUEST_TIMEOUT_S,
                  max_queue: int = 4096, curve_secret: str | None = None,
                  curve_clients: str | None = None, curve_workers: str | None = None,
-                 progress_timeout_s: float = 30.0):
+                 progress_timeout_s: float = 30.0, max_cost: int | None = P.DEFAULT_MAX_COST):
         P.check_bind(frontend, curve_secret is not None)
         P.check_bind(backend, curve_secret is not None)
         if (curve_clients is None) != (curve_workers is None):
@@ -117,7 +120,7 @@ class Broker:
         self.frontend_ep, self.backend_ep = frontend, backend
         self.hb_s, self.liveness, self.progress_timeout = heartbeat_s, liveness, progress_timeout_s
         self.max_attempts, self.req_timeout, self.max_queue = max_attempts, request_timeout_s, max_queue
-        self.curve_secret = curve_secret
+        self.curve_secret, self.max_cost = curve_secret, max_cost
         self.curve_clients, self.curve_workers = curve_clients, curve_workers
         self.workers: "OrderedDict[bytes, _Worker]" = OrderedDict()
         self.reqs: dict[tuple[bytes, str], _Req] = {}
@@ -164,7 +167,8 @@ class Broker:
                 return
             if h["type"] != "request":
                 raise P.ProtocolError(P.BAD_MESSAGE, f"clients send request or ping, not {h['type']}", rid)
-            P.parse_request(h, body[1:])           # full validation: junk never reaches a worker
+            req = P.parse_request(h, body[1:])     # full validation: junk never reaches a worker
+            P.check_cost(req.method, req.params, self.max_cost, rid)   # nor does an over-budget one
             key = (env[0], rid)
             if key in self.reqs:
                 self.stats.duplicate_requests += 1
@@ -374,7 +378,7 @@ class Broker:
 def run(args) -> int:
     b = Broker(args.frontend, args.backend, args.heartbeat_s, args.liveness, args.max_attempts,
                args.request_timeout_s, args.max_queue, args.curve_secret, args.curve_clients,
-               args.curve_workers, args.progress_timeout_s)
+               args.curve_workers, args.progress_timeout_s, args.max_cost)
     signal.signal(signal.SIGTERM, b.stop)
     signal.signal(signal.SIGINT, b.stop)
     return b.serve()
