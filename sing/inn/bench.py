@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -40,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale: float = 0.0) -> dict:
     """{'plain_s_per_step', 'guided_s_per_step', 'ratio', …} for one prior/INN/batch."""
+    from ..prior.bench import timed_runs
     from ..prior.ddim import sample
     from .guidance import INNGuidance, observation
     if steps < 1 or repeats < 1 or batch < 1:
@@ -51,20 +50,11 @@ def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale
     gy = observation(inn, x_hat)
 
     def chain(guided):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
         sample(prior, batch, steps, 0.85, None, INNGuidance(inn, gy, snr, grad_scale=grad_scale)
                if guided else None, progress=False)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / steps
 
-    chain(False), chain(True)                                    # warm-up
-    plain, guided = [], []
-    for _ in range(repeats):
-        plain.append(chain(False))
-        guided.append(chain(True))
+    t = timed_runs({"plain": lambda: chain(False), "guided": lambda: chain(True)}, repeats, dev, per=steps)
+    plain, guided = t["plain"], t["guided"]
     p, g = statistics.median(plain), statistics.median(guided)
     return {"plain_s_per_step": round(p, 5), "guided_s_per_step": round(g, 5),
             "ratio": round(g / p, 4), "plain_all": [round(v, 5) for v in plain],
@@ -91,13 +81,12 @@ def _models(args):
 
 def run(args) -> int:
     from ..checkpoint import write_json
+    from ..commands.eval import device_name
     if args.threads:
         torch.set_num_threads(args.threads)
     prior, src, inn, isrc = _models(args)
     res = measure(prior, inn, args.batch, args.steps, args.repeats, args.grad_scale)
-    dev = torch.device(args.device)
-    device = f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else \
-        f"cpu:{platform.processor() or platform.machine()}"
+    device = device_name(args.device)
     out = {"schema": "sing.bench.inn-guidance/1",
            "setup": {"prior": src, "inn": isrc, "inn_config": {k: v for k, v in inn.config.to_dict().items()
                                                                if k not in ("sigma_c", "training")},

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import time
 from pathlib import Path
 
@@ -164,14 +163,6 @@ class Calibrator:
                 "n_images": int(len(self.x)), "split": "val"}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def model_card(cfg: INNConfig, command: str) -> str:
     t, sc = cfg.training, cfg.sigma_c
     rows = "\n".join(
@@ -218,6 +209,7 @@ linear average-pooling model of the degradation would have to assume.
 def train(args) -> Path:
     from tqdm import tqdm
     from .. import data as D
+    from ..commands.eval import git_commit
     from ..jscc import load_jscc
 
     if args.threads:
@@ -294,7 +286,7 @@ def train(args) -> Path:
         inn.config.training = {"steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                                "device": str(dev), "threads": torch.get_num_threads(),
                                "processes": world,
-                               "elapsed_s": el, "commit": _commit(), "command": command,
+                               "elapsed_s": el, "commit": git_commit(), "command": command,
                                "last": {k: round(v, 6) for k, v in ema.items()}}
         save_model(out, inn.state_dict(), inn.config.to_dict(), card=model_card(inn.config, command))
         save_train_state(run_dir, model=inn, optimizer=opt, step=step,

@@ -18,7 +18,6 @@ import argparse
 import datetime as _dt
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -45,14 +44,6 @@ def wiener(y: np.ndarray, size: int, noise_var: float) -> np.ndarray:
         for c in range(y.shape[1]):
             out[i, c] = _w(y[i, c], mysize=size, noise=noise_var)
     return out
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "uncommitted"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 @torch.no_grad()
@@ -122,6 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import data as sdata
     from ..checkpoint import load_config
+    from ..commands.eval import git_commit
     from .model import load_prior
     torch.set_num_threads(max(1, args.threads))
     x, ids = sdata.load_split(args.data, args.split, n=args.n)
@@ -137,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
            "setup": {"dataset": args.data, "split": args.split, "n_images": len(ids),
                      "resolution": int(x.shape[-1]), "prior": str(args.prior), "prior_steps": steps,
                      "timesteps": list(TIMESTEPS), "seed": args.seed, "device": dev,
-                     "torch_threads": torch.get_num_threads(), "commit": commit(),
+                     "torch_threads": torch.get_num_threads(), "commit": git_commit(),
                      "date": _dt.datetime.now().isoformat(timespec="seconds"),
                      "command": "python -m sing.prior.denoise_table " + " ".join(sys.argv[1:])},
            **res}

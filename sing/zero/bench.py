@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -40,16 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="sim/results/zero/bench_guidance.json")
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                              timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5) -> dict:
     """Median seconds per step for plain DDIM and for each guided operator (σ_y > 0: DDNM+ path)."""
+    from ..prior.bench import timed_runs
     from ..prior.ddim import Step, prior_shape, sample
     from .ddnm import RangeNullSpace, restore
     from .operators import make_operator
@@ -64,13 +55,7 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
     plain = lambda: sample(prior, batch, steps, 0.85, gens(), progress=False)
     guided = {n: (lambda o=o, y=y: restore(prior, o, y, 0.05, steps=steps, generators=gens(), progress=False))
               for n, (o, y) in ops.items()}
-    plain(); [f() for f in guided.values()]          # warm-up (allocator, lazy init, DCT caches)
-    times = {"plain": []} | {n: [] for n in guided}
-    for _ in range(repeats):
-        for name, f in [("plain", plain), *guided.items()]:
-            t0 = time.perf_counter()
-            f()
-            times[name].append((time.perf_counter() - t0) / steps)
+    times = timed_runs({"plain": plain} | guided, repeats, prior.device, per=steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     # The guidance arithmetic alone (the correction's x̂_0 and update: 2 forward + 1 inverse transform,
     # Eq. 17-19 elementwise), timed without the UNet: much less sensitive to load from other processes.
@@ -91,6 +76,7 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
 
 
 def run(args) -> int:
+    from ..commands.eval import device_name, git_commit
     from ..prior import PriorConfig, build_prior, load_prior
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,13 +90,12 @@ def run(args) -> int:
         prior_desc = f"random {args.preset} UNet {args.channels}×{args.size}²"
     n_params = sum(p.numel() for p in prior.parameters())
     res = measure(prior, args.operators, args.batch, args.steps, args.repeats)
-    dev = (f"cuda:{torch.cuda.get_device_name(torch.device(args.device))}" if args.device.startswith("cuda")
-           else f"cpu:{platform.processor() or platform.machine()}")
+    dev = device_name(args.device)
     out = {"schema": "sing.bench.guidance/1",
            "setup": {"prior": prior_desc, "unet_parameters": n_params, "image": [prior.channels, prior.image_size,
                      prior.image_size], "batch": args.batch, "steps_per_run": args.steps, "repeats": args.repeats,
                      "sigma_y": 0.05, "eta": 0.85, "device": dev, "torch_threads": torch.get_num_threads(),
-                     "commit": _commit(), "command": "sing bench guidance " + " ".join(
+                     "commit": git_commit(), "command": "sing bench guidance " + " ".join(
                          f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                          for k, v in vars(args).items() if k in ("prior", "preset", "size", "channels", "batch",
                                                                   "steps", "repeats", "operators", "threads")
