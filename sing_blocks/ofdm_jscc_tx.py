@@ -30,26 +30,12 @@ from sing.phy.header import header_int
 from sing.phy.tx import build_frames
 
 from .ofdm_pmt import c32_bytes, pdu_parts
+from .pdu_util import meta_from_pmt
 
 _SOB, _EOB = pmt.intern("tx_sob"), pmt.intern("tx_eob")
-_KEYS = {k: pmt.intern(k) for k in ("image_id", "k", "model_id", "height", "width", "channels", "seq")}
 _BATCH = 64                 # PDUs turned into samples per build
 _BURST_BUFFER = 1 << 16     # output buffer (items) in idle="wait" mode
 _FLUSH = 2048               # zeros sent after the last frame once upstream is done
-
-
-def _meta_values(meta) -> dict:
-    """The header's metadata keys present in a PMT dict, as Python values."""
-    out = {}
-    for name, key in _KEYS.items():
-        v = pmt.dict_ref(meta, key, pmt.PMT_NIL)
-        if pmt.is_symbol(v):
-            out[name] = pmt.symbol_to_string(v)
-        elif pmt.is_integer(v):
-            out[name] = pmt.to_long(v)
-        elif not pmt.is_null(v):
-            out[name] = pmt.to_python(v)
-    return out
 
 
 def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
@@ -63,7 +49,7 @@ def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
         if not pmt.is_pair(msg) or not pmt.is_c32vector(pmt.cdr(msg)):
             raise ValueError("not a PDU of complex symbols (pmt.cons(dict, c32vector))")
         meta = pmt.car(msg)
-        f = _meta_values(meta) if pmt.is_dict(meta) else {}
+        f = meta_from_pmt(meta) if pmt.is_dict(meta) else {}
         blob = c32_bytes(pmt.cdr(msg))
     n = len(blob) // 8
     seq = f.get("seq")

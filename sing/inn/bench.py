@@ -17,23 +17,15 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..prior.bench import add_guidance_arguments, guidance_prior
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "sim" / "results" / "inn" / "guidance_overhead.json"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prior", default=None, help="prior directory (default: random UNet of --preset)")
-    p.add_argument("--preset", default="base", help="UNet preset when no --prior is given")
+    add_guidance_arguments(p, batch=16, steps=4, repeats=3, out=str(DEFAULT_OUT))
     p.add_argument("--inn", default=None, help="SING-INN directory (default: random default INN)")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=4, help="sampling steps per timed chain")
-    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--grad-scale", type=float, default=0.0, help="also time the INDIGO+ term (> 0)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=str(DEFAULT_OUT))
 
 
 def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale: float = 0.0) -> dict:
@@ -62,14 +54,8 @@ def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale
 
 
 def _models(args):
-    from ..prior import PriorConfig, build_prior, load_prior
     from .model import INNConfig, build_inn, load_inn
-    if args.prior:
-        prior = load_prior(args.prior, device=args.device)
-        src = args.prior
-    else:
-        prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
-        src = f"random UNet preset {args.preset}"
+    prior, src = guidance_prior(args)
     if args.inn:
         inn, isrc = load_inn(args.inn, device=args.device), args.inn
     else:
@@ -82,8 +68,6 @@ def _models(args):
 def run(args) -> int:
     from ..checkpoint import write_json
     from ..commands.eval import device_name
-    if args.threads:
-        torch.set_num_threads(args.threads)
     prior, src, inn, isrc = _models(args)
     res = measure(prior, inn, args.batch, args.steps, args.repeats, args.grad_scale)
     device = device_name(args.device)

@@ -31,6 +31,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="sim/results/prior")
 
 
+def add_guidance_arguments(p: argparse.ArgumentParser, batch: int, steps: int, repeats: int,
+                           out: str) -> None:
+    """The options of the guidance-overhead benches (`sing bench guidance`, `sing bench inn-guidance`)."""
+    p.add_argument("--prior", default=None, help="prior directory (default: a random UNet of --preset)")
+    p.add_argument("--preset", default="base", help="UNet preset when no --prior (default base: the "
+                   "docs/OFFLINE.md prototype size)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--steps", type=int, default=steps, help="DDIM steps per timed run")
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=out)
+
+
+def guidance_prior(args) -> tuple:
+    """(prior, description) for the guidance benches: --prior, else a random UNet of --preset (the
+    cost does not depend on the weights, only on the architecture). Sets --threads first."""
+    from .model import PriorConfig, build_prior, load_prior
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.prior:
+        return load_prior(args.prior, device=args.device), args.prior
+    prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
+    return prior, f"random {args.preset} UNet {args.channels}×{args.size}²"
+
+
 def timed_runs(fns: dict, repeats: int, device="cpu", per: float = 1.0) -> dict[str, list[float]]:
     """Seconds per call ÷ `per` of each function, `repeats` rounds after one warm-up call each
     (allocations, cudnn autotune, lazy caches). The functions are interleaved within a round, so that

@@ -21,21 +21,12 @@ import torch
 
 from ..channel import generator_for
 from ..errors import InputError
+from ..prior.bench import add_guidance_arguments, guidance_prior
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prior", default=None, help="prior directory (default: a random UNet of --preset)")
-    p.add_argument("--preset", default="base", help="UNet preset when no --prior (default base: the "
-                   "docs/OFFLINE.md prototype size)")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps per timed run")
-    p.add_argument("--repeats", type=int, default=5)
+    add_guidance_arguments(p, batch=4, steps=10, repeats=5, out="sim/results/zero/bench_guidance.json")
     p.add_argument("--operators", nargs="+", default=["spectral", "identity", "avgpool-4"])
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="sim/results/zero/bench_guidance.json")
 
 
 def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5) -> dict:
@@ -77,17 +68,9 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
 
 def run(args) -> int:
     from ..commands.eval import device_name, git_commit
-    from ..prior import PriorConfig, build_prior, load_prior
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.batch < 1 or args.steps < 1 or args.repeats < 1:
         raise InputError("--batch, --steps and --repeats must be ≥ 1")
-    if args.prior:
-        prior = load_prior(args.prior, device=args.device)
-        prior_desc = args.prior
-    else:
-        prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
-        prior_desc = f"random {args.preset} UNet {args.channels}×{args.size}²"
+    prior, prior_desc = guidance_prior(args)
     n_params = sum(p.numel() for p in prior.parameters())
     res = measure(prior, args.operators, args.batch, args.steps, args.repeats)
     dev = device_name(args.device)
