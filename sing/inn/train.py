@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from ..checkpoint import (has_train_state, load_config, load_train_state, save_m
                           save_train_state, write_json)
 from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import InputError
+from ..jscc.train import cosine_lr
 from .haar import haar_lowpass, haar_multilevel
 from .model import KIND, INNConfig, InvertibleDegradation, build_inn
 
@@ -81,13 +81,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(accelerate / torch.distributed; the global --batch is split over them)")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 def inn_loss(inn: InvertibleDegradation, x01: torch.Tensor, xh01: torch.Tensor, snr: torch.Tensor,
@@ -295,7 +288,7 @@ def train(args) -> Path:
 
     while step < args.steps:
         for grp in opt.param_groups:
-            grp["lr"] = _lr(step, args.steps, args.lr)
+            grp["lr"] = cosine_lr(step, args.steps, args.lr, warmup=100)
         x = next(batches).to(dev)
         snr = (torch.rand(x.shape[0], generator=g) * (args.snr_max - args.snr_min) + args.snr_min).to(dev)
         xh = make_pairs(jscc, x, snr, g)

@@ -44,7 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 2 % of `base` at `total` (train-jscc,
+    train-inn)."""
     if step < warmup:
         return base * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
@@ -118,7 +120,7 @@ def train(args) -> Path:
 
     while step < args.steps:
         for grp in opt.param_groups:
-            grp["lr"] = _lr(step, args.steps, args.lr)
+            grp["lr"] = cosine_lr(step, args.steps, args.lr)
         x = next(batches).to(dev)
         snr = (torch.rand(x.shape[0], generator=g) * (cfg.snr_max - cfg.snr_min) + cfg.snr_min).to(dev)
         z = model.encode(x, snr)
