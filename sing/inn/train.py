@@ -202,6 +202,7 @@ linear average-pooling model of the degradation would have to assume.
 def train(args) -> Path:
     from tqdm import tqdm
     from .. import data as D
+    from ..cli import command_line
     from ..commands.eval import git_commit
     from ..jscc import load_jscc
 
@@ -258,11 +259,10 @@ def train(args) -> Path:
     batches = D.train_batches(data, local_batch, seed=args.seed + 7919 * step + 104729 * rank,
                               progress=main and not args.no_progress)
     g = torch.Generator().manual_seed(args.seed * 1000003 + step + 7777 * rank)
-    command = ("sing train-inn " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k in ("jscc", "out", "data", "steps", "batch", "lr", "snr_min", "snr_max", "levels", "blocks",
-                 "hidden", "lambda_d", "lambda_inv", "threads", "seed", "device") and v is not None)
-        + (f" --num-processes {world}" if world > 1 else ""))
+    command = command_line("train-inn", args, (
+        "jscc", "out", "data", "steps", "batch", "lr", "snr_min", "snr_max", "levels", "blocks", "hidden",
+        "lambda_d", "lambda_inv", "threads", "seed", "device"))
+    command += f" --num-processes {world}" if world > 1 else ""
     inn.train()
     t0, t_ck = time.time(), time.time()
     saved_at = -1

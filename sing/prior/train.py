@@ -362,8 +362,7 @@ def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, 
             elapsed: float, loss_rows: list[dict], grid: Path | None, args, model) -> None:
     cfg = PriorConfig.from_dict(cfg.to_dict())
     cfg.training = {**recipe, "steps": step, "hours": round(elapsed / 3600, 3),
-                    "command": "sing train-prior " + " ".join(shlex.quote(a) for a in
-                                                              _cli_args(args))}
+                    "command": _command(args)}
     export.mkdir(parents=True, exist_ok=True)
     if grid is not None:
         cfg.training["samples_step"] = step
@@ -384,16 +383,12 @@ def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, 
     write_card(export)
 
 
-def _cli_args(args) -> list[str]:
+def _command(args) -> str:
     if "train-prior" in sys.argv:       # the exact command line when run as `sing train-prior …`
-        return sys.argv[sys.argv.index("train-prior") + 1:]
-    out = ["--data", args.data, "--out", args.out]
-    if args.export:
-        out += ["--export", args.export]
-    out += ["--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr),
-            "--ema-decay", str(args.ema_decay), "--unet-preset", args.unet_preset,
-            "--seed", str(args.seed), "--threads", str(args.threads)]
-    return out
+        return "sing train-prior " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train-prior") + 1:])
+    from ..cli import command_line
+    return command_line("train-prior", args, ("data", "out", "export", "steps", "batch", "lr", "ema_decay",
+                                              "unet_preset", "seed", "threads"))
 
 
 def write_card(export: Path) -> None:

@@ -67,6 +67,7 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
 
 
 def run(args) -> int:
+    from ..cli import command_line
     from ..commands.eval import device_name, git_commit
     if args.batch < 1 or args.steps < 1 or args.repeats < 1:
         raise InputError("--batch, --steps and --repeats must be ≥ 1")
@@ -78,11 +79,9 @@ def run(args) -> int:
            "setup": {"prior": prior_desc, "unet_parameters": n_params, "image": [prior.channels, prior.image_size,
                      prior.image_size], "batch": args.batch, "steps_per_run": args.steps, "repeats": args.repeats,
                      "sigma_y": 0.05, "eta": 0.85, "device": dev, "torch_threads": torch.get_num_threads(),
-                     "commit": git_commit(), "command": "sing bench guidance " + " ".join(
-                         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                         for k, v in vars(args).items() if k in ("prior", "preset", "size", "channels", "batch",
-                                                                  "steps", "repeats", "operators", "threads")
-                         and v is not None)},
+                     "commit": git_commit(), "command": command_line("bench guidance", args, (
+                         "prior", "preset", "size", "channels", "batch", "steps", "repeats", "operators",
+                         "threads"))},
            "target": {"operator": "spectral", "max_ratio": 1.10},
            **res}
     path = Path(args.out)
