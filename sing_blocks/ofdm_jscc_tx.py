@@ -27,7 +27,7 @@ from gnuradio import gr
 from sing.errors import InputError
 from sing.phy import HeaderFields, OfdmParams
 from sing.phy.header import header_int
-from sing.phy.tx import build_frames
+from sing.phy.tx import build_frames, check_count
 
 from .ofdm_pmt import c32_bytes, pdu_parts
 from .pdu_util import meta_from_pmt
@@ -57,10 +57,7 @@ def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
     h = HeaderFields(image_id=str(f.get("image_id", seq)), k=int(f.get("k", n)),
                      model_id=str(f.get("model_id", "")), height=int(f.get("height", 0)),
                      width=int(f.get("width", 0)), channels=int(f.get("channels", 0)), seq=seq)
-    if n == 0:
-        raise InputError("an image PDU with no symbols cannot be sent")
-    if n != h.k:
-        raise InputError(f"PDU has {n} symbols but its metadata says k = {h.k}")
+    check_count(n, h.k)
     return blob, h, header_int(h)                       # header_int: the range checks
 
 
