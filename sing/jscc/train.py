@@ -111,7 +111,7 @@ def train(args) -> Path:
     bar = tqdm(total=args.steps, initial=step, desc=f"train-jscc {args.data} bcr {cfg.bcr}",
                disable=args.no_progress, mininterval=5)
 
-    def checkpoint(final=False):
+    def checkpoint():
         cfg.notes = {"steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                      "init_from": args.init_from, "history": history[-1] if history else None}
         save_model(out, model.state_dict(), cfg.to_dict())

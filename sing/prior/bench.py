@@ -63,7 +63,7 @@ def timed_runs(fns: dict, repeats: int, device="cpu", per: float = 1.0) -> dict[
     """Seconds per call ÷ `per` of each function, `repeats` rounds after one warm-up call each
     (allocations, cudnn autotune, lazy caches). The functions are interleaved within a round, so that
     load from other processes hits all alike; CUDA is synchronised around each call. The one timing
-    loop of the benchmarks (`sing bench prior`, `guidance`, `inn`)."""
+    loop of `sing bench prior`, `guidance` and `inn-guidance`."""
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     for f in fns.values():

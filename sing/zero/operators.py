@@ -42,8 +42,6 @@ from ..errors import InputError
 from .blind import blind_sigma
 from .dct import dct2, dct_matrix, idct2
 
-OPERATORS = ("identity", "avgpool-s", "spectral")
-
 
 def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(image_shape) != 3 or any(int(v) < 1 for v in image_shape):
