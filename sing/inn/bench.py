@@ -2,10 +2,9 @@
 same UNet, same batch, same loop (sing.prior.ddim.sample with and without the INNGuidance
 correction). docs/BENCHMARKS.md, Speed.
 
-Runs alternate plain and guided chains `--repeats` times and take the median of each, so that a
-shared, loaded CPU biases both alike. Writes a JSON result file (schema sing.bench.inn-guidance/1).
-Without --prior / --inn, a randomly initialised UNet of the named preset and an INN of the default
-architecture are used: the cost does not depend on the weights.
+Medians of interleaved runs (sing.prior.bench.timed_runs); JSON result (schema
+sing.bench.inn-guidance/1). Without --prior / --inn, a random UNet of --preset and an INN of the
+default architecture: the cost does not depend on the weights.
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..channel import generator_for
+from .ddim import randn
 
 TIMESTEPS = (50, 200, 500)
 WIENER_SIZES = (3, 5, 7, 9)
@@ -59,8 +60,7 @@ def denoise_table(prior, x01: torch.Tensor, ids: list[str], timesteps=TIMESTEPS,
         for s in tqdm(range(0, len(x01), batch), desc=f"t={t}", disable=not progress, leave=False):
             xb = x01[s:s + batch]
             x0 = xb * 2 - 1
-            eps = torch.stack([torch.randn(x0.shape[1:], generator=generator_for(seed, f"{i}/t{t}"))
-                               for i in ids[s:s + batch]])
+            eps = randn(x0.shape, [generator_for(seed, f"{i}/t{t}") for i in ids[s:s + batch]], "cpu")
             x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
             x0_hat = prior.predict_x0(x_t, t).clamp(-1, 1)
             prior_psnr.append(psnr01((x0_hat + 1) / 2, xb))

@@ -42,6 +42,7 @@ from ..checkpoint import (card_with_notes, file_digest, has_train_state, load_co
                           load_train_state, save_train_state, write_json)
 from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import CheckpointError, InputError
+from .ddim import randn
 from .model import DiffusionPrior, PriorConfig, build_unet, save_prior
 
 LATEST = "latest.json"
@@ -223,7 +224,7 @@ def _train_step(args, acc, model, ema, opt, ac: torch.Tensor, x0: torch.Tensor, 
         low = torch.rand(x0.shape[0], generator=g) < args.low_t_fraction
         t = torch.where(low, torch.randint(0, args.low_t_max, (x0.shape[0],), generator=g), t)
     t = t.to(acc.device)
-    noise = torch.randn(x0.shape, generator=g).to(acc.device)
+    noise = randn(x0.shape, g, acc.device)
     a = ac[t].view(-1, 1, 1, 1)
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                       # Eq. 4
     lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))

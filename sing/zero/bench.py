@@ -5,9 +5,8 @@ the 2-core CPU is ≤ 1.10.
     sing bench guidance [--prior DIR | --preset base --size 64 --channels 3] --batch 4 --steps 10 \
         --operators spectral identity avgpool-4 --repeats 5 --out sim/results/zero/bench_guidance.json
 
-Plain and guided runs are interleaved (plain, op1, op2, …, repeated) and the median time of each is
-used, so that load from other processes hits both alike. Operator parameters are random (the cost
-does not depend on the values); the UNet weights do not matter either, only its architecture.
+Medians of interleaved runs (sing.prior.bench.timed_runs). Operator parameters and UNet weights are
+random: the cost depends on the architecture only.
 """
 from __future__ import annotations
 
