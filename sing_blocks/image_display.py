@@ -41,7 +41,8 @@ def to_qimage(a: np.ndarray) -> QtGui.QImage:
 
 
 def caption(meta: dict, means: dict | None = None) -> str:
-    """Caption lines under one image: id; status; PSNR/LPIPS (+ running means); SNR; latency."""
+    """Caption lines under one image: id; status; PSNR/LPIPS (+ running means); SNR; latency (the
+    GUI's multi-line form of sing.rx_sink.ImageRecord.line, from the PDU metadata)."""
     lines = [str(meta.get("image_id", ""))]
     if meta.get("status"):
         lines.append(str(meta["status"]) + ("" if meta.get("restored", True) else " (unrestored)"))

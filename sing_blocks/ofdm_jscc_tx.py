@@ -127,6 +127,7 @@ class ofdm_framer(gr.sync_block):
             return [], []
         z = np.frombuffer(b"".join(blobs), ">c8").astype(np.complex64)
         ks = [h.k for h, _ in heads]
+        # sing.phy.tx.check_symbols's NaN test, once for the whole batch (build_frames(checked=True))
         if not np.isfinite(z.view(np.float32)).all():       # rare: find and drop the bad ones
             zs = np.split(z, np.cumsum(ks)[:-1])
             good = [i for i, zi in enumerate(zs) if np.isfinite(zi.view(np.float32)).all()]

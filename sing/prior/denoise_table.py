@@ -32,7 +32,8 @@ WIENER_SIZES = (3, 5, 7, 9)
 
 
 def psnr01(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of [0, 1] images."""
+    """Per-image PSNR (dB) of [0, 1] images, clamped and with the MSE floored at 1e-12 (the noisy
+    input lies outside [0, 1]); sing.metrics.psnr does neither, so the table keeps its own."""
     mse = ((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-12)
     return 10 * torch.log10(1.0 / mse)
 
