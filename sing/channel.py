@@ -71,6 +71,21 @@ def check_symbols(z: torch.Tensor, name: str = "symbols") -> torch.Tensor:
     return z
 
 
+def snr_vector(snr_db, batch: int, what: str = "snr_db", device=None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """snr_db (a float or one value per image) as a finite (batch,) tensor; InputError otherwise.
+    The one SNR check of the receivers (DeepJSCC, SING-INN, DPS, the digital baseline)."""
+    s = torch.as_tensor(snr_db, dtype=dtype, device=device)
+    if s.dim() == 0:
+        s = s.expand(batch)
+    if s.shape != (batch,):
+        raise InputError(f"{what} must be a float or one value per image ({batch},), got shape "
+                         f"{tuple(s.shape)}")
+    if not torch.isfinite(s).all():
+        raise InputError(f"{what} contains NaN or Inf: pass the receiver's SNR estimate in dB")
+    return s
+
+
 def normalize_power(z: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Scale each row so that (1/k)·‖z‖² = 1."""
     p = (z.real ** 2 + z.imag ** 2).mean(dim=-1, keepdim=True)

@@ -27,6 +27,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def command_line(name: str, args, keys) -> str:
+    """`sing NAME --key value …` for the options of `args` named in `keys` that are set (not None):
+    the command a result file or model card records. Lists are space-separated."""
+    val = (lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+    return " ".join([f"sing {name}"] + [f"--{k.replace('_', '-')} {val(v)}" for k, v in vars(args).items()
+                                        if k in keys and v is not None])
+
+
 def _load(name: str):
     mod, _ = COMMANDS[name]
     try:

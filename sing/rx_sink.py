@@ -65,6 +65,12 @@ def scalars(d: dict, drop=()) -> dict:
     return {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool)) and k not in drop}
 
 
+def number(meta: dict, key: str) -> float | None:
+    """meta[key] as a float when it is a number (not a bool), else None."""
+    v = meta.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def finite(a: np.ndarray) -> bool:
     """True when every value (real and imaginary parts) is finite."""
     a = np.asarray(a)
@@ -498,10 +504,9 @@ class RxSink:
             Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(png)
             info["path"] = str(png)
             (self.out_dir / (name + ".json")).write_text(json.dumps(info, indent=1, default=str) + "\n")
-        num = (lambda k: float(meta[k]) if isinstance(meta.get(k), (int, float)) else None)
         rec = ImageRecord(iid, status, method_used=info["method_used"], path=info.get("path"),
-                          psnr=psnr, lpips=lp, snr_db=num("snr_db"),
-                          snr_source=meta.get("snr_source"), snr_true_db=num("snr_true_db"),
+                          psnr=psnr, lpips=lp, snr_db=number(meta, "snr_db"),
+                          snr_source=meta.get("snr_source"), snr_true_db=number(meta, "snr_true_db"),
                           latency_s=extra.get("latency_s"), info=info, image=img)
         self._account(rec)
         if self._deliver_cb is not None:

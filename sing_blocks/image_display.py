@@ -21,6 +21,8 @@ import pmt
 from gnuradio import gr
 from PyQt5 import QtCore, QtGui, QtWidgets
 
+from sing.rx_sink import number
+
 from .pdu_util import BadPDU, parse_image_pdu
 
 COLUMNS = ("sent", "deepjscc", "sing")
@@ -38,28 +40,24 @@ def to_qimage(a: np.ndarray) -> QtGui.QImage:
     return q.copy()        # own the pixels (a goes out of scope)
 
 
-def _num(meta: dict, key: str):
-    v = meta.get(key)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 def caption(meta: dict, means: dict | None = None) -> str:
-    """Caption lines under one image: id; status; PSNR/LPIPS (+ running means); SNR; latency."""
+    """Caption lines under one image: id; status; PSNR/LPIPS (+ running means); SNR; latency (the
+    GUI's multi-line form of sing.rx_sink.ImageRecord.line, from the PDU metadata)."""
     lines = [str(meta.get("image_id", ""))]
     if meta.get("status"):
         lines.append(str(meta["status"]) + ("" if meta.get("restored", True) else " (unrestored)"))
-    psnr, lp = _num(meta, "psnr"), _num(meta, "lpips")
+    psnr, lp = number(meta, "psnr"), number(meta, "lpips")
     if psnr is not None:
         lines.append(f"PSNR {psnr:.2f} dB" + ("" if lp is None else f"   LPIPS {lp:.3f}"))
     if means and means.get("n"):
         m = f"mean of {means['n']}: PSNR {means['psnr']:.2f} dB"
         lines.append(m + ("" if means.get("lpips") is None else f"   LPIPS {means['lpips']:.3f}"))
-    snr, true = _num(meta, "snr_db"), _num(meta, "snr_true_db")
+    snr, true = number(meta, "snr_db"), number(meta, "snr_true_db")
     if snr is not None:
         src = meta.get("snr_source", "?")
         lines.append(f"SNR {snr:.1f} dB ({src})" + ("" if true is None or src == "true"
                                                     else f"   true {true:.1f} dB"))
-    lat = _num(meta, "latency_s")
+    lat = number(meta, "latency_s")
     if lat is not None:
         lines.append(f"worker latency {lat * 1e3:.0f} ms")
     return "\n".join(lines)
@@ -70,7 +68,7 @@ def status_text(meta: dict) -> str | None:
     st = meta.get("status")
     if st == "restored":
         return (f"worker OK: {meta.get('method_used', meta.get('method', '?'))} restores the images"
-                + ("" if _num(meta, "latency_s") is None else f" ({meta['latency_s'] * 1e3:.0f} ms)"))
+                + ("" if number(meta, "latency_s") is None else f" ({meta['latency_s'] * 1e3:.0f} ms)"))
     if st == "local":
         return (f"worker unreachable or failing ({meta.get('fallback_reason', '?')}): the SING column "
                 f"shows local DeepJSCC decodes (unrestored)")
@@ -201,7 +199,7 @@ class image_display(gr.basic_block):
             return
         self._rx_id = str(meta.get("image_id"))
         self._show_sent(self._rx_id)
-        psnr, lp = _num(meta, "psnr"), _num(meta, "lpips")
+        psnr, lp = number(meta, "psnr"), number(meta, "lpips")
         if psnr is not None:
             s = self.sums[col]
             s["n"], s["psnr"] = s["n"] + 1, s["psnr"] + psnr

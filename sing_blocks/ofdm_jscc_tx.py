@@ -28,29 +28,15 @@ from gnuradio import gr
 from sing.errors import InputError
 from sing.phy import HeaderFields, OfdmParams
 from sing.phy.header import header_int
-from sing.phy.tx import build_frames
+from sing.phy.tx import build_frames, check_count
 
 from .ofdm_pmt import c32_bytes, pdu_parts
+from .pdu_util import meta_from_pmt
 
 _SOB, _EOB = pmt.intern("tx_sob"), pmt.intern("tx_eob")
-_KEYS = {k: pmt.intern(k) for k in ("image_id", "k", "model_id", "height", "width", "channels", "seq")}
 _BATCH = 64                 # PDUs turned into samples per build
 _BURST_BUFFER = 1 << 16     # output buffer (items) in idle="wait" mode
 _FLUSH = 2048               # zeros sent after the last frame once upstream is done
-
-
-def _meta_values(meta) -> dict:
-    """The header's metadata keys present in a PMT dict, as Python values."""
-    out = {}
-    for name, key in _KEYS.items():
-        v = pmt.dict_ref(meta, key, pmt.PMT_NIL)
-        if pmt.is_symbol(v):
-            out[name] = pmt.symbol_to_string(v)
-        elif pmt.is_integer(v):
-            out[name] = pmt.to_long(v)
-        elif not pmt.is_null(v):
-            out[name] = pmt.to_python(v)
-    return out
 
 
 def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
@@ -64,7 +50,7 @@ def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
         if not pmt.is_pair(msg) or not pmt.is_c32vector(pmt.cdr(msg)):
             raise ValueError("not a PDU of complex symbols (pmt.cons(dict, c32vector))")
         meta = pmt.car(msg)
-        f = _meta_values(meta) if pmt.is_dict(meta) else {}
+        f = meta_from_pmt(meta) if pmt.is_dict(meta) else {}
         blob = c32_bytes(pmt.cdr(msg))
     n = len(blob) // 8
     seq = f.get("seq")
@@ -72,10 +58,7 @@ def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
     h = HeaderFields(image_id=str(f.get("image_id", seq)), k=int(f.get("k", n)),
                      model_id=str(f.get("model_id", "")), height=int(f.get("height", 0)),
                      width=int(f.get("width", 0)), channels=int(f.get("channels", 0)), seq=seq)
-    if n == 0:
-        raise InputError("an image PDU with no symbols cannot be sent")
-    if n != h.k:
-        raise InputError(f"PDU has {n} symbols but its metadata says k = {h.k}")
+    check_count(n, h.k)
     return blob, h, header_int(h)                       # header_int: the range checks
 
 
@@ -145,6 +128,7 @@ class ofdm_framer(gr.sync_block):
             return [], []
         z = np.frombuffer(b"".join(blobs), ">c8").astype(np.complex64)
         ks = [h.k for h, _ in heads]
+        # sing.phy.tx.check_symbols's NaN test, once for the whole batch (build_frames(checked=True))
         if not np.isfinite(z.view(np.float32)).all():       # rare: find and drop the bad ones
             zs = np.split(z, np.cumsum(ks)[:-1])
             good = [i for i, zi in enumerate(zs) if np.isfinite(zi.view(np.float32)).all()]

@@ -14,23 +14,9 @@ import pmt
 
 from sing.rx_sink import BadImage, check_symbols
 
+from .ofdm_pmt import c32_pmt, dict_pmt
+
 BadPDU = BadImage          # a PDU that cannot be used (reason, message, image_id): that image only
-
-
-def _plain(v):
-    """numpy scalars → Python scalars so pmt.to_pmt makes longs/doubles, not vectors."""
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def meta_to_pmt(meta: dict) -> pmt.pmt_t:
-    d = pmt.make_dict()
-    for k, v in meta.items():
-        if v is None:
-            continue
-        d = pmt.dict_add(d, pmt.intern(str(k)), pmt.to_pmt(_plain(v)))
-    return d
 
 
 def meta_from_pmt(m: pmt.pmt_t) -> dict:
@@ -43,8 +29,7 @@ def meta_from_pmt(m: pmt.pmt_t) -> dict:
 
 
 def symbols_pdu(meta: dict, symbols: np.ndarray) -> pmt.pmt_t:
-    z = np.ascontiguousarray(np.asarray(symbols).reshape(-1), dtype=np.complex64)
-    return pmt.cons(meta_to_pmt(meta), pmt.init_c32vector(z.size, z))
+    return pmt.cons(dict_pmt(meta), c32_pmt(np.asarray(symbols, np.complex64)))
 
 
 def image_pdu(meta: dict, image_hwc: np.ndarray) -> pmt.pmt_t:
@@ -52,7 +37,7 @@ def image_pdu(meta: dict, image_hwc: np.ndarray) -> pmt.pmt_t:
     if a.ndim == 2:
         a = a[..., None]
     m = dict(meta, height=int(a.shape[0]), width=int(a.shape[1]), channels=int(a.shape[2]))
-    return pmt.cons(meta_to_pmt(m), pmt.init_u8vector(a.size, a.reshape(-1)))
+    return pmt.cons(dict_pmt(m), pmt.init_u8vector(a.size, a.reshape(-1)))
 
 
 def parse_image_pdu(msg: pmt.pmt_t) -> tuple[dict, np.ndarray]:

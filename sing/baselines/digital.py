@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..channel import snr_vector
+from ..data import to_uint8
 from ..errors import InputError
 
 CODECS = ("jpeg", "webp")
@@ -197,17 +199,11 @@ def digital_separation(x01: torch.Tensor, k: int, snr_db, codec: str = "jpeg",
     B, C = x01.shape[:2]
     if C == 1:
         subs = subs[:1]                                      # no chroma to subsample
-    s = torch.as_tensor(snr_db, dtype=torch.float64).detach().cpu()
-    if s.dim() == 0:
-        s = s.expand(B)
-    if s.shape != (B,) or not torch.isfinite(s).all():
-        raise InputError(f"snr_db must be a finite float or one value per image ({B},), got "
-                         f"{tuple(s.shape)}")
-    R = rate_bits(int(k), s)
+    R = rate_bits(int(k), snr_vector(snr_db, B, device="cpu", dtype=torch.float64).detach())
 
     from PIL import Image
     mode = "L" if C == 1 else "RGB"
-    arr = x01.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    arr = to_uint8(x01.float())
     out = np.empty_like(arr)
     info: list[dict] = []
     for b in range(B):

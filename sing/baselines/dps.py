@@ -50,21 +50,9 @@ from typing import Sequence
 
 import torch
 
-from ..channel import check_symbols
+from ..channel import check_symbols, snr_vector
 from ..errors import InputError
 from ..prior.ddim import Correction, prior_shape, sample
-
-
-def _snr_vector(snr_db, batch: int, what: str) -> torch.Tensor:
-    s = torch.as_tensor(snr_db, dtype=torch.float32).detach().cpu()
-    if s.dim() == 0:
-        s = s.expand(batch).clone()
-    if s.shape != (batch,):
-        raise InputError(f"{what} must be a float or one value per image ({batch},), got shape "
-                         f"{tuple(s.shape)}")
-    if not torch.isfinite(s).all():
-        raise InputError(f"{what} contains NaN or Inf: pass the receiver's SNR estimate in dB")
-    return s
 
 
 def _check_pair(prior, jscc) -> tuple[int, int, int]:
@@ -92,7 +80,7 @@ def dps_residual(jscc, x01: torch.Tensor, y: torch.Tensor, snr_db) -> torch.Tens
     check_symbols(y, "received symbols")
     jscc.check_images(x01)
     with torch.no_grad():
-        s = _snr_vector(snr_db, x01.shape[0], "snr_db")
+        s = snr_vector(snr_db, x01.shape[0], device="cpu").detach()
         return _residual_norm(jscc, x01.float(), torch.view_as_real(y), s).cpu()
 
 
@@ -158,8 +146,8 @@ def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder
                          f"the symbols come from another BCR or model")
     _check_pair(prior, jscc)
     batch = y.shape[0]
-    snr_enc = _snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
-                          "snr_db" if encoder_snr_db is None else "encoder_snr_db")
+    snr_enc = snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
+                         "snr_db" if encoder_snr_db is None else "encoder_snr_db", "cpu").detach().clone()
     device = torch.device(prior.device)
     y_ri = torch.view_as_real(y.to(torch.complex64)).to(device)
     corr = DPSGradient(jscc, y_ri, snr_enc, float(zeta), return_info)

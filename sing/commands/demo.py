@@ -98,22 +98,16 @@ def paths_note(args) -> str:
 
 def write_outputs(out: Path, x, ids, results: dict, args, path_used: str, seconds: float) -> dict:
     from PIL import Image
-    from .. import data as D
     from ..metrics import compute_metrics, load_lpips
+    from ..prior.sample import image_grid
     out.mkdir(parents=True, exist_ok=True)
     lp = load_lpips("alex")
     table = {m: {k: float(v.mean()) for k, v in compute_metrics(r, x, lp).items()} for m, r in results.items()}
     cols = [x] + [results[m] for m in results]
     grid = torch.stack(cols, 1).flatten(0, 1)  # rows = images, columns = original + methods
-    n_col = len(cols)
-    g = D.to_uint8(torch.nn.functional.interpolate(grid, scale_factor=3, mode="nearest"))
-    H, W, C = g.shape[1:]
-    pad = 4
-    canvas = torch.full((len(x) * (H + pad) + pad, n_col * (W + pad) + pad, C), 255, dtype=torch.uint8).numpy()
-    for i in range(len(x)):
-        for j in range(n_col):
-            canvas[pad + i * (H + pad):pad + i * (H + pad) + H, pad + j * (W + pad):pad + j * (W + pad) + W] = g[i * n_col + j]
-    Image.fromarray(canvas.squeeze(-1) if C == 1 else canvas).save(out / "grid.png")
+    canvas = image_grid(torch.nn.functional.interpolate(grid, scale_factor=3, mode="nearest"), len(cols),
+                        pad=4, rgb=False)
+    Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas).save(out / "grid.png")
     settings = {m: method_settings(args, m) for m in results if m in ("sing-zero", "sing-inn")}
     lines = [f"# SING demo — {args.data}, BCR {args.bcr}, AWGN {args.snr_db:g} dB, {len(x)} test images, "
              f"path: {path_used}", "", "Columns of grid.png: original | " + " | ".join(results), "",

@@ -2,44 +2,34 @@
 same UNet, same batch, same loop (sing.prior.ddim.sample with and without the INNGuidance
 correction). docs/BENCHMARKS.md, Speed.
 
-Runs alternate plain and guided chains `--repeats` times and take the median of each, so that a
-shared, loaded CPU biases both alike. Writes a JSON result file (schema sing.bench.inn-guidance/1).
-Without --prior / --inn, a randomly initialised UNet of the named preset and an INN of the default
-architecture are used: the cost does not depend on the weights.
+Medians of interleaved runs (sing.prior.bench.timed_runs); JSON result (schema
+sing.bench.inn-guidance/1). Without --prior / --inn, a random UNet of --preset and an INN of the
+default architecture: the cost does not depend on the weights.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
+from ..prior.bench import add_guidance_arguments, guidance_prior
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "sim" / "results" / "inn" / "guidance_overhead.json"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prior", default=None, help="prior directory (default: random UNet of --preset)")
-    p.add_argument("--preset", default="base", help="UNet preset when no --prior is given")
+    add_guidance_arguments(p, batch=16, steps=4, repeats=3, out=str(DEFAULT_OUT))
     p.add_argument("--inn", default=None, help="SING-INN directory (default: random default INN)")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=4, help="sampling steps per timed chain")
-    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--grad-scale", type=float, default=0.0, help="also time the INDIGO+ term (> 0)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=str(DEFAULT_OUT))
 
 
 def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale: float = 0.0) -> dict:
     """{'plain_s_per_step', 'guided_s_per_step', 'ratio', …} for one prior/INN/batch."""
+    from ..prior.bench import timed_runs
     from ..prior.ddim import sample
     from .guidance import INNGuidance, observation
     if steps < 1 or repeats < 1 or batch < 1:
@@ -51,20 +41,11 @@ def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale
     gy = observation(inn, x_hat)
 
     def chain(guided):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
         sample(prior, batch, steps, 0.85, None, INNGuidance(inn, gy, snr, grad_scale=grad_scale)
                if guided else None, progress=False)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / steps
 
-    chain(False), chain(True)                                    # warm-up
-    plain, guided = [], []
-    for _ in range(repeats):
-        plain.append(chain(False))
-        guided.append(chain(True))
+    t = timed_runs({"plain": lambda: chain(False), "guided": lambda: chain(True)}, repeats, dev, per=steps)
+    plain, guided = t["plain"], t["guided"]
     p, g = statistics.median(plain), statistics.median(guided)
     return {"plain_s_per_step": round(p, 5), "guided_s_per_step": round(g, 5),
             "ratio": round(g / p, 4), "plain_all": [round(v, 5) for v in plain],
@@ -72,14 +53,8 @@ def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale
 
 
 def _models(args):
-    from ..prior import PriorConfig, build_prior, load_prior
     from .model import INNConfig, build_inn, load_inn
-    if args.prior:
-        prior = load_prior(args.prior, device=args.device)
-        src = args.prior
-    else:
-        prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
-        src = f"random UNet preset {args.preset}"
+    prior, src = guidance_prior(args)
     if args.inn:
         inn, isrc = load_inn(args.inn, device=args.device), args.inn
     else:
@@ -91,13 +66,10 @@ def _models(args):
 
 def run(args) -> int:
     from ..checkpoint import write_json
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from ..commands.eval import device_name
     prior, src, inn, isrc = _models(args)
     res = measure(prior, inn, args.batch, args.steps, args.repeats, args.grad_scale)
-    dev = torch.device(args.device)
-    device = f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else \
-        f"cpu:{platform.processor() or platform.machine()}"
+    device = device_name(args.device)
     out = {"schema": "sing.bench.inn-guidance/1",
            "setup": {"prior": src, "inn": isrc, "inn_config": {k: v for k, v in inn.config.to_dict().items()
                                                                if k not in ("sigma_c", "training")},

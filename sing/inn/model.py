@@ -45,6 +45,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..channel import snr_vector
 from ..checkpoint import load_config, load_into, load_state, save_model
 from ..errors import CheckpointError, InputError
 from .haar import haar_down, haar_up
@@ -230,13 +231,7 @@ class InvertibleDegradation(nn.Module):
 
     def snr(self, snr_db, batch: int, device=None, warn: bool = True) -> torch.Tensor:
         """(B,) SNR tensor, clamped to the trained range with a warning naming the range."""
-        s = torch.as_tensor(snr_db, dtype=torch.float32, device=device)
-        if s.dim() == 0:
-            s = s.expand(batch)
-        if s.shape != (batch,):
-            raise InputError(f"snr_db must be a float or a ({batch},) tensor, got shape {tuple(s.shape)}")
-        if not torch.isfinite(s).all():
-            raise InputError("snr_db contains NaN or Inf: pass the receiver's SNR estimate in dB")
+        s = snr_vector(snr_db, batch, device=device)
         lo, hi = self.config.snr_min, self.config.snr_max
         out = (s < lo) | (s > hi)
         if warn and bool(out.any()):

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import subprocess
 import time
 from pathlib import Path
 
@@ -50,6 +48,7 @@ from ..checkpoint import (has_train_state, load_config, load_train_state, save_m
                           save_train_state, write_json)
 from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import InputError
+from ..jscc.train import cosine_lr
 from .haar import haar_lowpass, haar_multilevel
 from .model import KIND, INNConfig, InvertibleDegradation, build_inn
 
@@ -83,13 +82,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(accelerate / torch.distributed; the global --batch is split over them)")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 def inn_loss(inn: InvertibleDegradation, x01: torch.Tensor, xh01: torch.Tensor, snr: torch.Tensor,
@@ -165,14 +157,6 @@ class Calibrator:
                 "n_images": int(len(self.x)), "split": "val"}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def model_card(cfg: INNConfig, command: str) -> str:
     t, sc = cfg.training, cfg.sigma_c
     rows = "\n".join(
@@ -219,6 +203,8 @@ linear average-pooling model of the degradation would have to assume.
 def train(args) -> Path:
     from tqdm import tqdm
     from .. import data as D
+    from ..cli import command_line
+    from ..commands.eval import git_commit
     from ..jscc import load_jscc
 
     if args.threads:
@@ -274,11 +260,10 @@ def train(args) -> Path:
     batches = D.train_batches(data, local_batch, seed=args.seed + 7919 * step + 104729 * rank,
                               progress=main and not args.no_progress)
     g = torch.Generator().manual_seed(args.seed * 1000003 + step + 7777 * rank)
-    command = ("sing train-inn " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k in ("jscc", "out", "data", "steps", "batch", "lr", "snr_min", "snr_max", "levels", "blocks",
-                 "hidden", "lambda_d", "lambda_inv", "threads", "seed", "device") and v is not None)
-        + (f" --num-processes {world}" if world > 1 else ""))
+    command = command_line("train-inn", args, (
+        "jscc", "out", "data", "steps", "batch", "lr", "snr_min", "snr_max", "levels", "blocks", "hidden",
+        "lambda_d", "lambda_inv", "threads", "seed", "device"))
+    command += f" --num-processes {world}" if world > 1 else ""
     inn.train()
     t0, t_ck = time.time(), time.time()
     saved_at = -1
@@ -295,7 +280,7 @@ def train(args) -> Path:
         inn.config.training = {"steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                                "device": str(dev), "threads": torch.get_num_threads(),
                                "processes": world,
-                               "elapsed_s": el, "commit": _commit(), "command": command,
+                               "elapsed_s": el, "commit": git_commit(), "command": command,
                                "last": {k: round(v, 6) for k, v in ema.items()}}
         save_model(out, inn.state_dict(), inn.config.to_dict(), card=model_card(inn.config, command))
         save_train_state(run_dir, model=inn, optimizer=opt, step=step,
@@ -304,7 +289,7 @@ def train(args) -> Path:
 
     while step < args.steps:
         for grp in opt.param_groups:
-            grp["lr"] = _lr(step, args.steps, args.lr)
+            grp["lr"] = cosine_lr(step, args.steps, args.lr, warmup=100)
         x = next(batches).to(dev)
         snr = (torch.rand(x.shape[0], generator=g) * (args.snr_max - args.snr_min) + args.snr_min).to(dev)
         xh = make_pairs(jscc, x, snr, g)

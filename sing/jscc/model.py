@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..channel import bcr_str, check_symbols, k_for, normalize_power, parse_bcr
+from ..channel import bcr_str, check_symbols, k_for, normalize_power, parse_bcr, snr_vector
 from ..checkpoint import load_config, load_into, load_state, model_id as dir_model_id
 from ..errors import CheckpointError, InputError
 from .attention import AttentionFeature
@@ -162,16 +162,8 @@ class DeepJSCC(nn.Module):
         return x
 
     def _snr(self, snr_db, batch: int, device) -> torch.Tensor:
-        s = torch.as_tensor(snr_db, dtype=torch.float32, device=device)
-        if s.dim() == 0:
-            s = s.expand(batch)
-        if s.shape != (batch,):
-            raise InputError(f"snr_db must be a float or a (B,) tensor, got shape {tuple(s.shape)} "
-                             f"for a batch of {batch}")
-        if not torch.isfinite(s).all():
-            raise InputError("snr_db contains NaN or Inf")
         # Outside the trained range the attention modules extrapolate badly: clamp.
-        return s.clamp(self.config.snr_min, self.config.snr_max)
+        return snr_vector(snr_db, batch, device=device).clamp(self.config.snr_min, self.config.snr_max)
 
     # -- the two halves --------------------------------------------------------------------
     def encode(self, x: torch.Tensor, snr_db) -> torch.Tensor:

@@ -45,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 2 % of `base` at `total` (train-jscc,
+    train-inn)."""
     if step < warmup:
         return base * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
@@ -110,7 +112,7 @@ def train(args) -> Path:
     bar = tqdm(total=args.steps, initial=step, desc=f"train-jscc {args.data} bcr {cfg.bcr}",
                disable=args.no_progress, mininterval=5)
 
-    def checkpoint(final=False):
+    def checkpoint():
         cfg.notes = {"steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                      "init_from": args.init_from, "history": history[-1] if history else None}
         save_model(out, model.state_dict(), cfg.to_dict())
@@ -119,7 +121,7 @@ def train(args) -> Path:
 
     while step < args.steps:
         for grp in opt.param_groups:
-            grp["lr"] = _lr(step, args.steps, args.lr)
+            grp["lr"] = cosine_lr(step, args.steps, args.lr)
         x = next(batches).to(dev)
         snr = (torch.rand(x.shape[0], generator=g) * (cfg.snr_max - cfg.snr_min) + cfg.snr_min).to(dev)
         z = model.encode(x, snr)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..channel import snr_vector
 from ..errors import InputError
 from .registry import PARTS, REGISTRY, Inputs, Method, get
 
@@ -84,9 +85,7 @@ class Receiver:
                 model_id: str | None = None, progress: bool = False, **params) -> torch.Tensor:
         """Decode received symbols y (B, k) and restore with `method`; images (B, C, H, W) in [0, 1]."""
         m = get(method)
-        snr = torch.as_tensor(snr_db, dtype=torch.float32)
-        if snr.dim() == 0:
-            snr = snr.expand(y.shape[0]).clone()
+        snr = snr_vector(snr_db, y.shape[0]).clone()
         if len(ids) != y.shape[0]:
             raise InputError(f"need one id per image: {len(ids)} ids for {y.shape[0]} images")
         if m.input == "original":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import DataError, InputError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,20 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def read_rgb(path: str):
-    """Read an image file as a (1, 3, H, W) float tensor in [0, 1]."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"image {p} does not exist")
+    """Read an image file as a (1, 3, H, W) float tensor in [0, 1] (sing.data.read_image)."""
+    from ..data import read_image, to_tensor
+    if not Path(path).is_file():
+        raise InputError(f"image {path} does not exist")
     try:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"cannot read {p} as an image ({e})") from e
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255.0
+        return to_tensor(read_image(path)[None])
+    except DataError as e:
+        raise InputError(str(e)) from e
 
 
 def lpips_distance(a: str, b: str, net: str = "alex", cache_dir=None, device: str = "cpu") -> float:

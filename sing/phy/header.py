@@ -104,11 +104,6 @@ def fields_from_int(v: int) -> dict | None:
     return dict(reversed(out.items()))
 
 
-def unpack_bits(bits: np.ndarray) -> dict | None:
-    """162 bits → field dict, or None when the CRC fails (or the version is not ours)."""
-    return unpack_rows(np.asarray(bits, np.uint8)[None, :N_BITS])[0]
-
-
 def unpack_rows(bits: np.ndarray) -> list:
     """(B, 162) bits → a field dict (or None) per row: one packbits for the batch, then integer
     arithmetic per header."""
@@ -156,10 +151,6 @@ def rm_decode_idx(soft: np.ndarray) -> np.ndarray:
     a = np.argmax(np.abs(W), axis=1)
     neg = W[np.arange(W.shape[0]), a] < 0
     return _IDX_OF[a, neg.astype(np.int64)].reshape(soft.shape[:-1] + (-1,))
-
-
-def rm_decode(soft: np.ndarray) -> np.ndarray:
-    return _U[rm_decode_idx(soft)].reshape(-1)
 
 
 # --- mapping onto the header OFDM symbols -------------------------------------------------

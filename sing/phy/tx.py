@@ -72,12 +72,17 @@ def payload_slots(p: OfdmParams, z: np.ndarray) -> np.ndarray:
     return padded[interleaver(n_slots)].reshape(-1, p.n_data)
 
 
+def check_count(n: int, k: int) -> None:
+    """An image's symbol count n against the k its metadata gives (the TX block checks this alone)."""
+    if n == 0:
+        raise InputError("an image PDU with no symbols cannot be sent")
+    if n != int(k):
+        raise InputError(f"PDU has {n} symbols but its metadata says k = {k}")
+
+
 def check_symbols(z: np.ndarray, k: int) -> np.ndarray:
     z = np.asarray(z, dtype=np.complex64).reshape(-1)
-    if z.size == 0:
-        raise InputError("an image PDU with no symbols cannot be sent")
-    if z.size != int(k):
-        raise InputError(f"PDU has {z.size} symbols but its metadata says k = {k}")
+    check_count(z.size, k)
     if not np.all(np.isfinite(z.view(np.float32))):
         raise InputError("symbols contain NaN or Inf; the encoder output is broken")
     return z

@@ -11,7 +11,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,9 +32,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="sim/results/prior")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def add_guidance_arguments(p: argparse.ArgumentParser, batch: int, steps: int, repeats: int,
+                           out: str) -> None:
+    """The options of the guidance-overhead benches (`sing bench guidance`, `sing bench inn-guidance`)."""
+    p.add_argument("--prior", default=None, help="prior directory (default: a random UNet of --preset)")
+    p.add_argument("--preset", default="base", help="UNet preset when no --prior (default base: the "
+                   "docs/OFFLINE.md prototype size)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--steps", type=int, default=steps, help="DDIM steps per timed run")
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=out)
+
+
+def guidance_prior(args) -> tuple:
+    """(prior, description) for the guidance benches: --prior, else a random UNet of --preset (the
+    cost does not depend on the weights, only on the architecture). Sets --threads first."""
+    from .model import PriorConfig, build_prior, load_prior
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.prior:
+        return load_prior(args.prior, device=args.device), args.prior
+    prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
+    return prior, f"random {args.preset} UNet {args.channels}×{args.size}²"
+
+
+def timed_runs(fns: dict, repeats: int, device="cpu", per: float = 1.0) -> dict[str, list[float]]:
+    """Seconds per call ÷ `per` of each function, `repeats` rounds after one warm-up call each
+    (allocations, cudnn autotune, lazy caches). The functions are interleaved within a round, so that
+    load from other processes hits all alike; CUDA is synchronised around each call. The one timing
+    loop of `sing bench prior`, `guidance` and `inn-guidance`."""
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    for f in fns.values():
+        f()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            f()
+            sync()
+            times[name].append((time.perf_counter() - t0) / per)
+    return times
 
 
 @torch.no_grad()
@@ -46,14 +88,7 @@ def bench_unet(prior, batches=(1, 16), repeats: int = 5) -> list[dict]:
         x = torch.randn(b, prior.channels, prior.image_size, prior.image_size, device=dev,
                         dtype=prior.dtype)
         t = torch.full((b,), 500, dtype=torch.long, device=dev)
-        prior.eps(x, t)                       # warm-up (allocations, cudnn autotune)
-        _sync(dev)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            prior.eps(x, t)
-            _sync(dev)
-            times.append(time.perf_counter() - t0)
+        times = timed_runs({"eps": lambda: prior.eps(x, t)}, repeats, dev)["eps"]
         med = statistics.median(times)
         rows.append({"batch": b, "seconds_per_call": med, "seconds_per_image": med / b,
                      "images_per_second": b / med, "repeats": repeats,
@@ -62,7 +97,7 @@ def bench_unet(prior, batches=(1, 16), repeats: int = 5) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .denoise_table import commit
+    from ..commands.eval import device_name, git_commit
     from .model import load_prior
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -73,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
         prior.set_autocast(args.autocast)
         rows += [dict(r, autocast=args.autocast) for r in bench_unet(prior, batches, args.repeats)]
     dev = prior.device
-    dev_name = (f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda"
-                else f"cpu:{platform.processor() or platform.machine()}")
+    dev_name = device_name(str(dev))
     res = {"schema": "sing.bench.prior/1",
            "setup": {"prior": str(args.prior), "image_size": prior.image_size,
                      "channels": prior.channels,
@@ -82,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                      "dtype": str(prior.dtype).replace("torch.", ""), "device": dev_name,
                      "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                      "load_average_1min": os.getloadavg()[0],
-                     "commit": commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
+                     "commit": git_commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
                      "command": " ".join(sys.argv)},
            "results": rows}
     out = Path(args.out_dir)

@@ -19,7 +19,6 @@ import argparse
 import datetime as _dt
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,13 +26,15 @@ import numpy as np
 import torch
 
 from ..channel import generator_for
+from .ddim import randn
 
 TIMESTEPS = (50, 200, 500)
 WIENER_SIZES = (3, 5, 7, 9)
 
 
 def psnr01(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of [0, 1] images."""
+    """Per-image PSNR (dB) of [0, 1] images, clamped and with the MSE floored at 1e-12 (the noisy
+    input lies outside [0, 1]); sing.metrics.psnr does neither, so the table keeps its own."""
     mse = ((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-12)
     return 10 * torch.log10(1.0 / mse)
 
@@ -46,14 +47,6 @@ def wiener(y: np.ndarray, size: int, noise_var: float) -> np.ndarray:
         for c in range(y.shape[1]):
             out[i, c] = _w(y[i, c], mysize=size, noise=noise_var)
     return out
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "uncommitted"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 @torch.no_grad()
@@ -69,8 +62,7 @@ def denoise_table(prior, x01: torch.Tensor, ids: list[str], timesteps=TIMESTEPS,
         for s in tqdm(range(0, len(x01), batch), desc=f"t={t}", disable=not progress, leave=False):
             xb = x01[s:s + batch]
             x0 = xb * 2 - 1
-            eps = torch.stack([torch.randn(x0.shape[1:], generator=generator_for(seed, f"{i}/t{t}"))
-                               for i in ids[s:s + batch]])
+            eps = randn(x0.shape, [generator_for(seed, f"{i}/t{t}") for i in ids[s:s + batch]], "cpu")
             x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
             x0_hat = prior.predict_x0(x_t, t).clamp(-1, 1)
             prior_psnr.append(psnr01((x0_hat + 1) / 2, xb))
@@ -123,6 +115,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import data as sdata
     from ..checkpoint import load_config
+    from ..commands.eval import git_commit
     from .model import load_prior
     torch.set_num_threads(max(1, args.threads))
     x, ids = sdata.load_split(args.data, args.split, n=args.n)
@@ -138,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
            "setup": {"dataset": args.data, "split": args.split, "n_images": len(ids),
                      "resolution": int(x.shape[-1]), "prior": str(args.prior), "prior_steps": steps,
                      "timesteps": list(TIMESTEPS), "seed": args.seed, "device": dev,
-                     "torch_threads": torch.get_num_threads(), "commit": commit(),
+                     "torch_threads": torch.get_num_threads(), "commit": git_commit(),
                      "date": _dt.datetime.now().isoformat(timespec="seconds"),
                      "command": "python -m sing.prior.denoise_table " + " ".join(sys.argv[1:])},
            **res}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..data import to_uint8
 from ..errors import InputError
 from .ddim import ddim_sample
 from .model import DiffusionPrior
@@ -46,16 +47,16 @@ def sample_images(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = S
                       for i in range(0, n, batch)])
 
 
-def image_grid(x01: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] → uint8 (H', W', 3) grid with white padding."""
+def image_grid(x01: torch.Tensor, nrow: int | None = None, pad: int = 2, rgb: bool = True) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] → uint8 (H', W', 3) grid, row-major, with white padding (rgb=False:
+    C channels kept)."""
     n, c, h, w = x01.shape
     nrow = nrow or int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / nrow))
-    x = x01.detach().float().cpu().clamp(0, 1)
-    if c == 1:
-        x = x.repeat(1, 3, 1, 1)
-    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), 255, np.uint8)
-    arr = (x.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    arr = to_uint8(x01.float())
+    if rgb and c == 1:
+        arr = arr.repeat(3, axis=-1)
+    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, arr.shape[-1]), 255, np.uint8)
     for i in range(n):
         r, q = divmod(i, nrow)
         grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = arr[i]

@@ -42,6 +42,7 @@ from ..checkpoint import (card_with_notes, file_digest, has_train_state, load_co
                           load_train_state, save_train_state, write_json)
 from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import CheckpointError, InputError
+from .ddim import randn
 from .model import DiffusionPrior, PriorConfig, build_unet, save_prior
 
 LATEST = "latest.json"
@@ -223,7 +224,7 @@ def _train_step(args, acc, model, ema, opt, ac: torch.Tensor, x0: torch.Tensor, 
         low = torch.rand(x0.shape[0], generator=g) < args.low_t_fraction
         t = torch.where(low, torch.randint(0, args.low_t_max, (x0.shape[0],), generator=g), t)
     t = t.to(acc.device)
-    noise = torch.randn(x0.shape, generator=g).to(acc.device)
+    noise = randn(x0.shape, g, acc.device)
     a = ac[t].view(-1, 1, 1, 1)
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise                       # Eq. 4
     lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
@@ -362,8 +363,7 @@ def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, 
             elapsed: float, loss_rows: list[dict], grid: Path | None, args, model) -> None:
     cfg = PriorConfig.from_dict(cfg.to_dict())
     cfg.training = {**recipe, "steps": step, "hours": round(elapsed / 3600, 3),
-                    "command": "sing train-prior " + " ".join(shlex.quote(a) for a in
-                                                              _cli_args(args))}
+                    "command": _command(args)}
     export.mkdir(parents=True, exist_ok=True)
     if grid is not None:
         cfg.training["samples_step"] = step
@@ -384,16 +384,12 @@ def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, 
     write_card(export)
 
 
-def _cli_args(args) -> list[str]:
+def _command(args) -> str:
     if "train-prior" in sys.argv:       # the exact command line when run as `sing train-prior …`
-        return sys.argv[sys.argv.index("train-prior") + 1:]
-    out = ["--data", args.data, "--out", args.out]
-    if args.export:
-        out += ["--export", args.export]
-    out += ["--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr),
-            "--ema-decay", str(args.ema_decay), "--unet-preset", args.unet_preset,
-            "--seed", str(args.seed), "--threads", str(args.threads)]
-    return out
+        return "sing train-prior " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train-prior") + 1:])
+    from ..cli import command_line
+    return command_line("train-prior", args, ("data", "out", "export", "steps", "batch", "lr", "ema_decay",
+                                              "unet_preset", "seed", "threads"))
 
 
 def write_card(export: Path) -> None:

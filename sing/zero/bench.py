@@ -5,17 +5,14 @@ the 2-core CPU is ≤ 1.10.
     sing bench guidance [--prior DIR | --preset base --size 64 --channels 3] --batch 4 --steps 10 \
         --operators spectral identity avgpool-4 --repeats 5 --out sim/results/zero/bench_guidance.json
 
-Plain and guided runs are interleaved (plain, op1, op2, …, repeated) and the median time of each is
-used, so that load from other processes hits both alike. Operator parameters are random (the cost
-does not depend on the values); the UNet weights do not matter either, only its architecture.
+Medians of interleaved runs (sing.prior.bench.timed_runs). Operator parameters and UNet weights are
+random: the cost depends on the architecture only.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,33 +20,17 @@ import torch
 
 from ..channel import generator_for
 from ..errors import InputError
+from ..prior.bench import add_guidance_arguments, guidance_prior
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prior", default=None, help="prior directory (default: a random UNet of --preset)")
-    p.add_argument("--preset", default="base", help="UNet preset when no --prior (default base: the "
-                   "docs/OFFLINE.md prototype size)")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps per timed run")
-    p.add_argument("--repeats", type=int, default=5)
+    add_guidance_arguments(p, batch=4, steps=10, repeats=5, out="sim/results/zero/bench_guidance.json")
     p.add_argument("--operators", nargs="+", default=["spectral", "identity", "avgpool-4"])
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="sim/results/zero/bench_guidance.json")
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                              timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5) -> dict:
     """Median seconds per step for plain DDIM and for each guided operator (σ_y > 0: DDNM+ path)."""
+    from ..prior.bench import timed_runs
     from ..prior.ddim import Step, prior_shape, sample
     from .ddnm import RangeNullSpace, restore
     from .operators import make_operator
@@ -64,13 +45,7 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
     plain = lambda: sample(prior, batch, steps, 0.85, gens(), progress=False)
     guided = {n: (lambda o=o, y=y: restore(prior, o, y, 0.05, steps=steps, generators=gens(), progress=False))
               for n, (o, y) in ops.items()}
-    plain(); [f() for f in guided.values()]          # warm-up (allocator, lazy init, DCT caches)
-    times = {"plain": []} | {n: [] for n in guided}
-    for _ in range(repeats):
-        for name, f in [("plain", plain), *guided.items()]:
-            t0 = time.perf_counter()
-            f()
-            times[name].append((time.perf_counter() - t0) / steps)
+    times = timed_runs({"plain": plain} | guided, repeats, prior.device, per=steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     # The guidance arithmetic alone (the correction's x̂_0 and update: 2 forward + 1 inverse transform,
     # Eq. 17-19 elementwise), timed without the UNet: much less sensitive to load from other processes.
@@ -91,30 +66,21 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
 
 
 def run(args) -> int:
-    from ..prior import PriorConfig, build_prior, load_prior
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from ..cli import command_line
+    from ..commands.eval import device_name, git_commit
     if args.batch < 1 or args.steps < 1 or args.repeats < 1:
         raise InputError("--batch, --steps and --repeats must be ≥ 1")
-    if args.prior:
-        prior = load_prior(args.prior, device=args.device)
-        prior_desc = args.prior
-    else:
-        prior = build_prior(PriorConfig.preset(args.preset, args.size, args.channels), seed=0).to(args.device)
-        prior_desc = f"random {args.preset} UNet {args.channels}×{args.size}²"
+    prior, prior_desc = guidance_prior(args)
     n_params = sum(p.numel() for p in prior.parameters())
     res = measure(prior, args.operators, args.batch, args.steps, args.repeats)
-    dev = (f"cuda:{torch.cuda.get_device_name(torch.device(args.device))}" if args.device.startswith("cuda")
-           else f"cpu:{platform.processor() or platform.machine()}")
+    dev = device_name(args.device)
     out = {"schema": "sing.bench.guidance/1",
            "setup": {"prior": prior_desc, "unet_parameters": n_params, "image": [prior.channels, prior.image_size,
                      prior.image_size], "batch": args.batch, "steps_per_run": args.steps, "repeats": args.repeats,
                      "sigma_y": 0.05, "eta": 0.85, "device": dev, "torch_threads": torch.get_num_threads(),
-                     "commit": _commit(), "command": "sing bench guidance " + " ".join(
-                         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                         for k, v in vars(args).items() if k in ("prior", "preset", "size", "channels", "batch",
-                                                                  "steps", "repeats", "operators", "threads")
-                         and v is not None)},
+                     "commit": git_commit(), "command": command_line("bench guidance", args, (
+                         "prior", "preset", "size", "channels", "batch", "steps", "repeats", "operators",
+                         "threads"))},
            "target": {"operator": "spectral", "max_ratio": 1.10},
            **res}
     path = Path(args.out)

@@ -12,7 +12,6 @@ The SNR is per image (B,) — the receiver's estimate over the air, or the true 
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Sequence
 
 import torch

@@ -31,6 +31,7 @@ Operators (all linear; the affine map between [0, 1] and [-1, 1] images is handl
 """
 from __future__ import annotations
 
+import copy
 import re
 from typing import Sequence
 
@@ -40,8 +41,6 @@ import torch.nn.functional as F
 from ..errors import InputError
 from .blind import blind_sigma
 from .dct import dct2, dct_matrix, idct2
-
-OPERATORS = ("identity", "avgpool-s", "spectral")
 
 
 def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -78,7 +77,10 @@ class LinearOperator:
         return self.image_shape
 
     def to(self, device: torch.device | str) -> "LinearOperator":
-        return self
+        """A copy with every tensor attribute (singular values, gains) on `device`."""
+        out = copy.copy(self)
+        out.__dict__.update({k: v.to(device) for k, v in vars(self).items() if torch.is_tensor(v)})
+        return out
 
     def noise_std(self, point, x_hat: torch.Tensor, where: str = "the calibration"):
         """(σ_y on the [0, 1] scale in the observation basis, "calibrated" | "blind") for y =
@@ -156,11 +158,6 @@ class Identity(LinearOperator):
             return point.sigma_identity, "calibrated"
         return blind_sigma(x_hat).cpu(), "blind"
 
-    def to(self, device):
-        out = Identity(self.image_shape)
-        out.singular_values = self.singular_values.to(device)
-        return out
-
 
 class AvgPool(LinearOperator):
     """s×s average pooling, A† = replicate up-sampling, singular value 1/s per block (see module doc)."""
@@ -222,11 +219,6 @@ class AvgPool(LinearOperator):
                              f"re-run `sing calibrate` with --pool {s} or choose one of those")
         return point.sigma_pool[s], "calibrated"
 
-    def to(self, device):
-        out = AvgPool(self.image_shape, self.factor)
-        out.singular_values = self.singular_values.to(device)
-        return out
-
 
 class Spectral(LinearOperator):
     """A = Cᵀ diag(h) C per colour channel in the orthonormal DCT-II basis (see module doc).
@@ -278,14 +270,6 @@ class Spectral(LinearOperator):
 
     def from_spectral(self, v):
         return idct2(v)
-
-    def to(self, device):
-        out = Spectral.__new__(Spectral)
-        out.__dict__.update(self.__dict__)
-        out.gain = self.gain.to(device)
-        out.inv_gain = self.inv_gain.to(device)
-        out.singular_values = self.singular_values.to(device)
-        return out
 
 
 _AVGPOOL = re.compile(r"^avgpool-?(\d+)$")
