@@ -16,7 +16,7 @@ sleep 3
 EX=/usr/local/share/gr-sing/examples/loopback_awgn.grc
 ls -la $EX
 cd ${OUT:-/tmp/grc-screenshot}
-env -i HOME=${OUT:-/tmp/grc-screenshot}/home PATH=/usr/local/bin:/usr/bin:/bin DISPLAY=:78 gnuradio-companion $EX > ${OUT:-/tmp/grc-screenshot}/grc.log 2>&1 &
+env -i HOME=$HOME PATH=/usr/local/bin:/usr/bin:/bin DISPLAY=:78 gnuradio-companion $EX > ${OUT:-/tmp/grc-screenshot}/grc.log 2>&1 &
 GPID=$!
 sleep 30
 import -display :78 -window root ${OUT:-/tmp/grc-screenshot}/editor.png
