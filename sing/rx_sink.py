@@ -201,6 +201,7 @@ class RxSink:
         self._names: set[str] = set()
         self._refs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lpips, self._lpips_failed = None, False
+        self.lpips_unavailable: str | None = None     # why not, and the fix (images carry it too)
 
     # ---- accounting ---------------------------------------------------------------------------
     def counts(self) -> dict:
@@ -329,7 +330,8 @@ class RxSink:
                 f"{c['local']} decoded locally, {c['dropped']} dropped"
                 + (f" {c['reasons']}" if c["reasons"] else "")
                 + ("" if p is None else f"; mean PSNR {p:.2f} dB")
-                + ("" if lp is None else f", mean LPIPS {lp:.4f}"))
+                + ("" if lp is None else f", mean LPIPS {lp:.4f}")
+                + ("" if not self.lpips_unavailable else f"; {self.lpips_unavailable}"))
 
     def _write_summary(self) -> None:
         if not self.cfg.write_files:
@@ -483,8 +485,13 @@ class RxSink:
                     with torch.no_grad():
                         lp = float(self._lpips(a, b)[0])
             except Exception as e:                 # weights missing: PSNR only, said once
+                from sing.metrics.lpips_weights import INSTALL_HINT
                 self._lpips_failed = True
-                self._log("warn", f"LPIPS unavailable, PSNR only: {e}")
+                self.lpips_unavailable = (f"LPIPS unavailable ({str(e).split(': ')[0]}), PSNR only. "
+                                          "To get the weights: python3 -m sing.metrics.lpips_weights "
+                                          "install")
+                self._log("warn", f"LPIPS unavailable, PSNR only: {e}"
+                          + ("" if INSTALL_HINT in str(e) else f". To get the weights: {INSTALL_HINT}"))
         return p, lp
 
     def _deliver(self, meta: dict, img: np.ndarray, status: str, **extra) -> None:
@@ -493,6 +500,8 @@ class RxSink:
         info = scalars(meta)
         info.update(status=status, restored=(status == "restored"), method=self.cfg.method, **extra)
         info.update({k: v for k, v in (("psnr", psnr), ("lpips", lp)) if v is not None})
+        if psnr is not None and lp is None and self.lpips_unavailable:
+            info["lpips_unavailable"] = self.lpips_unavailable
         if self.cfg.write_files:
             from PIL import Image
             name = safe_name(iid)

@@ -64,15 +64,18 @@ def caption(meta: dict, means: dict | None = None) -> str:
 
 
 def status_text(meta: dict) -> str | None:
-    """Status line for an image from the SING receiver, or None when it says nothing new."""
-    st = meta.get("status")
+    """Status line for an image from the SING receiver, or None when it says nothing new; a second
+    line when the receiver could not compute LPIPS (its reason and the fix)."""
+    st, text = meta.get("status"), None
     if st == "restored":
-        return (f"worker OK: {meta.get('method_used', meta.get('method', '?'))} restores the images"
+        text = (f"worker OK: {meta.get('method_used', meta.get('method', '?'))} restores the images"
                 + ("" if number(meta, "latency_s") is None else f" ({meta['latency_s'] * 1e3:.0f} ms)"))
-    if st == "local":
-        return (f"worker unreachable or failing ({meta.get('fallback_reason', '?')}): the SING column "
+    elif st == "local":
+        text = (f"worker unreachable or failing ({meta.get('fallback_reason', '?')}): the SING column "
                 f"shows local DeepJSCC decodes (unrestored)")
-    return None
+    if text and meta.get("lpips_unavailable"):
+        text += "\n" + str(meta["lpips_unavailable"])
+    return text
 
 
 class _Panel(QtWidgets.QWidget):

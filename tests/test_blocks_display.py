@@ -125,3 +125,55 @@ def test_metrics_running_means_status_and_window_size():
     # the sent column shows the sent image of the id the receivers showed last, not the newest
     assert p.shown["sent"] == "x2"
     assert QtGui.QColor(p.images["sent"].pixmap().toImage().pixel(5, 5)).red() == 7
+
+
+def test_lpips_weights_missing_is_said_with_the_fix(tmp_path, monkeypatch, capfd):
+    """No LPIPS weights (a HOME without ~/.cache/sing; here SING_CACHE names an empty folder): a
+    real SING receiver still gives PSNR, logs once that LPIPS is unavailable and how to get the
+    weights, marks its image PDUs so, and the display's status line says it."""
+    import torch
+    from gnuradio.sing import qa_helpers as qa
+    from gnuradio.sing.pdu_util import symbols_pdu
+    from sing.jscc import load_jscc
+    monkeypatch.setenv("SING_CACHE", str(tmp_path / "empty-cache"))
+    jd = qa.tiny_jscc_dir(tmp_path / "jscc32", image_size=32, bcr="1/12")
+    model = load_jscc(jd)
+    xs = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    rx = sing.sing_receiver("", "deepjscc", str(tmp_path / "out"), jscc_dir=str(jd), print_lines=True)
+    pdus = []
+    for i in range(2):
+        with torch.no_grad():
+            z = model.encode(xs[i:i + 1], 5.0)[0].numpy()
+        pdus.append(symbols_pdu({"image_id": f"t/im{i}", "k": model.k, "bcr": "1/12",
+                                 "model_id": model.model_id, "height": 32, "width": 32, "channels": 3,
+                                 "snr_db": 5.0, "snr_source": "true", "seq": i}, z))
+        a = (xs[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        rx.handle_sent(image_pdu({"image_id": f"t/im{i}"}, a))     # known before any PDU arrives
+    dbg, _ = qa.post_and_run(rx, "pdus", pdus, "images")
+    cap = capfd.readouterr()
+    assert dbg.num_messages() == 2
+    metas = [pmt.to_python(pmt.car(dbg.get_message(i))) for i in range(2)]
+    assert all("psnr" in m and "lpips" not in m for m in metas), [sorted(m) for m in metas]
+    assert all("lpips_weights install" in m["lpips_unavailable"] for m in metas), metas
+    err = cap.out + cap.err
+    assert err.count("LPIPS unavailable, PSNR only") == 1 and "lpips_weights install" in err, err
+    assert [s for s in cap.out.splitlines() if s.startswith("summary")][0].endswith(
+        "To get the weights: python3 -m sing.metrics.lpips_weights install")
+    # the display: images shown, the status line says LPIPS is unavailable and how to get it
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    disp = sing.image_display("SING", zoom=2)
+    p = disp.qwidget()
+    for i in range(2):
+        disp.to_basic_block()._post(pmt.intern("sing"), dbg.get_message(i))
+    tb = gr.top_block()
+    from gnuradio import blocks
+    strobe = blocks.message_strobe(image_pdu({"image_id": "s"}, np.zeros((8, 8, 3), np.uint8)), 1000)
+    tb.msg_connect(strobe, "strobe", disp, "sent")
+    tb.start()
+    _wait(app, lambda: disp.n_shown["sing"] == 2 and "LPIPS unavailable" in p.status.text())
+    tb.stop()
+    tb.wait()
+    st = p.status.text()
+    assert "unreachable" in st and "LPIPS unavailable" in st and "PSNR only" in st, st
+    assert "python3 -m sing.metrics.lpips_weights install" in st, st
+    assert "PSNR" in p.shown["sing"] and "LPIPS" not in p.shown["sing"]

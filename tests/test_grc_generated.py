@@ -95,3 +95,51 @@ def test_check_catches_a_withheld_yml(out, tmp_path):
                        timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "sing_pdu_channel" in r.stderr and str(part) in r.stderr and "make install" in r.stderr
+    # and what Run does with it: the flowgraph's sing_check snippet stops it before it starts, with
+    # the same message and exit status 1 (not a run without the channel)
+    r = subprocess.run([sys.executable, "-c", "import sys, runpy; from gr_shim import gr_sing; gr_sing(); "
+                        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+                        str(py)], env=env, cwd=ROOT / "tests", capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "PSNR" not in r.stdout, r.stdout + r.stderr
+    assert "GRC has no definition of sing_pdu_channel" in r.stderr and str(part) in r.stderr
+    assert "make install" in r.stderr and "GRC_BLOCKS_PATH" in r.stderr
+
+
+def snippet_blocks(grc: Path) -> list[str] | None:
+    """The SING block ids the .grc's sing_check snippet requires (None: no such snippet)."""
+    for b in yaml.safe_load(grc.read_text())["blocks"]:
+        if b["id"] == "snippet" and b["name"] == "sing_check":
+            assert b["parameters"]["section"] == "main_after_init"
+            code = b["parameters"]["code"]
+            assert "require_blocks(self, sing_blocks)" in code and "make install" in code
+            return re.search(r"sing_blocks = '([^']*)'", code).group(1).split()
+    return None
+
+
+@pytest.mark.parametrize("grc", GRAPHS, ids=[g.name for g in GRAPHS])
+def test_sing_check_snippet_lists_the_blocks_of_its_grc(grc):
+    """Every shipped example checks at start that it holds each SING block it uses; the list in
+    its snippet is exactly the .grc's enabled SING blocks (a stale list would miss a block)."""
+    assert snippet_blocks(grc) == sorted(sing_blocks_of(grc)), grc.name
+
+
+def test_grcc_run_without_gr_sing_says_what_to_do(tmp_path):
+    """No SING yml where GRC looks and no gnuradio.sing for Debian's python3 (never installed):
+    `grcc -r`, which runs a flowgraph as GRC's Run button does, prints the fix, no traceback."""
+    if shutil.which("grcc") is None or not Path("/usr/bin/python3").exists():
+        pytest.skip("grcc not installed (apt-get install gnuradio)")
+    if list(INSTALLED_YML.glob("sing_*.block.yml")) or list(
+            Path("/usr/local/lib").glob("python3*/dist-packages/gr-sing.pth")):
+        pytest.skip("gr-sing is installed in /usr/local")
+    (tmp_path / "yml").mkdir()
+    grc = ROOT / "flowgraphs" / "loopback_awgn_no_gui.grc"
+    r = subprocess.run(["env", "-i", f"HOME={tmp_path}", "PATH=/usr/bin:/bin",
+                        f"GRC_BLOCKS_PATH={tmp_path / 'yml'}", "grcc", "-r", "-o", str(tmp_path),
+                        str(grc)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert ("uses the SING blocks sing_jscc_image_source sing_pdu_channel sing_receiver, but "
+            "gnuradio.sing does not import" in out and "make install" in out), out[-3000:]
+

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+# the per-image line of the SING receiver (sing.rx_sink.ImageRecord.line) and the per-frame line of
+# the OFDM PDU file sink (ofdm_pdu_file_sink.frame_line), and their summaries
+PER_IMAGE = re.compile(r"^\S+( \(seq \d+\))?: (restored|local|received) ", re.M)
+SUMMARY = re.compile(r"^summary[ :]", re.M)
 
 pytestmark = [pytest.mark.gnuradio, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +153,8 @@ def _worker(home):
 def test_grcc_run_installed_no_gui_examples(installed, tmp_path):
     """`grcc -r` (what GRC's Run button does) on every installed no_gui example that needs
     nothing but this host, with a clean environment, from a folder outside the checkout: each
-    runs to its end (bounded time) with no traceback; per-image lines are counted when printed."""
+    runs to its end (bounded time) with no traceback, printing a line per image (or frame) and a
+    summary."""
     graphs = [g for g in sorted(EXAMPLES.glob("*.grc")) if "generate_options: no_gui" in g.read_text()
               and not g.name.startswith(NEEDS_MORE)]
     assert len(graphs) >= 4, graphs
@@ -170,15 +177,16 @@ def test_grcc_run_installed_no_gui_examples(installed, tmp_path):
                 continue
             r = subprocess.CompletedProcess(p.args, p.returncode, so, "")
             out = r.stdout + r.stderr
-            lines = [ln for ln in out.splitlines() if "psnr" in ln.lower()]
             report[g.name] = {"ended": True, "rc": r.returncode, "s": round(time.monotonic() - t0, 1),
-                              "traceback": "Traceback" in out, "per_image_lines": len(lines),
-                              "tail": out[-1500:]}
+                              "traceback": "Traceback" in out,
+                              "per_image_lines": len(PER_IMAGE.findall(out)),
+                              "summary": bool(SUMMARY.search(out)), "tail": out[-1500:]}
     finally:
         worker.kill()
         worker.wait(timeout=10)
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "tail"} for k, v in report.items()}, indent=1))
-    bad = {k: v for k, v in report.items() if not v["ended"] or v.get("rc") or v.get("traceback")}
+    bad = {k: v for k, v in report.items() if not v["ended"] or v.get("rc") or v.get("traceback")
+           or not v.get("per_image_lines") or not v.get("summary")}
     assert not bad, json.dumps(bad, indent=1)
     # the image loopbacks wrote their results under ~/sing-radio (the default, from any folder)
     summaries = list((home / "sing-radio").rglob("summary.json"))
@@ -188,3 +196,22 @@ def test_grcc_run_installed_no_gui_examples(installed, tmp_path):
         print(f.relative_to(home), c)
         assert c.get("dropped", 0) == 0 and c.get("restored", 0) + c.get("local", 0) > 0, (f, c)
     assert not list(EXAMPLES.glob("*.py")) and not (EXAMPLES / "out").exists()   # nothing written there
+
+
+def test_grcc_run_with_a_sing_block_grc_does_not_know(installed, tmp_path):
+    """An example using a SING block whose .block.yml is not installed (as with an older install):
+    `grcc -r` with a clean environment prints one message naming the block, where GRC looked and
+    the fix, and the flowgraph does not run without it (no traceback, no images, bounded time)."""
+    src = (EXAMPLES / "loopback_awgn_no_gui.grc").read_text()
+    assert src.count("sing_pdu_channel") == 2            # the block and its sing_check snippet
+    grc = tmp_path / "newer_example.grc"
+    grc.write_text(src.replace("sing_pdu_channel", "sing_pdu_channel_v2"))
+    t0 = time.monotonic()
+    r = subprocess.run(["env", "-i", f"HOME={tmp_path}", "PATH=" + CLEAN["PATH"], "grcc", "-r",
+                        str(grc)], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out and not PER_IMAGE.search(out), out[-3000:]
+    assert ("GRC has no definition of sing_pdu_channel_v2 (looked in " in out
+            and str(PREFIX / "share" / "gnuradio" / "grc" / "blocks") in out
+            and "make install" in out and "GRC_BLOCKS_PATH" in out), out[-3000:]
+    assert time.monotonic() - t0 < 120

@@ -129,11 +129,20 @@ def test_generated_loopback_no_gui(tmp_path):
     p = subprocess.Popen([sys.executable, str(py), "--n-images", "10", "--snr-db", "12", "--out", str(out)],
                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
-        recs = _wait_records(out, 10, [p], 60)
+        so, se = p.communicate(timeout=90)            # ends by itself after its --n-images
     finally:
         _stop(p)
+    assert p.returncode == 0, se[-3000:]
+    recs = read_records(out)
     assert sorted(int(r["image_id"]) for r in recs) == list(range(10))
     assert all(_evm_db(r) < -8 for r in recs)
+    # one line per received frame (id, seq, symbols, SNR estimate, EVM against the sent) + a summary
+    lines = {ln.split(" ")[0]: ln for ln in so.splitlines() if " received 256 symbols " in ln}
+    assert sorted(lines, key=int) == [str(i) for i in range(10)], so
+    for r in recs:
+        ln = lines[str(r["image_id"])]
+        assert f"SNR {r['snr_db']:.1f} dB (estimated)" in ln and f"EVM {_evm_db(r):.1f} dB" in ln, ln
+    assert so.splitlines()[-1].startswith("summary: 10 frames received; mean SNR estimate"), so
 
 
 def test_header_mod_choice_reaches_compiled_flowgraph(tmp_path):
