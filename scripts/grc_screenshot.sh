@@ -5,7 +5,7 @@
 # installed (docs/gnuradio.md); the script dismisses it with Return.
 mkdir -p "${OUT:-/tmp/grc-screenshot}/home"
 set -u
-cd "$(dirname "$0")/.."
+REPO=$(cd "$(dirname "$0")/.." && pwd); cd "$REPO"
 make install > ${OUT:-/tmp/grc-screenshot}/install.log 2>&1 || { echo install failed; tail ${OUT:-/tmp/grc-screenshot}/install.log; exit 1; }
 .venv/bin/python -m sing.cli worker --bind tcp://127.0.0.1:5555 --jscc jscc-natural64-bcr1_48 \
    --prior prior-natural-64 --device cpu --threads 1 > ${OUT:-/tmp/grc-screenshot}/worker.log 2>&1 &
@@ -30,4 +30,4 @@ echo "run window: $R"; DISPLAY=:78 xdotool getwindowgeometry $R
 import -display :78 -window $R ${OUT:-/tmp/grc-screenshot}/run_window.png
 for c in $(pgrep -P $GPID); do pkill -P $c; kill $c; done; sleep 1; kill $GPID
 kill $WPID $XPID
-cd /work/main && make uninstall
+cd "$REPO" && make uninstall
