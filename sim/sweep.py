@@ -260,8 +260,61 @@ def digital_grid(n: int = 32) -> list[dict]:
     return pts
 
 
+def tune_zero_perceptual(n: int) -> list[dict]:
+    """SING-Zero on the perceptual decoder: σ_y scale and warm start chosen on the natural *val*
+    split at 0 dB with that decoder's own calibration (the MSE decoder's choice is one candidate)."""
+    pts = [point("natural", "deepjscc-perceptual", "1/48", "awgn", 0.0, n, split="val")]
+    for sc, start in ((0.5, 0.05), (1.0, 0.05), (0.5, 0.1), (1.0, 0.1), (1.5, 0.1), (2.0, 0.1), (1.0, 0.2),
+                      (1.5, 0.2)):
+        pts.append(point("natural", "sing-zero", "1/48", "awgn", 0.0, n, split="val", operator="spectral",
+                         sigma_scale=sc, start=start, decoder="perceptual"))
+    return pts
+
+
+def best_zero_perceptual() -> dict:
+    """Lowest val LPIPS among tune-zero-perceptual's SING-Zero points whose PSNR is at most 0.5 dB
+    below the perceptual decoder's own (the acceptance bound); written to choice.json."""
+    folder = REPO / "sim" / "results" / "tune-zero-perceptual"
+    rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
+    ref = [r for r in rows if r["setup"]["method"] == "deepjscc-perceptual"]
+    cand = [r for r in rows if r["setup"]["method"] == "sing-zero"]
+    if not ref or not cand:
+        raise SystemExit(f"run `sim/sweep.py tune-zero-perceptual` first (no tuning results in {folder})")
+    ok = [r for r in cand if r["metrics"]["psnr"] >= ref[0]["metrics"]["psnr"] - 0.5]
+    best = min(ok or cand, key=lambda r: r["metrics"]["lpips"])
+    mc = best["setup"]["method_config"]
+    choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"], "start": mc.get("start", 1.0),
+              "eta": mc.get("eta", default_eta("sing-zero")),
+              "rule": "min val LPIPS s.t. PSNR ≥ perceptual DeepJSCC − 0.5 dB" + ("" if ok else " (none qualified)"),
+              "val_metrics": best["metrics"], "val_deepjscc_perceptual": ref[0]["metrics"]}
+    (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
+    return choice
+
+
+def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
+    """Every headline receiver on the natural test split (n_test crops) and on the unseen-source
+    split `natural-unseen` (all its crops) at BCR 1/48, AWGN 0 dB, then 5 and 10 dB; DPS (the slow
+    one) at 0 dB only, last. SING-Zero runs on both decoders: on the MSE one with the settings
+    chosen on val (tune-zero-natural), on the perceptual one with its own calibration and the
+    settings chosen for it on val (tune-zero-perceptual). Every setting comes from the natural val
+    split: nothing is tuned on either evaluated split."""
+    c = best_from_tuning("natural")
+    cp = best_zero_perceptual()
+    zp = {"operator": cp["operator"], "sigma_scale": cp["sigma_scale"], "decoder": "perceptual"}
+    if cp["start"] != 1.0:
+        zp["start"] = cp["start"]
+    methods = [("deepjscc", {}), ("deepjscc-perceptual", {}), ("sing-zero", zero_kw(c)), ("sing-zero", zp),
+               ("sing-inn", _inn_kw("natural")), ("ddnm-avgpool", {})]
+    pts = [point(d, m, "1/48", "awgn", s, nn, **extra) for s in (0.0, 5.0, 10.0)
+           for d, nn in (("natural", n_test), ("natural-unseen", n_unseen)) for m, extra in methods]
+    zeta = best_dps("natural")
+    pts += [point(d, "dps", "1/48", "awgn", 0.0, nn, zeta=zeta) for d, nn in (("natural", n_test), ("natural-unseen", n_unseen))]
+    return pts
+
+
 GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
-         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital", "bcr")
+         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital", "bcr",
+         "tune-zero-perceptual", "unseen")
 
 
 def grid(name: str) -> list[dict]:
@@ -295,6 +348,10 @@ def grid(name: str) -> list[dict]:
         return digital_grid()
     if name == "bcr":
         return bcr_grid()
+    if name == "tune-zero-perceptual":
+        return tune_zero_perceptual(64)
+    if name == "unseen":
+        return unseen_grid()
     raise SystemExit(f"unknown grid {name!r}; known: {', '.join(GRIDS)}")
 
 
