@@ -121,3 +121,16 @@ def test_unseen_grid_runs_both_splits_and_both_decoders_with_val_choices(sweep, 
     assert [q["method"] for q in pts[-2:]] == ["dps", "dps"]
     names = [sweep.filename(q) for q in pts]
     assert len(set(names)) == len(names)
+
+
+def test_a_point_claimed_by_another_sweep_is_skipped(sweep, tmp_path, capsys):
+    """Sweeps of one grid can run side by side: a point whose <file>.lock exists is left to the
+    sweep that claimed it (nothing is run twice, nothing is overwritten)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    pts = sweep.grid("tune-dps-natural")
+    for p in pts:
+        (out / (sweep.filename(p) + ".lock")).touch()
+    assert sweep.main(["tune-dps-natural", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("another sweep claimed it") == len(pts)
+    assert not list(out.glob("*.json")) and len(list(out.glob("*.lock"))) == len(pts)
