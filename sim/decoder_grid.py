@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         own = "deepjscc" if dec == "mse" else "deepjscc-perceptual"
         cols.append(rx.decode(co.y, co.snr_true_db).cpu())
         cols.append(rx.restore("sing-zero", co.y, co.snr_true_db, ids, seed=a.seed, **zero_settings(grid)).cpu())
-        names += [own, f"SING-Zero on {dec}"]
+        names += [own, "SING-Zero on " + ("MSE" if dec == "mse" else "percept.")]
     scores = [compute_metrics(c, x, lp)["lpips"] for c in cols]
     s, pad, head = 128, 4, 18
     W, H = len(cols) * (s + pad) + pad, head + a.n * (s + pad) + pad

@@ -170,31 +170,38 @@ def _headline(all_rows: dict[str, list[dict]], data: str) -> list[dict]:
 
 
 def side_by_side(all_rows: dict[str, list[dict]]) -> list[str]:
-    """One table, every method: natural test (in-domain) next to the Fashion-MNIST mismatch set, both at
-    the headline point; each method's row takes its `paper` / `mismatch` grid result (the val-chosen
-    settings), else the largest run at that point."""
+    """One table, every method: natural test (in-domain), the unseen-source split and the Fashion-MNIST
+    mismatch set, all at the headline point; each method's row takes its `paper` / `mismatch` grid
+    result (the val-chosen settings), else the largest run at that point."""
     def best(rows):
         by = defaultdict(list)
         for r in rows:
-            op = json.loads(r["config"]).get("operator") if r["method"] == "sing-zero" else None
-            by[r["method"] + (f" ({op})" if op else "")].append(r)
+            op = json.loads(r["config"]).get("operator") if r["method"].startswith("sing-zero") else None
+            name = r["method"]
+            if op:     # sing-zero (spectral), sing-zero (spectral, perceptual decoder)
+                name = name.replace(" (", f" ({op}, ", 1) if " (" in name else f"{name} ({op})"
+            by[name].append(r)
         return {m: max(v, key=lambda r: (r["grid"] in ("paper", "mismatch"), r["n"])) for m, v in by.items()}
-    nat, mis = best(_headline(all_rows, "natural")), best(_headline(all_rows, "fmnist-rgb64"))
-    if not nat:
+    sets = [("natural", "natural"), ("unseen sources", "natural-unseen"), ("mismatch", "fmnist-rgb64")]
+    got = [(label, best(_headline(all_rows, data))) for label, data in sets]
+    got = [(label, b) for label, b in got if b]
+    if not got or got[0][0] != "natural":
         return []
-    ref_n, ref_m = nat.get("deepjscc"), mis.get("deepjscc")
+    nat = got[0][1]
     L = ["**All methods side by side, BCR 1/48, AWGN 0 dB, true SNR** (LPIPS ratio = LPIPS ÷ DeepJSCC's "
-         "on the same images; mismatch = Fashion-MNIST as 64×64 RGB through the models trained on natural "
-         "images):", "",
-         "| method | natural: images | PSNR (dB) | LPIPS | ratio | mismatch: images | PSNR (dB) | LPIPS | ratio |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "on the same images; unseen sources = photograph collections no model was trained or tuned on; "
+         "mismatch = Fashion-MNIST as 64×64 RGB through the models trained on natural images):", "",
+         "| method | " + " | ".join(f"{label}: images | PSNR (dB) | LPIPS | ratio" for label, _ in got) + " |",
+         "|---|" + "---|---|---|---|" * len(got)]
+
     def cells(r, ref):
         if r is None:
             return "– | – | – | –"
         ratio = f"{r['lpips'] / ref['lpips']:.2f}×" if ref else "–"
         return f"{r['n']} | {r['psnr']:.2f} | {r['lpips']:.4f} | {ratio}"
-    for m in sorted(set(nat) | set(mis), key=lambda m: (m != "deepjscc", nat[m]["lpips"] if m in nat else 9, m)):
-        L.append(f"| {m} | {cells(nat.get(m), ref_n)} | {cells(mis.get(m), ref_m)} |")
+    names = set().union(*(set(b) for _, b in got))
+    for m in sorted(names, key=lambda m: (m != "deepjscc", nat[m]["lpips"] if m in nat else 9, m)):
+        L.append(f"| {m} | " + " | ".join(cells(b.get(m), b.get("deepjscc")) for _, b in got) + " |")
     return L + [""]
 
 

@@ -265,10 +265,13 @@ def tune_zero_perceptual(n: int) -> list[dict]:
     """SING-Zero on the perceptual decoder: σ_y scale and warm start chosen on the natural *val*
     split at 0 dB with that decoder's own calibration (the MSE decoder's choice is one candidate)."""
     pts = [point("natural", "deepjscc-perceptual", "1/48", "awgn", 0.0, n, split="val")]
-    for sc, start in ((0.5, 0.05), (1.0, 0.05), (0.5, 0.1), (1.0, 0.1), (1.5, 0.1), (2.0, 0.1), (1.0, 0.2),
-                      (1.5, 0.2)):
+    # (σ_y scale, start[, η]); the second row: closer to x̂ and deterministic, after the first row's
+    # trend (lower start and σ_y were better)
+    for sc, start, *eta in ((0.5, 0.05), (1.0, 0.05), (0.5, 0.1), (1.0, 0.1), (1.5, 0.1), (2.0, 0.1), (1.0, 0.2),
+                            (1.5, 0.2),
+                            (0.25, 0.05), (0.5, 0.02), (0.5, 0.05, 0.0)):
         pts.append(point("natural", "sing-zero", "1/48", "awgn", 0.0, n, split="val", operator="spectral",
-                         sigma_scale=sc, start=start, decoder="perceptual"))
+                         sigma_scale=sc, start=start, decoder="perceptual", **({"eta": eta[0]} if eta else {})))
     return pts
 
 
@@ -286,7 +289,8 @@ def best_zero_perceptual() -> dict:
     mc = best["setup"]["method_config"]
     choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"], "start": mc.get("start", 1.0),
               "eta": mc.get("eta", default_eta("sing-zero")),
-              "rule": "min val LPIPS s.t. PSNR ≥ perceptual DeepJSCC − 0.5 dB" + ("" if ok else " (none qualified)"),
+              "rule": "min val LPIPS s.t. PSNR ≥ perceptual DeepJSCC − 0.5 dB"
+                      + ("" if ok else " (none qualified)"),
               "val_metrics": best["metrics"], "val_deepjscc_perceptual": ref[0]["metrics"]}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
     return choice
@@ -304,6 +308,8 @@ def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
     zp = {"operator": cp["operator"], "sigma_scale": cp["sigma_scale"], "decoder": "perceptual"}
     if cp["start"] != 1.0:
         zp["start"] = cp["start"]
+    if cp["eta"] != default_eta("sing-zero"):
+        zp["eta"] = cp["eta"]
     methods = [("deepjscc", {}), ("deepjscc-perceptual", {}), ("sing-zero", zero_kw(c)), ("sing-zero", zp),
                ("sing-inn", _inn_kw("natural")), ("ddnm-avgpool", {})]
     splits = (("natural", n_test), ("natural-unseen", n_unseen))
@@ -312,7 +318,7 @@ def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
     pts += [point(d, m, "1/48", "awgn", s, nn, **extra) for s in (5.0, 10.0) for d, nn in splits
             for m, extra in methods[:4]]
     zeta = best_dps("natural")
-    pts += [point(d, "dps", "1/48", "awgn", 0.0, nn, zeta=zeta) for d, nn in (("natural", n_test), ("natural-unseen", n_unseen))]
+    pts += [point(d, "dps", "1/48", "awgn", 0.0, nn, zeta=zeta) for d, nn in splits]
     return pts
 
 

@@ -131,7 +131,8 @@ def load_receiver_for(args, inf, method, remote: bool):
     (Receiver, {part: path})."""
     from fractions import Fraction
     from ..methods import load_receiver, model_dir_for, prior_dir_for
-    jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, decoder_of(args, method) == "perceptual")
+    decoder = decoder_of(args, method)
+    jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, decoder == "perceptual")
     paths = {"prior": Path(args.prior) if args.prior else prior_dir_for(args.data),
              "calibration": Path(args.calibration) if args.calibration else jdir / "calibration",
              "inn": Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")}
