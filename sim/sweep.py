@@ -298,8 +298,8 @@ def best_zero_perceptual() -> dict:
 
 def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
     """Every headline receiver on the natural test split (n_test crops) and on the unseen-source
-    split `natural-unseen` (all its crops) at BCR 1/48, AWGN 0 dB, then 5 and 10 dB; DPS (the slow
-    one) at 0 dB only, last. SING-Zero runs on both decoders: on the MSE one with the settings
+    split `natural-unseen` (all its crops) at BCR 1/48, AWGN 0, 5 and 10 dB; DPS (the slow one) at
+    0 dB only, last. SING-Zero runs on both decoders: on the MSE one with the settings
     chosen on val (tune-zero-natural), on the perceptual one with its own calibration and the
     settings chosen for it on val (tune-zero-perceptual). Every setting comes from the natural val
     split: nothing is tuned on either evaluated split."""
@@ -312,11 +312,13 @@ def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
         zp["eta"] = cp["eta"]
     methods = [("deepjscc", {}), ("deepjscc-perceptual", {}), ("sing-zero", zero_kw(c)), ("sing-zero", zp),
                ("sing-inn", _inn_kw("natural")), ("ddnm-avgpool", {})]
+    if (REPO / "models" / "jscc-natural64-bcr1_48-perceptual-inn" / "config.json").exists():
+        # SING-INN on the perceptual decoder: its own INN, with the MSE decoder's val-chosen settings
+        methods.append(("sing-inn", {**_inn_kw("natural"), "decoder": "perceptual"}))
     splits = (("natural", n_test), ("natural-unseen", n_unseen))
     pts = [point(d, m, "1/48", "awgn", 0.0, nn, **extra) for d, nn in splits for m, extra in methods]
-    # 5 and 10 dB: the decoders and SING-Zero on each (the slower chains are in the paper grid)
     pts += [point(d, m, "1/48", "awgn", s, nn, **extra) for s in (5.0, 10.0) for d, nn in splits
-            for m, extra in methods[:4]]
+            for m, extra in methods]
     zeta = best_dps("natural")
     pts += [point(d, "dps", "1/48", "awgn", 0.0, nn, zeta=zeta) for d, nn in splits]
     return pts

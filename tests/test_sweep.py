@@ -121,6 +121,13 @@ def test_unseen_grid_runs_both_splits_and_both_decoders_with_val_choices(sweep, 
     assert [q["method"] for q in pts[-2:]] == ["dps", "dps"]
     names = [sweep.filename(q) for q in pts]
     assert len(set(names)) == len(names)
+    # once an INN for the perceptual decoder exists, SING-INN runs on that decoder too
+    inn = tmp_path / "models" / "jscc-natural64-bcr1_48-perceptual-inn"
+    inn.mkdir(parents=True)
+    (inn / "config.json").write_text("{}")
+    extra = [q for q in sweep.grid("unseen") if q["method"] == "sing-inn" and q.get("decoder") == "perceptual"]
+    assert {(q["data"], q["snr_db"]) for q in extra} == {(d, s) for d in ("natural", "natural-unseen")
+                                                         for s in (0.0, 5.0, 10.0)}
 
 
 def test_a_point_claimed_by_another_sweep_is_skipped(sweep, tmp_path, capsys):
