@@ -8,6 +8,7 @@ VENV=${VENV:-.venv}
 PY=$VENV/bin/python
 APT_PKGS="gnuradio gnuradio-dev cmake python3-venv python3-scipy python3-opencv python3-skimage \
 python3-pil python3-zmq opencv-doc plasma-workspace-wallpapers dataset-fashion-mnist xvfb imagemagick \
+lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 \
 gir1.2-gtk-3.0 python3-gi-cairo"
 t0=$(date +%s)
 

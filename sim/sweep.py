@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -260,8 +261,72 @@ def digital_grid(n: int = 32) -> list[dict]:
     return pts
 
 
+def tune_zero_perceptual(n: int) -> list[dict]:
+    """SING-Zero on the perceptual decoder: σ_y scale and warm start chosen on the natural *val*
+    split at 0 dB with that decoder's own calibration (the MSE decoder's choice is one candidate)."""
+    pts = [point("natural", "deepjscc-perceptual", "1/48", "awgn", 0.0, n, split="val")]
+    # (σ_y scale, start[, η]); the second row: closer to x̂ and deterministic, after the first row's
+    # trend (lower start and σ_y were better)
+    for sc, start, *eta in ((0.5, 0.05), (1.0, 0.05), (0.5, 0.1), (1.0, 0.1), (1.5, 0.1), (2.0, 0.1), (1.0, 0.2),
+                            (1.5, 0.2),
+                            (0.25, 0.05), (0.5, 0.02), (0.5, 0.05, 0.0)):
+        pts.append(point("natural", "sing-zero", "1/48", "awgn", 0.0, n, split="val", operator="spectral",
+                         sigma_scale=sc, start=start, decoder="perceptual", **({"eta": eta[0]} if eta else {})))
+    return pts
+
+
+def best_zero_perceptual() -> dict:
+    """Lowest val LPIPS among tune-zero-perceptual's SING-Zero points whose PSNR is at most 0.5 dB
+    below the perceptual decoder's own (the acceptance bound); written to choice.json."""
+    folder = REPO / "sim" / "results" / "tune-zero-perceptual"
+    rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
+    ref = [r for r in rows if r["setup"]["method"] == "deepjscc-perceptual"]
+    cand = [r for r in rows if r["setup"]["method"] == "sing-zero"]
+    if not ref or not cand:
+        raise SystemExit(f"run `sim/sweep.py tune-zero-perceptual` first (no tuning results in {folder})")
+    ok = [r for r in cand if r["metrics"]["psnr"] >= ref[0]["metrics"]["psnr"] - 0.5]
+    best = min(ok or cand, key=lambda r: r["metrics"]["lpips"])
+    mc = best["setup"]["method_config"]
+    choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"], "start": mc.get("start", 1.0),
+              "eta": mc.get("eta", default_eta("sing-zero")),
+              "rule": "min val LPIPS s.t. PSNR ≥ perceptual DeepJSCC − 0.5 dB"
+                      + ("" if ok else " (none qualified)"),
+              "val_metrics": best["metrics"], "val_deepjscc_perceptual": ref[0]["metrics"]}
+    (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
+    return choice
+
+
+def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
+    """Every headline receiver on the natural test split (n_test crops) and on the unseen-source
+    split `natural-unseen` (all its crops) at BCR 1/48, AWGN 0, 5 and 10 dB; DPS (the slow one) at
+    0 dB only, last. SING-Zero runs on both decoders: on the MSE one with the settings
+    chosen on val (tune-zero-natural), on the perceptual one with its own calibration and the
+    settings chosen for it on val (tune-zero-perceptual). Every setting comes from the natural val
+    split: nothing is tuned on either evaluated split."""
+    c = best_from_tuning("natural")
+    cp = best_zero_perceptual()
+    zp = {"operator": cp["operator"], "sigma_scale": cp["sigma_scale"], "decoder": "perceptual"}
+    if cp["start"] != 1.0:
+        zp["start"] = cp["start"]
+    if cp["eta"] != default_eta("sing-zero"):
+        zp["eta"] = cp["eta"]
+    methods = [("deepjscc", {}), ("deepjscc-perceptual", {}), ("sing-zero", zero_kw(c)), ("sing-zero", zp),
+               ("sing-inn", _inn_kw("natural")), ("ddnm-avgpool", {})]
+    if (REPO / "models" / "jscc-natural64-bcr1_48-perceptual-inn" / "config.json").exists():
+        # SING-INN on the perceptual decoder: its own INN, with the MSE decoder's val-chosen settings
+        methods.append(("sing-inn", {**_inn_kw("natural"), "decoder": "perceptual"}))
+    splits = (("natural", n_test), ("natural-unseen", n_unseen))
+    pts = [point(d, m, "1/48", "awgn", 0.0, nn, **extra) for d, nn in splits for m, extra in methods]
+    pts += [point(d, m, "1/48", "awgn", s, nn, **extra) for s in (5.0, 10.0) for d, nn in splits
+            for m, extra in methods]
+    zeta = best_dps("natural")
+    pts += [point(d, "dps", "1/48", "awgn", 0.0, nn, zeta=zeta) for d, nn in splits]
+    return pts
+
+
 GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
-         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital", "bcr")
+         "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital", "bcr",
+         "tune-zero-perceptual", "unseen")
 
 
 def grid(name: str) -> list[dict]:
@@ -295,6 +360,10 @@ def grid(name: str) -> list[dict]:
         return digital_grid()
     if name == "bcr":
         return bcr_grid()
+    if name == "tune-zero-perceptual":
+        return tune_zero_perceptual(64)
+    if name == "unseen":
+        return unseen_grid()
     raise SystemExit(f"unknown grid {name!r}; known: {', '.join(GRIDS)}")
 
 
@@ -365,6 +434,16 @@ def main(argv=None) -> int:
     todo = [p for p in pts if a.force or not (out / filename(p)).exists()]
     print(f"{a.grid}: {len(pts)} points, {len(pts) - len(todo)} done, {len(todo)} to run")
     for i, p in enumerate(todo):
+        # several sweeps of one grid may run at once (one per core): each point is claimed by
+        # creating <file>.lock atomically, and a point done or claimed meanwhile is skipped
+        lock = out / (filename(p) + ".lock")
+        if (out / filename(p)).exists() and not a.force:
+            continue
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            print(f"  skipping {filename(p)}: another sweep claimed it ({lock}; delete it if none runs)")
+            continue
         args = ["--method", p["method"], "--data", p["data"], "--bcr", p["bcr"], "--channel", p["channel"],
                 "--snr-db", str(p["snr_db"]), "--n-images", str(p["n_images"]), "--snr-source", p["snr_source"],
                 "--split", p.get("split", "test"),
@@ -379,7 +458,10 @@ def main(argv=None) -> int:
             args += ["--worker", a.worker]
         if a.autocast and "prior" in method.needs:
             args += ["--autocast", a.autocast]
-        ev.run(parser.parse_args(args))
+        try:
+            ev.run(parser.parse_args(args))
+        finally:
+            lock.unlink(missing_ok=True)
         print(f"  [{i + 1}/{len(todo)}] {time.time() - t0:.0f} s", flush=True)
     print(f"{a.grid}: finished in {time.time() - t0:.0f} s")
     return 0

@@ -9,6 +9,8 @@ crops (random scale, flip) from the train pyramids; val/test are fixed crops lis
 
 Names accepted by `load_split` / `train_batches`:
 - `natural`            64×64 RGB                       (train/val/test)
+- `natural-unseen`     64×64 RGB crops of photograph collections no shipped model has seen: the
+                       unseen-source split (test only; manifest `sing/unseen_manifest.json`, below)
 - `fmnist`             32×32 greyscale, 28×28 zero-padded (train = first 55k, val = last 5k, test)
 - `fmnist-rgb64`       Fashion-MNIST resized to 64×64, 3 channels: mismatch set for natural models
 - `natural-gray32`     natural crops as 32×32 greyscale: mismatch set for Fashion-MNIST models
@@ -41,6 +43,8 @@ import torch.nn.functional as F
 from .errors import DataError, InputError
 
 MANIFEST = Path(__file__).with_name("natural_manifest.json")
+UNSEEN_MANIFEST = Path(__file__).with_name("unseen_manifest.json")
+BACKGROUNDS_DIR = "/usr/share/backgrounds"
 NATURAL_VERSION = "natural-v1"
 PYRAMID = (128, 192, 256)          # shorter side of the stored copies of each source
 EVAL_SCALE = 192                   # val/test crops come from this scale
@@ -48,12 +52,13 @@ CROP = 64
 OPENCV_DIR = "/usr/share/doc/opencv-doc/examples/data"
 WALLPAPER_DIR = "/usr/share/wallpapers"
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
-DATASETS = ("natural", "fmnist", "fmnist-rgb64", "natural-gray32", "folder:PATH", "folder@SIZE:PATH")
+DATASETS = ("natural", "fmnist", "fmnist-rgb64", "natural-gray32", "natural-unseen", "folder:PATH", "folder@SIZE:PATH")
 FOLDER_SIZE = 64                   # resolution of `folder:PATH`; `folder@SIZE:PATH` says its own
 _FOLDER_MEM_LIMIT = 512 * 2 ** 20  # train splits larger than this (bytes, uint8) go to a disk cache
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 PACKAGE_FOR = {OPENCV_DIR: "opencv-doc", WALLPAPER_DIR: "plasma-workspace-wallpapers",
-               FMNIST_DIR: "dataset-fashion-mnist", "skimage": "python3-skimage"}
+               FMNIST_DIR: "dataset-fashion-mnist", "skimage": "python3-skimage",
+               BACKGROUNDS_DIR: "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04"}
 
 
 def cache_dir() -> Path:
@@ -69,7 +74,7 @@ class DatasetInfo:
 
 
 def info(name: str) -> DatasetInfo:
-    if name == "natural":
+    if name in ("natural", "natural-unseen"):
         return DatasetInfo(name, 64, 3)
     if name == "fmnist":
         return DatasetInfo(name, 32, 1)
@@ -398,6 +403,148 @@ class _NaturalTrain:
 
 
 # ----------------------------------------------------------------------------------------------
+# Unseen-source split (`natural-unseen`): whole photograph collections that no shipped model saw
+# (JSCC, prior, calibration, INN training or any tuning), for measuring generalisation to new
+# sources. The files and the crop rule are fixed by the committed manifest `sing/unseen_manifest.json`
+# (built once by `build_unseen_manifest`, `sing data manifest-unseen`); every file is checked
+# against its sha256 when the crops are cut, so a different file is an error, never a silent change.
+UNSEEN_VERSION = "natural-unseen-v1"
+# (Debian package, file stem under /usr/share/backgrounds): the photographs of the Lomiri wallpaper
+# collections; every other file of those packages is a render or a texture (UNSEEN_EXCLUDED)
+UNSEEN_PHOTOS = (
+    ("lomiri-wallpapers-16.04", "Bridge_by_Sander_Klootwijk"),
+    ("lomiri-wallpapers-16.04", "Dragonfly_by_Bolly"),
+    ("lomiri-wallpapers-16.04", "Picture_0B_by_freespace"),
+    ("lomiri-wallpapers-16.04", "Picture_1A_by_freespace"),
+    ("lomiri-wallpapers-16.04", "Wine_by_Jakkub_Mede"),
+    ("lomiri-wallpapers-16.04", "aitzgorri_by_Aitzol_Berasategi"),
+    ("lomiri-wallpapers-16.04", "free_by_Peter_Nerlich"),
+    ("lomiri-wallpapers-16.04", "friends_by_Aitzol_Berasategi"),
+    ("lomiri-wallpapers-16.04", "greentock_by_Peter_Nerlich"),
+    ("lomiri-wallpapers-16.04", "life_by_Aitzol_Berasategi"),
+    ("lomiri-wallpapers-16.04", "picosdeeuropa_by_Aitzol_Berasategi"),
+    ("lomiri-wallpapers-16.04", "seeding_by_Clements_Engelhardt"),
+    ("lomiri-wallpapers-16.04", "sunset_by_Aitzol_Berasategi"),
+    ("lomiri-wallpapers-20.04", "Kleiber_by_Lukas_Baubkus"),
+)
+UNSEEN_EXCLUDED = {
+    "analogpattern_by_Peter_Nerlich": "a frame-filling close-up of a textured wall under coloured light: "
+                                      "every crop is the same texture, no scene",
+    "umang_by_Abhishek_Mudgal": "a rendered colour gradient",
+    "Fossa_by_Jasper_Roks": "a render (abstract shapes)",
+    "Painting-Colors_by__herobrine7gamer": "a render (colour stripes)",
+    "Infinite-Sea_by_Aury88": "a composite: a night sky over a rendered gradient sea",
+}
+UNSEEN_SCALE = 192                 # shorter side before cropping (as the natural val/test crops)
+UNSEEN_GRID = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))
+#   crop origins as fractions (of H − 64, of W − 64): the centre, then a 2×2 grid inset by a quarter
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def unseen_crop_origins(hw: tuple[int, int]) -> list[tuple[int, int]]:
+    """The fixed crop rule: the (y, x) origins of the 64×64 crops of a photo resized to shorter
+    side UNSEEN_SCALE (UNSEEN_GRID)."""
+    h, w = _scaled_shape(hw, UNSEEN_SCALE)
+    return [(round(fy * (h - CROP)), round(fx * (w - CROP))) for fy, fx in UNSEEN_GRID]
+
+
+def build_unseen_manifest() -> dict:
+    """Hash the chosen photographs and list their crops, ordered round-robin (every photo's first
+    crop, then every photo's second, …) so that any prefix spreads over all photos. Run once; the
+    result is committed."""
+    sources, per_photo = [], []
+    for pkg, stem in UNSEEN_PHOTOS:
+        path = os.path.join(BACKGROUNDS_DIR, stem + ".jpg")
+        _need(path, f"photograph {stem} (Debian package {pkg})")
+        a = read_image(path, 3)
+        sid = f"{pkg}/{stem}"
+        sources.append({"id": sid, "package": pkg, "path": path, "sha256": _sha256(path),
+                        "size": [int(a.shape[1]), int(a.shape[0])]})
+        per_photo.append([{"id": f"{sid}#{i}", "source": sid, "scale": UNSEEN_SCALE, "y": y, "x": x}
+                          for i, (y, x) in enumerate(unseen_crop_origins(a.shape[:2]))])
+    crops = [c for i in range(len(UNSEEN_GRID)) for p in per_photo for c in p[i:i + 1]]
+    return {"version": UNSEEN_VERSION, "crop": CROP, "scale": UNSEEN_SCALE, "grid": [list(g) for g in UNSEEN_GRID],
+            "sources": sources, "excluded": {os.path.join(BACKGROUNDS_DIR, k + ".jpg"): v
+                                             for k, v in UNSEEN_EXCLUDED.items()},
+            "crops": {"test": crops},
+            "note": "evaluation only: collections never used for training, calibration or tuning; "
+                    "regenerate only with a new version name"}
+
+
+def load_unseen_manifest() -> dict:
+    if not UNSEEN_MANIFEST.exists():
+        raise DataError(f"{UNSEEN_MANIFEST} is missing: it fixes the unseen-source split; restore it from git")
+    return json.loads(UNSEEN_MANIFEST.read_text())
+
+
+def _unseen_cache(progress: bool = True) -> Path:
+    """Cut (once) the unseen-source crops into $SING_CACHE/data/natural-unseen-v1/test.npy, each
+    source checked against the manifest's sha256."""
+    man = load_unseen_manifest()
+    d = cache_dir() / "data" / man["version"]
+    if (d / "done.json").exists():
+        return d
+    from tqdm import tqdm
+    by_source: dict[str, list[dict]] = {}
+    for c in man["crops"]["test"]:
+        by_source.setdefault(c["source"], []).append(c)
+    cut: dict[str, np.ndarray] = {}
+    for s in tqdm(man["sources"], desc="natural-unseen: cutting crops", disable=not progress):
+        _need(s["path"], f"photograph {s['id']} (Debian package {s['package']})")
+        if _sha256(s["path"]) != s["sha256"]:
+            raise DataError(f"{s['path']} differs from the file the unseen-source manifest was made from "
+                            f"(sha256 mismatch): this package version ships another photo; the split "
+                            f"would not be the committed one")
+        pyr = _resize_short(read_image(s["path"], 3), man["scale"])
+        for c in by_source.get(s["id"], []):
+            cut[c["id"]] = pyr[c["y"]:c["y"] + CROP, c["x"]:c["x"] + CROP]
+    ids = [c["id"] for c in man["crops"]["test"]]
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / "test.npy", np.stack([cut[i] for i in ids]).astype(np.uint8))
+    (d / "test_ids.json").write_text(json.dumps(ids))
+    (d / "done.json").write_text(json.dumps({"version": man["version"], "n_test": len(ids)}))
+    return d
+
+
+UNSEEN_FILES = ("test.npy", "test_ids.json", "done.json")
+
+
+def export_unseen(out: str | os.PathLike, progress: bool = True) -> list[str]:
+    """Copy the cut unseen-source crops (exact, 0.9 MB) into a data bundle folder as unseen-*."""
+    import shutil
+    d = _unseen_cache(progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in UNSEEN_FILES:
+        shutil.copyfile(d / f, out / f"unseen-{f}")
+    return [f"unseen-{f}" for f in UNSEEN_FILES]
+
+
+def import_unseen(src: str | os.PathLike) -> Path | None:
+    """Restore the unseen-source crops from a bundle folder (None if the bundle has none)."""
+    import shutil
+    src = Path(src)
+    if not all((src / f"unseen-{f}").exists() for f in UNSEEN_FILES):
+        return None
+    meta = json.loads((src / "unseen-done.json").read_text())
+    if meta.get("version") != load_unseen_manifest()["version"]:
+        raise DataError(f"the bundle in {src} holds unseen-source crops of version {meta.get('version')!r}, "
+                        f"this code expects {load_unseen_manifest()['version']!r}: bundle them again")
+    d = cache_dir() / "data" / meta["version"]
+    d.mkdir(parents=True, exist_ok=True)
+    for f in ("test.npy", "test_ids.json", "done.json"):       # done.json last: it marks the cache complete
+        shutil.copyfile(src / f"unseen-{f}", d / f)
+    return d
+
+
+# ----------------------------------------------------------------------------------------------
 # Fashion-MNIST
 def _read_idx(path: str) -> np.ndarray:
     _need(path, "Fashion-MNIST file")
@@ -444,6 +591,14 @@ def load_split(name: str, split: str = "test", n: int | None = None,
         arr = _fit_files(files, size, np.empty((len(files), size, size, 3), np.uint8), progress,
                          f"{name}: decoding {split}")
         return to_tensor(arr), [f"folder/{f.name}" for f in files]
+    if name == "natural-unseen":
+        if split != "test":
+            raise DataError(f"natural-unseen is an evaluation-only set (photograph collections no model "
+                            f"was trained or tuned on): its one split is test, not {split!r}")
+        d = _unseen_cache(progress)
+        arr, ids = np.load(d / "test.npy"), json.loads((d / "test_ids.json").read_text())
+        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
+        return to_tensor(arr), ids
     if name in ("natural", "natural-gray32"):
         if split == "all":
             raise DataError("split 'all' is only for folder: data sets")
@@ -510,5 +665,5 @@ def train_batches(name: str, batch_size: int, seed: int = 0,
         while True:
             yield to_tensor(arr[rng.integers(0, len(arr), batch_size)])
     else:
-        raise DataError(f"{name!r} is an evaluation-only (mismatch) set; train on natural, fmnist, "
+        raise DataError(f"{name!r} is an evaluation-only set (mismatch or unseen-source); train on natural, fmnist, "
                         f"folder:PATH or folder@SIZE:PATH")

@@ -127,3 +127,58 @@ def test_fit_image_rule():
     f = D.fit_image(a, 64)
     assert f.shape == (64, 64, 3)
     assert f[:, :20].max() == 0 and f[:, -20:].min() == 255   # centre crop keeps the middle
+
+
+def test_unseen_split_holds_whole_collections_no_model_saw():
+    """natural-unseen: ≥ 64 crops of photographs from collections absent from the natural manifest
+    (so from every training, calibration and tuning run), each file pinned by sha256, the crops
+    where the stated rule puts them, round-robin over photos."""
+    m = D.load_unseen_manifest()
+    nat = D.load_manifest()
+    seen_paths = {s["path"] for s in nat["sources"]}
+    seen_dirs = {s["path"].rsplit("/", 2)[0] for s in nat["sources"]}
+    srcs = {s["id"]: s for s in m["sources"]}
+    assert len(srcs) >= 10
+    for s in srcs.values():
+        assert s["path"] not in seen_paths and not any(s["path"].startswith(d + "/") for d in seen_dirs)
+        assert s["package"] in D.PACKAGE_FOR[D.BACKGROUNDS_DIR].split()
+        assert D._sha256(s["path"]) == s["sha256"]
+        assert s["path"] not in m["excluded"]
+    crops = m["crops"]["test"]
+    assert len(crops) >= 64 and len({c["id"] for c in crops}) == len(crops)
+    for s in srcs.values():
+        mine = [(c["y"], c["x"]) for c in crops if c["source"] == s["id"]]
+        assert mine == D.unseen_crop_origins((s["size"][1], s["size"][0]))
+    assert [c["source"] for c in crops[:len(srcs)]] == list(srcs)      # every photo before any repeats
+    x, ids = D.load_split("natural-unseen", "test", progress=False)
+    assert x.shape == (len(crops), 3, 64, 64) and ids == [c["id"] for c in crops]
+    assert 0 <= float(x.min()) and float(x.max()) <= 1 and float(x.std()) > 0.05
+    assert torch.equal(D.load_split("natural-unseen", "test", n=5, progress=False)[0], x[:5])
+
+
+def test_unseen_split_is_evaluation_only_and_refuses_another_file(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="evaluation-only"):
+        D.load_split("natural-unseen", "train")
+    with pytest.raises(DataError, match="evaluation-only"):
+        next(D.train_batches("natural-unseen", 2))
+    m = D.load_unseen_manifest()
+    m["sources"][0]["sha256"] = "0" * 64
+    man = tmp_path / "unseen_manifest.json"
+    man.write_text(json.dumps(m))
+    monkeypatch.setattr(D, "UNSEEN_MANIFEST", man)
+    monkeypatch.setenv("SING_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="sha256"):
+        D.load_split("natural-unseen", "test", progress=False)
+
+
+def test_unseen_crops_travel_in_a_data_bundle(tmp_path, monkeypatch):
+    want, ids = D.load_split("natural-unseen", "test", progress=False)
+    assert D.import_unseen(tmp_path / "empty") is None                 # a bundle without them: nothing
+    files = D.export_unseen(tmp_path / "bundle", progress=False)
+    assert sorted(files) == sorted(f"unseen-{f}" for f in D.UNSEEN_FILES)
+    monkeypatch.setenv("SING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(D, "BACKGROUNDS_DIR", str(tmp_path / "no-packages-here"))
+    d = D.import_unseen(tmp_path / "bundle")
+    assert d == tmp_path / "cache" / "data" / D.UNSEEN_VERSION
+    got, ids2 = D.load_split("natural-unseen", "test", progress=False)
+    assert torch.equal(got, want) and ids2 == ids

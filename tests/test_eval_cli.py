@@ -65,3 +65,30 @@ def test_every_subcommand_has_help(cmd):
     r = subprocess.run([sys.executable, "-m", "sing.cli", cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "usage: sing " + cmd in r.stdout
+
+
+def test_decoder_is_a_named_choice_and_parts_refuse_another_decoder(tmp_path, capsys):
+    """--decoder picks the shipped MSE or perceptual DeepJSCC model; SING-Zero then uses that model's
+    own calibration (recorded in the result), and a calibration or INN made for the other decoder
+    is refused with an error that names both models."""
+    out = tmp_path / "r.json"
+    base = ["eval", "--data", "natural-unseen", "--n-images", "2", "--out", str(out), "--no-progress"]
+    assert main(base + ["--method", "sing-zero", "--decoder", "perceptual", "--start", "0.02"]) == 0
+    s = json.loads(out.read_text())["setup"]
+    assert s["decoder"] == "perceptual" and s["jscc_model_id"].startswith("jscc-natural64-bcr1_48-perceptual@")
+    assert s["dataset"] == "natural-unseen" and s["n_images"] == 2
+    assert main(base + ["--method", "deepjscc"]) == 0
+    assert json.loads(out.read_text())["setup"]["decoder"] == "mse"
+    assert main(base + ["--method", "sing-zero", "--decoder", "perceptual",
+                        "--calibration", "models/jscc-natural64-bcr1_48/calibration"]) == 2
+    err = capsys.readouterr().err
+    assert "does not belong to JSCC model 'jscc-natural64-bcr1_48-perceptual@" in err
+    assert main(base + ["--method", "sing-inn", "--decoder", "perceptual",
+                        "--inn", "models/jscc-natural64-bcr1_48-inn"]) == 2
+    assert "not 'jscc-natural64-bcr1_48-perceptual@" in capsys.readouterr().err
+    assert main(base + ["--method", "sing-inn", "--decoder", "perceptual", "--inn", str(tmp_path / "none")]) == 2
+    assert "sing train-inn --jscc" in capsys.readouterr().err
+    assert main(base + ["--method", "deepjscc", "--decoder", "perceptual"]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    assert main(base + ["--method", "sing-zero", "--decoder", "mse", "--jscc", "models/jscc-natural64-bcr1_48"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -88,3 +88,57 @@ def test_chosen_eta_travels_to_the_test_points(sweep, tmp_path):
     # SING-INN's default η is itself tuned: its points always name η, so a changed default can never
     # re-label a result file
     assert all("eta" in p for p in sweep.grid("tune-inn-natural"))
+
+
+def test_unseen_grid_runs_both_splits_and_both_decoders_with_val_choices(sweep, tmp_path):
+    """The unseen grid: every headline receiver on the natural test split and on natural-unseen,
+    SING-Zero on both decoders (the perceptual one with the setting its own val tuning chose, by the
+    0.5 dB PSNR rule), DPS at 0 dB last; nothing tuned on a test split."""
+    r = tmp_path / "sim" / "results"
+    _result(r / "tune-zero-natural", "ref.json", "deepjscc", 20.0, 0.50)
+    _result(r / "tune-zero-natural", "b.json", "sing-zero", 19.5, 0.40, operator="spectral", sigma_scale=1.5,
+            start=0.1)
+    _result(r / "tune-inn-natural", "y.json", "sing-inn", 19.0, 0.35, sigma_scale=0.25, inn_from=0.3, start=0.1,
+            eta=0.0)
+    _result(r / "tune-dps-natural", "z.json", "dps", 18.0, 0.45, zeta=10.0)
+    p = r / "tune-zero-perceptual"
+    with pytest.raises(SystemExit, match="tune-zero-perceptual"):
+        sweep.grid("unseen")
+    assert all(q["split"] == "val" for q in sweep.grid("tune-zero-perceptual"))
+    _result(p, "ref.json", "deepjscc-perceptual", 21.0, 0.30)
+    _result(p, "a.json", "sing-zero", 20.4, 0.25, operator="spectral", sigma_scale=0.5, start=0.05)  # > 0.5 dB below
+    _result(p, "b.json", "sing-zero", 20.6, 0.29, operator="spectral", sigma_scale=1.0, start=0.2)
+    pts = sweep.grid("unseen")
+    assert json.loads((p / "choice.json").read_text())["sigma_scale"] == 1.0
+    assert {q["data"] for q in pts} == {"natural", "natural-unseen"} and all(q["split"] == "test" for q in pts)
+    for data in ("natural", "natural-unseen"):
+        head = [q for q in pts if q["data"] == data and q["snr_db"] == 0.0]
+        assert all(q["n_images"] >= 64 for q in head)
+        got = {(q["method"], q.get("decoder"), q.get("sigma_scale"), q.get("start")) for q in head}
+        assert got == {("deepjscc", None, None, None), ("deepjscc-perceptual", None, None, None),
+                       ("sing-zero", None, 1.5, 0.1), ("sing-zero", "perceptual", 1.0, 0.2),
+                       ("sing-inn", None, 0.25, 0.1), ("ddnm-avgpool", None, None, None), ("dps", None, None, None)}
+        assert {q["snr_db"] for q in pts if q["data"] == data} == {0.0, 5.0, 10.0}
+    assert [q["method"] for q in pts[-2:]] == ["dps", "dps"]
+    names = [sweep.filename(q) for q in pts]
+    assert len(set(names)) == len(names)
+    # once an INN for the perceptual decoder exists, SING-INN runs on that decoder too
+    inn = tmp_path / "models" / "jscc-natural64-bcr1_48-perceptual-inn"
+    inn.mkdir(parents=True)
+    (inn / "config.json").write_text("{}")
+    extra = [q for q in sweep.grid("unseen") if q["method"] == "sing-inn" and q.get("decoder") == "perceptual"]
+    assert {(q["data"], q["snr_db"]) for q in extra} == {(d, s) for d in ("natural", "natural-unseen")
+                                                         for s in (0.0, 5.0, 10.0)}
+
+
+def test_a_point_claimed_by_another_sweep_is_skipped(sweep, tmp_path, capsys):
+    """Sweeps of one grid can run side by side: a point whose <file>.lock exists is left to the
+    sweep that claimed it (nothing is run twice, nothing is overwritten)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    pts = sweep.grid("tune-dps-natural")
+    for p in pts:
+        (out / (sweep.filename(p) + ".lock")).touch()
+    assert sweep.main(["tune-dps-natural", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("another sweep claimed it") == len(pts)
+    assert not list(out.glob("*.json")) and len(list(out.glob("*.lock"))) == len(pts)

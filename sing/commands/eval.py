@@ -17,12 +17,13 @@ import torch
 from ..errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
+DECODERS = ("mse", "perceptual")   # the shipped DeepJSCC models per data/BCR (sing.methods.model_dir_for)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..methods.registry import METHODS, REGISTRY, all_params
     p.add_argument("--method", default="deepjscc", choices=METHODS)
-    p.add_argument("--data", default="natural", help="natural | fmnist | fmnist-rgb64 | natural-gray32 | folder:PATH")
+    p.add_argument("--data", default="natural", help="natural | natural-unseen | fmnist | fmnist-rgb64 | natural-gray32 | folder:PATH")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     p.add_argument("--n-images", type=int, default=64)
     p.add_argument("--bcr", default="1/48")
@@ -31,7 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snr-source", default="true", choices=("true", "estimated"),
                    help="SNR given to the receiver: the true (effective) SNR or the pilot estimate")
     p.add_argument("--n-pilots", type=int, default=16)
-    p.add_argument("--jscc", default=None, help="JSCC model dir (default: the shipped one for data/BCR)")
+    p.add_argument("--decoder", default=None, choices=DECODERS,
+                   help="which shipped DeepJSCC model (encoder + decoder) for data/BCR the method runs on: "
+                   "mse or perceptual (trained on MSE + LPIPS); default: the method's own (registry: "
+                   "deepjscc-perceptual → perceptual, every other → mse). SING-Zero then uses that model's "
+                   "calibration, SING-INN its INN (<model dir>-inn)")
+    p.add_argument("--jscc", default=None, help="JSCC model dir: any other decoder folder (default: the "
+                   "shipped one for data/BCR and --decoder)")
     p.add_argument("--prior", default=None, help="prior dir (default: the shipped one for the data)")
     p.add_argument("--calibration", default=None, help="SING-Zero calibration file (default: next to the JSCC)")
     p.add_argument("--inn", default=None, help="SING-INN model dir")
@@ -124,11 +131,18 @@ def load_receiver_for(args, inf, method, remote: bool):
     (Receiver, {part: path})."""
     from fractions import Fraction
     from ..methods import load_receiver, model_dir_for, prior_dir_for
-    jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, method.jscc == "perceptual")
+    decoder = decoder_of(args, method)
+    jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, decoder == "perceptual")
     paths = {"prior": Path(args.prior) if args.prior else prior_dir_for(args.data),
              "calibration": Path(args.calibration) if args.calibration else jdir / "calibration",
              "inn": Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")}
     paths = {"jscc": jdir, **{k: v for k, v in paths.items() if k in method.needs + method.uses}}
+    make = {"calibration": f"sing calibrate --jscc {jdir} --out {paths.get('calibration')}",
+            "inn": f"sing train-inn --jscc {jdir} --out {paths.get('inn')}"}
+    for part in (q for q in method.needs if q in make and not paths[q].exists()):
+        what = {"calibration": "a SING-Zero calibration", "inn": "a SING-INN model"}[part]
+        raise InputError(f"{method.name} needs {what} made for the JSCC model {jdir}, and {paths[part]} does "
+                         f"not exist: make one (`{make[part]}`) or pass --{part} DIR")
     load = {} if remote else paths
     rx = load_receiver([jdir], load.get("prior"), load.get("calibration"), load.get("inn"),
                        device=args.device, autocast=args.autocast)
@@ -139,6 +153,18 @@ def load_receiver_for(args, inf, method, remote: bool):
     if Fraction(cfg.bcr) != Fraction(args.bcr):
         raise InputError(f"model {jdir} is for BCR {cfg.bcr}, not {args.bcr}")
     return rx, paths
+
+
+def decoder_of(args, method) -> str | None:
+    """The named decoder a run uses (`--decoder`, else the method's own), None with `--jscc DIR`."""
+    decoder = getattr(args, "decoder", None)
+    if decoder is not None and args.jscc:
+        raise InputError(f"give --decoder {decoder} or --jscc {args.jscc}, not both: --decoder names a "
+                         f"shipped model, --jscc any model folder")
+    if decoder is not None and method.name.startswith("deepjscc") and decoder != method.jscc:
+        raise InputError(f"{method.name} is the {method.jscc} decoder itself; --decoder {decoder} contradicts it "
+                         f"(use --method {'deepjscc-perceptual' if decoder == 'perceptual' else 'deepjscc'})")
+    return None if args.jscc else (decoder or method.jscc)
 
 
 def method_params(args, method) -> dict:
@@ -238,6 +264,7 @@ def evaluate(args) -> dict:
             "snr_offset_db": args.snr_offset_db,
             "snr_rx_mean_db": float(snr_rx_all.mean()),
             "method": method.name, "method_config": config,
+            "decoder": decoder_of(args, method),
             "jscc_model": _rel(paths["jscc"]), "jscc_model_id": jscc.model_id,
             "prior_model": _rel(paths["prior"]) if "prior" in paths else None,
             "inn_model": _rel(paths["inn"]) if "inn" in paths else None,
