@@ -170,3 +170,28 @@ def test_size_limits_are_clear():
     with pytest.raises(InputError, match=r"per 37×40 image"):   # right k needs the right shape
         m.decode(z, 0.0, shape=(37, 40))
     assert m.decode(z, 0.0, shape=(37, 53)).shape == (1, 1, 37, 53)   # same padded size: same k
+
+
+@pytest.fixture(scope="module")
+def tiny_grey():
+    return build_jscc(JSCCConfig.tiny(image_size=16, channels=1, bcr="1/12")).eval()
+
+
+def test_any_size_property(tiny_grey):
+    """For every H, W in range: k = floor(BCR·C·Hp·Wp), decode gives H×W back, and the image's
+    bottom-right padding only depends on the image (encode of x equals encode of x reflect-padded)."""
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=25, deadline=None)
+    @given(h=st.integers(MIN_SIDE, 70), w=st.integers(MIN_SIDE, 70), seed=st.integers(0, 999))
+    def check(h, w, seed):
+        x = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(seed))
+        hp, wp = padded_shape(h, w)
+        assert hp % 4 == 0 and wp % 4 == 0 and 0 <= hp - h < 4 and 0 <= wp - w < 4
+        with torch.no_grad():
+            z = tiny_grey.encode(x, 0.0)
+            assert z.shape == (1, (hp * wp) // 12)
+            assert tiny_grey.decode(z, 0.0, shape=(h, w)).shape == (1, 1, h, w)
+            xp = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="reflect")
+            assert torch.allclose(tiny_grey.encode(xp, 0.0), z, atol=1e-6)
+    check()
