@@ -10,6 +10,7 @@ import torch
 from sing.checkpoint import save_model
 from sing.errors import CheckpointError, InputError
 from sing.jscc import JSCCConfig, build_jscc, load_jscc
+from sing.jscc.model import MAX_SIDE, MIN_SIDE, k_for_shape, padded_shape
 
 
 @pytest.mark.parametrize("size,ch,bcr,k", [(64, 3, "1/48", 256), (64, 3, "1/12", 1024),
@@ -40,8 +41,10 @@ def test_save_load_roundtrip_and_model_id(tmp_path):
 
 def test_bad_inputs_are_clear(tmp_path):
     m = build_jscc(JSCCConfig.tiny())
-    with pytest.raises(InputError, match=r"takes images \(B, 3, 16, 16\)"):
-        m.encode(torch.rand(1, 3, 20, 20), 0.0)
+    with pytest.raises(InputError, match=r"takes RGB images \(B, 3, H, W\)"):
+        m.encode(torch.rand(1, 1, 20, 20), 0.0)
+    with pytest.raises(InputError, match=r"outside the supported range"):
+        m.encode(torch.rand(1, 3, 4, 20), 0.0)
     with pytest.raises(InputError, match="NaN"):
         m.encode(torch.full((1, 3, 16, 16), float("nan")), 0.0)
     with pytest.raises(InputError, match="expects k="):
@@ -105,3 +108,90 @@ def test_model_card_keeps_the_hand_written_tail(tmp_path):
     assert text.endswith(NOTES_MARKER + "\n\n## Results\nLPIPS 0.39\n")
     save_model(tmp_path, state, {"kind": "t"}, card="# card v3\n")
     assert (tmp_path / "README.md").read_text().count(NOTES_MARKER) == 1    # kept once, not stacked
+
+
+# -- any image size -----------------------------------------------------------------------------
+@pytest.mark.parametrize("ch", [3, 1])
+@pytest.mark.parametrize("hw", [(37, 53), (64, 64), (300, 200)])
+def test_any_size_round_trip(ch, hw, one_thread):
+    """One tiny 16×16-trained model encodes and decodes any H×W: k from the padded size at the
+    model's BCR, unit power, output cropped back to H×W, a real (not constant) reconstruction path."""
+    m = build_jscc(JSCCConfig.tiny(image_size=16, channels=ch, bcr="1/12")).eval()
+    H, W = hw
+    x = torch.rand(2, ch, H, W)
+    hp, wp = padded_shape(H, W)
+    k = k_for_shape(m, H, W)
+    assert k == (ch * hp * wp) // 12 == m.k_at(H, W)
+    with torch.no_grad():
+        z = m.encode(x, 5.0)
+        assert z.shape == (2, k) and z.dtype == torch.complex64
+        assert torch.allclose((z.abs() ** 2).mean(-1), torch.ones(2), atol=1e-5)
+        xh = m.decode(z, 5.0, shape=(H, W))
+        assert xh.shape == x.shape and float(xh.min()) >= 0 and float(xh.max()) <= 1
+        assert torch.equal(m(x, 5.0), xh)                           # forward decodes at x's size
+        # the symbols carry the image: a different image gives different symbols and output
+        z2 = m.encode(torch.rand(2, ch, H, W), 5.0)
+        assert not torch.allclose(z, z2)
+
+
+def test_k_formula_and_native_size_unchanged():
+    cfg = JSCCConfig(image_size=64, channels=3, bcr="1/48", features=8, blocks=1)
+    m = build_jscc(cfg).eval()
+    assert k_for_shape(cfg, 64, 64) == cfg.k == 256
+    assert k_for_shape(cfg, 256, 256) == 4096                     # 256×256 RGB at BCR 1/48
+    assert k_for_shape(cfg, 37, 53) == (3 * 40 * 56) // 48         # padded to 40×56
+    assert padded_shape(37, 53) == (40, 56) and padded_shape(64, 64) == (64, 64)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():                                          # native size: default shape
+        assert torch.equal(m.decode(m.encode(x, 0.0), 0.0), m.decode(m.encode(x, 0.0), 0.0, shape=(64, 64)))
+
+
+def test_padding_is_reflect_and_cropped():
+    """A 37×53 image gives the same symbols as its explicit reflect-padded 40×56 version."""
+    m = build_jscc(JSCCConfig.tiny(image_size=16, channels=3, bcr="1/12")).eval()
+    x = torch.rand(1, 3, 37, 53)
+    xp = torch.nn.functional.pad(x, (0, 3, 0, 3), mode="reflect")
+    with torch.no_grad():
+        assert torch.allclose(m.encode(x, 0.0), m.encode(xp, 0.0), atol=1e-6)
+        assert torch.allclose(m.decode(m.encode(xp, 0.0), 0.0, shape=(40, 56))[..., :37, :53],
+                              m.decode(m.encode(x, 0.0), 0.0, shape=(37, 53)), atol=1e-6)
+
+
+def test_size_limits_are_clear():
+    m = build_jscc(JSCCConfig.tiny(image_size=16, channels=1, bcr="1/12")).eval()
+    for h, w in [(MIN_SIDE - 1, 32), (32, MAX_SIDE + 1), (0, 32)]:
+        with pytest.raises(InputError, match="outside the supported range"):
+            k_for_shape(m, h, w)
+        with pytest.raises(InputError, match="outside the supported range"):
+            m.decode(torch.ones(1, 8, dtype=torch.complex64), 0.0, shape=(h, w))
+    with pytest.raises(InputError, match="outside the supported range"):
+        m.encode(torch.rand(1, 1, 32, MAX_SIDE + 4), 0.0)
+    z = m.encode(torch.rand(1, 1, 40, 56), 0.0)
+    with pytest.raises(InputError, match=r"per 37×40 image"):   # right k needs the right shape
+        m.decode(z, 0.0, shape=(37, 40))
+    assert m.decode(z, 0.0, shape=(37, 53)).shape == (1, 1, 37, 53)   # same padded size: same k
+
+
+@pytest.fixture(scope="module")
+def tiny_grey():
+    return build_jscc(JSCCConfig.tiny(image_size=16, channels=1, bcr="1/12")).eval()
+
+
+def test_any_size_property(tiny_grey):
+    """For every H, W in range: k = floor(BCR·C·Hp·Wp), decode gives H×W back, and the image's
+    bottom-right padding only depends on the image (encode of x equals encode of x reflect-padded)."""
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=25, deadline=None)
+    @given(h=st.integers(MIN_SIDE, 70), w=st.integers(MIN_SIDE, 70), seed=st.integers(0, 999))
+    def check(h, w, seed):
+        x = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(seed))
+        hp, wp = padded_shape(h, w)
+        assert hp % 4 == 0 and wp % 4 == 0 and 0 <= hp - h < 4 and 0 <= wp - w < 4
+        with torch.no_grad():
+            z = tiny_grey.encode(x, 0.0)
+            assert z.shape == (1, (hp * wp) // 12)
+            assert tiny_grey.decode(z, 0.0, shape=(h, w)).shape == (1, 1, h, w)
+            xp = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="reflect")
+            assert torch.allclose(tiny_grey.encode(xp, 0.0), z, atol=1e-6)
+    check()

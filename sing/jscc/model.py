@@ -11,6 +11,15 @@ The encoder downsamples by 4 (two stride-2 convolutions), ends in `latent_channe
 (H/4)·(W/4) pixels, and the first 2k of those reals become the k complex symbols (real part then
 imaginary part); the decoder zero-fills the unused latent reals. This serves any BCR:
 latent_channels = ceil(2k / (H/4 · W/4)).
+
+Any image size (docs/ALGORITHMS.md §2, "Any image size"): both halves are convolutional, so one
+model takes images of any H×W with MIN_SIDE ≤ H, W ≤ MAX_SIDE. The encoder reflect-pads the image at
+the bottom and right to the next multiple of STRIDE (Hp × Wp), and the decoder crops its output back
+to H×W. The symbol count follows from the padded size at the model's BCR, with the model's fixed
+latent channel count: k_for_shape(cfg, H, W) = floor(BCR · C·Hp·Wp) (the native-size k when H = W =
+image_size). The first 2k reals of the (latent_channels, Hp/4, Wp/4) latent are sent, as at the native
+size; the receiver needs H and W (decode(..., shape=(H, W))) since k alone does not determine them.
+At the native size nothing is padded and results are bit-identical to the fixed-size model.
 """
 from __future__ import annotations
 
@@ -29,6 +38,43 @@ from .gdn import GDN
 
 KIND = "sing.jscc"
 VERSION = 1
+
+STRIDE = 4          # the encoder's total downsampling (two stride-2 convolutions)
+MIN_SIDE = 8        # smallest image side accepted (reflect padding by ≤ 3 needs a side ≥ 4; 8 keeps a 2×2 latent)
+MAX_SIDE = 1024     # largest image side accepted (bounds a request's symbols and memory)
+
+
+def padded_shape(h: int, w: int) -> tuple[int, int]:
+    """(Hp, Wp): H and W rounded up to a multiple of STRIDE (the encoder's reflect padding)."""
+    return (-(-int(h) // STRIDE) * STRIDE, -(-int(w) // STRIDE) * STRIDE)
+
+
+def check_image_shape(h, w) -> tuple[int, int]:
+    """(H, W) as ints, or InputError when a side lies outside [MIN_SIDE, MAX_SIDE]."""
+    try:
+        hh, ww = int(h), int(w)
+    except (TypeError, ValueError):
+        raise InputError(f"image height and width must be integers, got {h!r} × {w!r}") from None
+    if not (MIN_SIDE <= hh <= MAX_SIDE and MIN_SIDE <= ww <= MAX_SIDE):
+        raise InputError(f"image size {hh}×{ww} is outside the supported range: each side must lie in "
+                         f"[{MIN_SIDE}, {MAX_SIDE}]; resize larger images (sing.data.fit_image) and "
+                         f"upscale or pad smaller ones")
+    return hh, ww
+
+
+def k_for_shape(model_or_config, h: int, w: int) -> int:
+    """Complex channel symbols for one H×W image through this model: floor(BCR · C·Hp·Wp), with
+    (Hp, Wp) = padded_shape(H, W) (module doc). Raises InputError outside the size limits."""
+    cfg = getattr(model_or_config, "config", model_or_config)
+    hh, ww = check_image_shape(h, w)
+    hp, wp = padded_shape(hh, ww)
+    k = k_for(cfg.bcr, cfg.channels * hp * wp)
+    room = cfg.latent_channels * (hp // STRIDE) * (wp // STRIDE)
+    if 2 * k > room:    # only when floor(BCR·n) at the native size left no slack in latent_channels
+        raise InputError(f"BCR {cfg.bcr} of a {hh}×{ww} image needs {k} symbols but this model's latent "
+                         f"({cfg.latent_channels} channels at {hp // STRIDE}×{wp // STRIDE}) holds "
+                         f"{room // 2}; use a size that is a multiple of {STRIDE}")
+    return k
 
 
 @dataclass
@@ -148,15 +194,20 @@ class DeepJSCC(nn.Module):
     def k(self) -> int:
         return self.config.k
 
+    def k_at(self, h: int, w: int) -> int:
+        """Symbols per H×W image (k_for_shape)."""
+        return k_for_shape(self.config, h, w)
+
     # -- checks ----------------------------------------------------------------------------
     def check_images(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] with C the model's channels and MIN_SIDE ≤ H, W ≤ MAX_SIDE."""
         c = self.config
-        want = (c.channels, c.image_size, c.image_size)
-        if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != want:
+        if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != c.channels:
             got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise InputError(f"this DeepJSCC model ({self.model_id}) takes images (B, {want[0]}, "
-                             f"{want[1]}, {want[2]}) in [0, 1], got {got}; resize/crop with "
-                             f"sing.data.fit_image (shorter side to {c.image_size}, centre crop)")
+            what = "greyscale" if c.channels == 1 else "RGB"
+            raise InputError(f"this DeepJSCC model ({self.model_id}) takes {what} images (B, "
+                             f"{c.channels}, H, W) in [0, 1], got {got}; convert with sing.data")
+        check_image_shape(x.shape[2], x.shape[3])
         if not torch.isfinite(x).all():
             raise InputError("images contain NaN or Inf")
         return x
@@ -167,41 +218,53 @@ class DeepJSCC(nn.Module):
 
     # -- the two halves --------------------------------------------------------------------
     def encode(self, x: torch.Tensor, snr_db) -> torch.Tensor:
-        """Images (B, C, H, W) in [0, 1] → unit-power complex64 symbols (B, k)."""
+        """Images (B, C, H, W) in [0, 1], any H, W in [MIN_SIDE, MAX_SIDE] → unit-power complex64
+        symbols (B, k) with k = k_for_shape(self, H, W) (module doc: reflect padding to STRIDE)."""
         self.check_images(x)
+        H, W = int(x.shape[2]), int(x.shape[3])
+        k = self.k_at(H, W)
         snr = self._snr(snr_db, x.shape[0], x.device)
         h = x * 2 - 1
+        hp, wp = padded_shape(H, W)
+        if (hp, wp) != (H, W):
+            h = torch.nn.functional.pad(h, (0, wp - W, 0, hp - H), mode="reflect")
         for blk in self.enc:
             h = blk(h, snr)
-        lat = self.enc_out(h).flatten(1)[:, :2 * self.k]
-        z = torch.complex(lat[:, :self.k].float(), lat[:, self.k:].float())
+        lat = self.enc_out(h).flatten(1)[:, :2 * k]
+        z = torch.complex(lat[:, :k].float(), lat[:, k:].float())
         return normalize_power(z)
 
-    def decode(self, y: torch.Tensor, snr_db) -> torch.Tensor:
-        """Received (equalised) symbols (B, k) → images (B, C, H, W) in [0, 1]."""
+    def decode(self, y: torch.Tensor, snr_db, shape: tuple[int, int] | None = None) -> torch.Tensor:
+        """Received (equalised) symbols (B, k) → images (B, C, H, W) in [0, 1]. shape: the sent
+        image's (H, W) (None: the model's native size); k must equal k_for_shape(self, H, W)."""
         check_symbols(y, "received symbols")
-        if y.shape[1] != self.k:
-            raise InputError(f"model {self.model_id} expects k={self.k} symbols per image, got "
-                             f"{y.shape[1]}: the transmitter used another BCR or model")
         c = self.config
+        H, W = (c.image_size, c.image_size) if shape is None else check_image_shape(*shape)
+        k = self.k_at(H, W)
+        if y.shape[1] != k:
+            raise InputError(f"model {self.model_id} expects k={k} symbols per {H}×{W} image, got "
+                             f"{y.shape[1]}: the transmitter used another BCR, model or image size")
+        hp, wp = padded_shape(H, W)
+        lh, lw = hp // STRIDE, wp // STRIDE
         snr = self._snr(snr_db, y.shape[0], y.device)
         dt = next(self.parameters()).dtype
         lat = torch.cat([y.real, y.imag], dim=1).to(dt)
-        full = c.latent_channels * c.latent_hw ** 2
+        full = c.latent_channels * lh * lw
         if full > lat.shape[1]:
             lat = torch.cat([lat, lat.new_zeros(lat.shape[0], full - lat.shape[1])], dim=1)
-        h = lat.view(-1, c.latent_channels, c.latent_hw, c.latent_hw)
+        h = lat.view(-1, c.latent_channels, lh, lw)
         h = self.dec_in(h, snr)
         for blk in self.dec:
             h = blk(h, snr)
         h = self.up1(h, snr)
-        return torch.sigmoid(self.up2(h))
+        out = torch.sigmoid(self.up2(h))
+        return out if (hp, wp) == (H, W) else out[:, :, :H, :W]
 
     def forward(self, x: torch.Tensor, snr_db, channel=None) -> torch.Tensor:
-        """Encode, pass through `channel(z) -> y` (identity if None), decode."""
+        """Encode, pass through `channel(z) -> y` (identity if None), decode at x's size."""
         z = self.encode(x, snr_db)
         y = channel(z) if channel is not None else z
-        return self.decode(y, snr_db)
+        return self.decode(y, snr_db, shape=(int(x.shape[2]), int(x.shape[3])))
 
 
 def build_jscc(cfg: JSCCConfig) -> DeepJSCC:
