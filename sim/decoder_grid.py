@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Image grids of SING on each DeepJSCC decoder: per row one crop, columns original | DeepJSCC (MSE
 decoder) | SING-Zero on it | perceptual DeepJSCC | SING-Zero on the perceptual decoder.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Behaviour-equivalence check for refactors of the restoration code.
 
 `dump` runs the receiver methods through the public Receiver (sing.methods.load_receiver /

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What the prior's unconditional samples look like, in numbers: plain DDIM vs. DDIM with
 the DC posterior of x̂_0 (sing/prior/dc_posterior.py), next to the same statistics of train images.
 

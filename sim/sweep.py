@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Run a grid of `sing eval` operating points, one result file per point; resumable (a point whose
 file exists is skipped). Grids are named below; `--list` prints a grid's points.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Chaos and fuzz runs of `sing broker` + `sing worker` (real processes, loopback only):
 requests sent / answered / lost / duplicated and latency p50 / p99 under kill -9, SIGSTOP, SIGTERM,
 a hung compute thread (the worker's test hook), malformed floods, oversize messages and an

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing` command line. Each subcommand lives in its own module exposing
 `add_arguments(parser)` and `run(args) -> int`; modules are imported only when needed so that
 `sing --help` stays fast and a broken optional part never takes the others down."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Receiver sink: received symbols of one image → worker (DeepJSCC decoder + restoration) → PNG.
 
 The library side of the GNU Radio block ``gnuradio.sing.sing_receiver`` (docs/GNURADIO.md); it

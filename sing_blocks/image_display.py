@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Qt image display: sent / DeepJSCC / SING side by side, for GNU Radio Companion flowgraphs.
 
 Three message inputs (``sent``, ``deepjscc``, ``sing``) take image PDUs (u8vector HWC with

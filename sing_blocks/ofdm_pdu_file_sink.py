@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Writes each received image PDU as one JSON line: metadata + symbols (base64 of complex64 LE).
 Vector metadata (``symbol_noise_var``) becomes a JSON list.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Test PDU source for the OFDM flowgraphs: n_images PDUs of k random unit-power symbols.
 
 Symbols of image i are `test_symbols(seed, i, k)` so a receiver (or a test) can check them. Stands in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """PDU helpers shared by the SING blocks (CONVENTIONS.md, "GNU Radio").
 
 One image = one PDU = ``pmt.cons(meta_dict, c32vector)``. Metadata keys: ``image_id`` (str),

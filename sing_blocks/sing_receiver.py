@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING receiver (sink) block: symbols PDUs → worker (DeepJSCC decoder + SING restoration) → PNG.
 
 A thin adapter over ``sing.rx_sink.RxSink`` (validation, worker calls, local DeepJSCC fallback,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Baselines (docs/ALGORITHMS.md §6): DPS through the known JSCC, and the digital separation bound.
 
 DPS runs on a random tiny prior and a random tiny DeepJSCC: the properties checked (seeded and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """pdu_channel in a real flowgraph: bit-exact with sing.channel as `sing eval` seeds it; the SNR
 callback moves the channel while it runs; Rayleigh
 with pilots reports an estimated SNR; bad PDUs fail that image only."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """image_display (Qt) offscreen: image PDUs posted to sent/deepjscc/sing in a running flowgraph
 show up as pixmaps (nearest-neighbour, zoom×) with captions (metrics, running means, SNR estimated
 vs true, latency); a worker that is unreachable shows in the status line; the window grows to

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """sing_receiver in real flowgraphs with a real worker process: restored PNG + JSON per image;
 bad PDUs fail that image only; a worker killed mid-run never stalls the flowgraph and every image
 is accounted for (restored, decoded locally, or dropped with a reason)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Every flowgraphs/*.grc compiles with grcc; the headless loopbacks run to completion with a real
 worker process, and the radio path reproduces `sing eval` (same seeded sing.channel noise)."""
 import json

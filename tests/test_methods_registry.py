@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The method registry (sing/methods/registry.py) is the one home of a method: the CLI, the wire
 validation, the GRC method list and docs/methods.md agree with it; its cost model counts what the
 samplers run; the worker refuses a request over its budget at admission, fast, over a real socket."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """sing.prior: loaders (ours, diffusers flat and pipeline layouts), schedule, DDIM, training resume,
 2-process accelerate training, errors. Tiny configs; real diffusers models, real processes."""
 from __future__ import annotations

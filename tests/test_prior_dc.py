@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The sampler's DC posterior (sing/prior/dc_posterior.py): the closed form, its limits, the config
 round trip, and what it does to samples of a prior whose DC estimate is wrong."""
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The chaos and fuzz runs (sim/worker_chaos.py) in their small version: a broker and two real
 worker processes on loopback under kill -9, SIGSTOP, SIGTERM, a hung compute thread, malformed
 floods, oversize messages and an impostor worker (a client key on the worker port); then 1,500

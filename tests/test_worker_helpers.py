@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Shared helpers for the worker tests: real `sing worker` / `sing broker` processes on random
 loopback ports, always cleaned up (no tests here)."""
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The worker and broker against hostile and faulty peers, each over real processes and loopback
 sockets: routing depth, oversized meta echoes, a stuck compute thread, role confusion with CURVE
 keys, many-frame messages, shutdown with requests in flight, strict types, log injection and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """DPS through the known DeepJSCC encoder (docs/ALGORITHMS.md §6, "DiffCom-style").
 
 Diffusion posterior sampling (Chung, Kim, Mccann, Klasky, Ye, "Diffusion Posterior Sampling for

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing eval`: one operating point → one `sing.eval/1` result file (docs/BENCHMARKS.md).
 
 image → DeepJSCC encoder (at the nominal SNR) → channel (seeded per image: every method sees the same

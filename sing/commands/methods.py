@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing methods`: the restoration methods as sing/methods/registry.py declares them."""
 from __future__ import annotations
 

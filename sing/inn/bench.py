@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Guidance overhead of SING-INN: seconds per guided sampling step ÷ seconds per plain DDIM step,
 same UNet, same batch, same loop (sing.prior.ddim.sample with and without the INNGuidance
 correction). docs/BENCHMARKS.md, Speed.

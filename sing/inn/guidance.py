@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """INN-guided DDIM (SING-INN, docs/ALGORITHMS.md §5; INDIGO, You & Dragotti; DDNM+ arXiv 2212.00490).
 
 Observation: g(y) with y = x̂ the DeepJSCC output on diffusion scale (2·x̂ − 1) and g the L-level

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Restoration methods: registry.py declares each one once (name, parameters, needs, cost, how it
 runs; standard library only), receiver.py runs them (`Receiver`, `bound`, `load_receiver`; torch,
 imported on first use so that the broker and the radio host can read the registry without torch)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The receiver: DeepJSCC decoding followed by a restoration method from the registry.
 
 `Receiver.restore(method, y, snr_db, ids, …)` decodes and runs `method` as sing/methods/registry.py

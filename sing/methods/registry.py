@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Every restoration method, declared once: `REGISTRY` below. Adding a method = one `Method` entry
 here (its parameters are its entry point's keyword arguments; the entry point lives elsewhere in
 sing/), then `sing methods --markdown > docs/methods.md`; tests/test_methods_registry.py says what

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Gaussian posterior of the image's channel means (its DC component) during DDIM sampling.
 
 Why: with ε-prediction, the clean-image estimate x̂_0 = (x_t − √(1−ᾱ_t)·ε_θ) / √ᾱ_t divides the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The DDIM sampler core (docs/ALGORITHMS.md §3, "Sampler core and corrections"): the one loop every
 diffusion method runs. A method is a `Correction` of the step: DDNM/DDNM+ and SING-Zero
 (sing/zero/ddnm.py), SING-INN (sing/inn/guidance.py), DPS (sing/baselines/dps.py), the DC posterior

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing sample`: unconditional samples from a prior with the sampler core (sing/prior/ddim.py: DDIM
 with DDNM's η, the same chain the restoration methods run without their correction).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing train-prior`: DDPM training of the diffusion prior (Ho et al. 2020, arXiv 2006.11239, Alg. 1):
 
     x_0 ~ data (scaled to [-1, 1]),  t ~ U{0, …, T−1},  ε ~ N(0, I)

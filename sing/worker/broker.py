@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing broker`: many receivers (clients) over many workers, never losing an image silently.
 
     clients (DEALER/REQ) ──► frontend ROUTER ──[broker]── backend ROUTER ◄── workers (DEALER,

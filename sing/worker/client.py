@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """WorkerClient: what a receiver (the GNU Radio block) uses to reach a worker or a broker.
 
     from sing.worker.client import WorkerClient, Reply, WorkerUnavailable, WorkerError

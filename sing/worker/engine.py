@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What the worker computes with: the models loaded once, and one call per batch.
 
 `Engine.run(model_id, method, y, snr_db, ids, seed, params)` → (float (B, C, H, W) in [0, 1],

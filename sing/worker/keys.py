@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing keys`: ZeroMQ CURVE key pairs, and helpers that put them on sockets.
 
 Files are in ZeroMQ's certificate format (readable by `zmq.auth.load_certificate`):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The SING worker wire protocol, version 1 (documented in docs/PROTOCOL.md).
 
 A message is a ZeroMQ multipart message:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`sing worker`: serve decoding + restoration over ZeroMQ (protocol: docs/PROTOCOL.md).
 
 Two threads. The I/O thread owns the socket: it validates every message (errors are replies),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Guidance overhead of SING-Zero: seconds per guided step ÷ seconds per plain DDIM step, same UNet,
 batch and loop (docs/BENCHMARKS.md, Speed). The floor is the UNet itself; the target for `spectral` on
 the 2-core CPU is ≤ 1.10.

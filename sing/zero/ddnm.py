@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Range-null-space guided DDIM: DDNM (σ_y = 0) and DDNM+ (σ_y > 0), Wang, Yu & Zhang,
 "Zero-Shot Image Restoration Using Denoising Diffusion Null-Space Model", arXiv 2212.00490.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """SING-Zero as a receiver method: pick the operator and σ_y for a DeepJSCC output x̂, then run
 DDNM/DDNM+ (ddnm.restore). docs/ALGORITHMS.md §4 table:
 

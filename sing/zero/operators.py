@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Linear degradation operators for SING-Zero (docs/ALGORITHMS.md §4), in SVD form for DDNM/DDNM+.
 
 Every operator is A = U Σ Vᵀ with an *orthonormal* V that we can apply cheaply:
