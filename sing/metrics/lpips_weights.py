@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Install the LPIPS v0.1 weights (ImageNet backbone + linear heads) as safetensors.
 
-Where the weights come from (shared/design/OFFLINE.md, "Weights"):
+Where the weights come from (docs/OFFLINE.md, "Weights"):
 
 - the LPIPS linear layers ``lin{0..4}.model.1.weight`` from the ``lpips==0.1.4`` wheel
   (``lpips/weights/v0.1/{alex,vgg}.pth``), read with ``torch.load(weights_only=True)``;
