@@ -330,12 +330,7 @@ class Broker:
     def _receive(self, events) -> None:
         for sock, handler in ((self.back, self._on_worker), (self.front, self._on_client)):
             if sock in events:
-                for _ in range(1000):
-                    try:
-                        frames, trunc = P.recv_bounded(sock, P.MAX_MESSAGE_FRAMES, zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    handler(frames, trunc)
+                P.drain(sock, handler)
 
     def _poll_timeout(self, t_hb: float) -> float:
         """Sleep until the next heartbeat or progress deadline, at most 0.2 s."""

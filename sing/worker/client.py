@@ -201,12 +201,7 @@ class WorkerClient:
                 if self._wake_rx in events and not self._take_commands(sock, pending):
                     return
                 if sock in events:
-                    for _ in range(1000):
-                        try:
-                            msg, trunc = P.recv_bounded(sock, P.MAX_MESSAGE_FRAMES, zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._on_message(msg, pending)
+                    P.drain(sock, lambda msg, trunc: self._on_message(msg, pending))
                 self._expire(sock, pending, time.monotonic())
         finally:
             for rid, p in pending.items():

@@ -442,6 +442,18 @@ def recv_bounded(sock, max_frames: int = MAX_MESSAGE_FRAMES, flags: int = 0) -> 
     return frames, truncated
 
 
+def drain(sock, handle, limit: int = 1000) -> None:
+    """Hand each waiting message to `handle(frames, truncated)` (recv_bounded, non-blocking), at
+    most `limit` of them: a flood on one socket cannot starve a poll loop's other work."""
+    import zmq
+    for _ in range(limit):
+        try:
+            frames, truncated = recv_bounded(sock, MAX_MESSAGE_FRAMES, zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        handle(frames, truncated)
+
+
 # ---- endpoints ---------------------------------------------------------------------------------
 def is_loopback(endpoint: str) -> bool:
     """True for tcp://127.x.x.x:port, tcp://localhost:port, tcp://[::1]:port, ipc://, inproc://."""

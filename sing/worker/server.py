@@ -377,13 +377,10 @@ class Worker:
         return timeout
 
     def _receive_burst(self) -> None:
-        for _ in range(1000):                  # bounded burst, then serve others
-            try:
-                frames, trunc = P.recv_bounded(self.sock, P.MAX_MESSAGE_FRAMES, zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        def handle(frames, trunc):
             self._t_peer = time.monotonic()
             self._handle(frames, trunc)
+        P.drain(self.sock, handle)             # bounded burst, then serve others
 
     def _collect_results(self) -> None:
         try:
