@@ -79,7 +79,10 @@ def test_any_offset_in_range_is_acquired(cfo, delay, phase, k):
     out, _ = receive(y)
     assert [f.meta["image_id"] for f in out] == ["7"]
     assert abs(out[0].meta["cfo_cycles_per_sample"] - cfo) < 1e-3
-    assert 10 * np.log10(np.mean(np.abs(out[0].symbols - z) ** 2)) < -14
+    err2 = np.abs(out[0].symbols - z) ** 2          # at 20 dB: noise 0.01 per symbol, exponential
+    assert err2.max() < 0.25, err2.max()             # no symbol lost (P(|n|² > 25 σ²) ≈ 1e-11)
+    if k >= 64:                                      # the mean of few exponentials is itself noisy
+        assert 10 * np.log10(err2.mean()) < -14
 
 
 @pytest.mark.parametrize("sro", [100e-6, -100e-6])
