@@ -222,6 +222,18 @@ def _evm_grid(frames, zs, k: int):
     return [round(float(v), 3) for v in sc], [round(float(v), 3) for v in q]
 
 
+def _edge_share(r: dict, c: dict, edge: int = 21):
+    """Share of the error that channel_model's interpolator adds (this row minus its ideal-resampling
+    control, per subcarrier) that sits on the band-edge subcarriers |k| ≥ edge."""
+    a, b = r["evm_per_subcarrier_db"], c["evm_per_subcarrier_db"]
+    if a is None or b is None:
+        return None
+    from sing.phy import OfdmParams
+    kd = np.asarray(OfdmParams().data_k)
+    ex = 10 ** (np.asarray(a) / 10) - 10 ** (np.asarray(b) / 10)
+    return float(ex[np.abs(kd) >= edge].sum() / ex.sum()) if ex.sum() > 0 else None
+
+
 def interpolator_response(eps: float = 1e-5, n: int = 300_000) -> dict:
     """Gain of channels.channel_model's clock-offset interpolator (epsilon ≠ 1: an 8-tap MMSE FIR
     interpolator at a fractional delay μ that sweeps 0 … 1 as the offset accumulates) on a tone at
@@ -348,7 +360,9 @@ def main(argv=None):
             r = run_case(nm, CASES[nm], k, a.frames, a.snr_db, seed=1000 + 17 * i + k)
             if CASES[nm].get("sro"):     # control: the same frames and noise, ideal resampling
                 c = run_case(nm, CASES[nm], k, a.frames, a.snr_db, seed=1000 + 17 * i + k, ideal_sro=True)
-                r["control_ideal_sro"] = {x: c[x] for x in ("n_ok", "evm_db", "snr_est_bias_db", "snr_est_mae_db")}
+                r["control_ideal_sro"] = {x: c[x] for x in ("n_ok", "evm_db", "snr_est_bias_db", "snr_est_mae_db",
+                                                             "evm_per_subcarrier_db")}
+                r["interpolator_excess_on_band_edges"] = _edge_share(r, c)
             res["cases"].append(r)
             print(json.dumps({x: r[x] for x in ("case", "k", "n_ok", "evm_db", "snr_est_bias_db",
                                                 "snr_est_mae_db", "seconds")}), flush=True)
