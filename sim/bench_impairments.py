@@ -22,8 +22,10 @@ mean absolute per-frame error, and the receiver's counters. The idle case (noise
 reports detections per 10⁶ samples. Cases with a clock offset are run again with the offset
 applied by ideal (FFT) resampling instead of channel_model's interpolator (a control), and that
 interpolator's own gain per subcarrier is measured (`interpolator_response`): it attenuates the
-band-edge subcarriers by up to 3.5 dB at half-sample delays, an SNR loss no receiver can undo. Per-subcarrier SNR 12.5 dB unless said (noise_voltage =
-sqrt(64/52 · 10^(-SNR/10)): the TX puts power 1 on 52 of 64 bins).
+band-edge subcarriers by up to 3.5 dB at half-sample delays, an SNR loss no receiver can undo.
+Per-subcarrier SNR 12.5 dB unless said (noise_voltage = sqrt(64/52 · 10^(-SNR/10)): the TX puts
+power 1 on 52 of 64 bins). Every case at one k sends the same frames through the same noise
+(common random numbers).
 
     PYTHONPATH=. python sim/bench_impairments.py [--frames 40] [--quick]
 """
@@ -294,7 +296,8 @@ def false_alarm_curve(n_samples: int, seed: int) -> dict:
 
 
 def table(res: dict) -> str:
-    lines = ["| case | k | delivered | EVM (dB) | EVM penalty (dB) | reference | vs AWGN (dB) | ideal-SRO control (dB) | SNR est. bias (dB) | SNR est. MAE (dB) | interfered bins | limit | holds |",
+    lines = ["| case | k | delivered | EVM (dB) | EVM penalty (dB) | reference | vs AWGN (dB) | "
+             "ideal-SRO control (dB) | SNR est. bias (dB) | SNR est. MAE (dB) | interfered bins | limit | holds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     f = (lambda v: "—" if v is None else f"{v:+.2f}")
     for r in res["cases"]:

@@ -110,7 +110,8 @@ class OfdmReceiver:
                  ltf_threshold: float = 0.14, max_cfo: float = 0.135, use_nulls: bool = False,
                  smooth: bool = True, header_aided: bool = True, cpe_window: int = 9,
                  max_k: int = 1 << 20, interference_gamma: float = 4.0, slip_at: float = 1.0,
-                 max_sro: float = 250e-6, iq_balance: bool = True, model_ids=(), image_ids=(), model_bcr=None, logger=None):
+                 max_sro: float = 250e-6, iq_balance: bool = True, model_ids=(), image_ids=(),
+                 model_bcr=None, logger=None):
         """use_nulls: accepted for old flowgraphs and ignored (the noise is measured on the bins the
         payload uses, snr.py). max_cfo: the carrier offset searched, cycles/sample. max_sro: the
         sampling-clock offset tracked (fraction, 250e-6 = 250 ppm). iq_balance: blind receiver
