@@ -179,10 +179,15 @@ class IqBalancer:
     c. Ours is nearly proper: the pilot pairs' products cancel, the preamble's do not (c = 0.14
     over the preamble, 0.03 over a stream of 256-symbol frames at zero carrier offset, an image
     at −36 dB after correction); any carrier offset turns that part at 2f and it averages out.
-    A strong CW at a nonzero frequency is proper too."""
+    A strong CW at a nonzero frequency is proper too; a real-valued interferer (a tone pair
+    symmetric about the carrier) is not, and would pass for a huge imbalance: an estimate beyond
+    |w| = `w_max` (0.1, an image at −20 dB, ≈ 1.7 dB / 10°, worse than any working mixer) is
+    not applied (w = 0), since correcting by it would put an image of the wanted signal there."""
 
-    def __init__(self, block: int = 1024, alpha: float = 1 / 256, c: float = 4.0, on: bool = True):
+    def __init__(self, block: int = 1024, alpha: float = 1 / 256, c: float = 4.0, on: bool = True,
+                 w_max: float = 0.1):
         self.block, self.lam, self.c, self.on = int(block), 1.0 - float(alpha), float(c), bool(on)
+        self.w_max = float(w_max)
         self.S2 = 0j                  # Σ y² (forgetting)
         self.P = 0.0                  # Σ |y|²
         self.N = 0.0                  # samples (forgetting)
@@ -210,7 +215,8 @@ class IqBalancer:
             self.w = 0j
             return self.w
         shrink = max(0.0, 1.0 - self.c * 2.0 / (self.N * a2)) if a2 > 0 else 0.0
-        self.w = c / (1.0 + np.sqrt(1.0 - a2)) * shrink
+        w = c / (1.0 + np.sqrt(1.0 - a2)) * shrink
+        self.w = w if abs(w) <= self.w_max else 0j
         return self.w
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
