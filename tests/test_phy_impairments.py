@@ -237,3 +237,59 @@ def test_small_impairment_benchmark_with_gnuradio_blocks():
             assert r["evm_db"] - rows[("awgn", k)]["evm_db"] < lim, (name, r["evm_db"])
     idle = bi.idle_case(300_000, 12.5, 0.05, seed=78)
     assert idle["counters"]["detections"] == 0 and idle["frames"] == 0
+
+
+def iq_imbalance(r, gain_db, phase_deg):
+    """An unbalanced quadrature mixer: y = μ r + ν r*, Q branch with gain g and phase error φ."""
+    g, ph = 10 ** (gain_db / 20), np.deg2rad(phase_deg)
+    mu, nu = (1 + g * np.exp(-1j * ph)) / 2, (1 - g * np.exp(1j * ph)) / 2
+    return (mu * r + nu * np.conj(r)).astype(np.complex64), mu, nu
+
+
+def test_iq_balancer_finds_the_image_coefficient_and_leaves_a_proper_signal_alone():
+    from sing.phy.sync import IqBalancer
+    rng = np.random.default_rng(21)
+    r = ((rng.standard_normal(200_000) + 1j * rng.standard_normal(200_000)) / np.sqrt(2)).astype(np.complex64)
+    b = IqBalancer()
+    for s in range(0, r.size, 8192):
+        b(r[s:s + 8192])
+    assert abs(b.w) < 0.005                                  # balanced: (nearly) nothing applied
+    y, mu, nu = iq_imbalance(r, 1.0, 5.0)
+    b = IqBalancer()
+    z = np.concatenate([b(y[s:s + 8192]) for s in range(0, y.size, 8192)])
+    assert abs(b.w - nu / np.conj(mu)) < 0.005
+    z = z[y.size // 2:]                                      # after the estimate has settled
+    img = np.mean(z * z) / np.mean(np.abs(z) ** 2)           # what is left of the impropriety
+    assert abs(img) < 0.02 < abs(np.mean(y * y) / np.mean(np.abs(y) ** 2))
+
+
+def test_iq_balancer_ignores_a_real_valued_interferer():
+    """A tone pair symmetric about the carrier (a real signal, as improper as can be) at the wanted
+    signal's power is no mixer imbalance: nothing is applied, the signal goes through unchanged."""
+    from sing.phy.sync import IqBalancer
+    rng = np.random.default_rng(24)
+    n = 100_000
+    r = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+    y = (r + np.sqrt(2) * np.cos(2 * np.pi * 0.13 * np.arange(n))).astype(np.complex64)
+    b = IqBalancer()
+    z = np.concatenate([b(y[s:s + 8192]) for s in range(0, n, 8192)])
+    assert b.w == 0 and np.array_equal(z, y)
+
+
+def test_iq_imbalance_corrected_under_carrier_offset_and_multipath():
+    """1 dB / 5° (image −24 dB), CFO 0.05, 3 taps: with the correction the EVM is within 0.15 dB of
+    the balanced radio's; without it the image costs more than that."""
+    x, zs = frames(12, 1024, 22)
+    taps = np.array([1.0, 0.35 * np.exp(0.7j), 0.12 * np.exp(-2.1j)])
+    taps /= np.linalg.norm(taps)
+    y = np.convolve(x, taps)[:x.size] * np.exp(2j * np.pi * 0.05 * np.arange(x.size))
+    rng = np.random.default_rng(23)
+    n = awgn(np.zeros(x.size, np.complex64), 15.0, rng)
+    ref, _ = receive((y + n).astype(np.complex64))
+    yi, _, _ = iq_imbalance(y + n, 1.0, 5.0)
+    fixed, _ = receive(yi)
+    raw, _ = receive(yi, OfdmReceiver(OfdmParams(), iq_balance=False))
+    assert len(ref) == len(fixed) == len(raw) == 12
+    e0, e1, e2 = evm_db(ref, zs), evm_db(fixed, zs), evm_db(raw, zs)
+    assert e1 - e0 < 0.15, (e0, e1, e2)
+    assert e2 - e0 > 0.3, (e0, e1, e2)

@@ -2,7 +2,8 @@
 step below runs once for all candidates / frames found in the samples pushed so far.
 
   INPUT   non-finite or absurd samples (|x| > 1e15) are zeroed and remembered (a frame that
-          overlaps them is dropped and counted); a constant offset is removed (sync.DcBlocker).
+          overlaps them is dropped and counted); a constant offset is removed (sync.DcBlocker),
+          then the mirror image of an IQ-imbalanced mixer (sync.IqBalancer).
   METRIC  Schmidl-Cox M(d), P(d) computed once per new sample and kept with the buffer (sync.py).
   SEARCH  runs of M > detect_threshold (gaps < 32 merged, runs > 1024 split) → one candidate per
           run, at its maximum, or where the maximum exceeds 0.5 at the last point with M ≥ 0.9 ×
@@ -109,10 +110,12 @@ class OfdmReceiver:
                  ltf_threshold: float = 0.14, max_cfo: float = 0.135, use_nulls: bool = False,
                  smooth: bool = True, header_aided: bool = True, cpe_window: int = 9,
                  max_k: int = 1 << 20, interference_gamma: float = 4.0, slip_at: float = 1.0,
-                 max_sro: float = 250e-6, model_ids=(), image_ids=(), model_bcr=None, logger=None):
+                 max_sro: float = 250e-6, iq_balance: bool = True, model_ids=(), image_ids=(),
+                 model_bcr=None, logger=None):
         """use_nulls: accepted for old flowgraphs and ignored (the noise is measured on the bins the
         payload uses, snr.py). max_cfo: the carrier offset searched, cycles/sample. max_sro: the
-        sampling-clock offset tracked (fraction, 250e-6 = 250 ppm)."""
+        sampling-clock offset tracked (fraction, 250e-6 = 250 ppm). iq_balance: blind receiver
+        IQ-imbalance correction (sync.IqBalancer)."""
         from .header import crc32_str
         self.p = p
         self.t = tables(p)
@@ -137,6 +140,7 @@ class OfdmReceiver:
         self.log = logger or log
         self.counters = RxCounters()
         self.dc = sync.DcBlocker()
+        self.iq = sync.IqBalancer(on=iq_balance)
         self.buf = np.zeros(0, np.complex64)
         self.M = np.zeros(0, np.float32)         # Schmidl-Cox metric, aligned with buf
         self.Pm = np.zeros(0, np.complex64)
@@ -158,7 +162,7 @@ class OfdmReceiver:
     def push(self, x: np.ndarray) -> list[RxFrame]:
         x = self._sanitize(np.asarray(x, np.complex64).reshape(-1))
         if x.size:
-            self.buf = np.concatenate([self.buf, self.dc(x)])
+            self.buf = np.concatenate([self.buf, self.iq(self.dc(x))])
             self._update_metric()
         out = []
         while True:
