@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Real-radio impairments through the OFDM JSCC PHY, made with GNU Radio's own blocks.
 
 Writes sim/results/ofdm/impairments.json, impairments.md (table) and impairments.png (plot).

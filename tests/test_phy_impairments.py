@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """sing.phy under the impairments of real radios (small versions of sim/bench_impairments.py):
 carrier offsets up to ±0.125 cycle/sample (integer-CFO search), sampling-clock offset (drift
 tracking, sample slips), a CW interferer (per-bin noise, cancelling, else shrinkage and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Channel estimation: LS from the long training field, refined with the decoded header, smoothed
 in a delay basis.
 

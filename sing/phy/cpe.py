@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Pilot common-phase-error (CPE) tracking, decision-free, batched over frames.
 
 Per OFDM symbol n the ML common phase from the pilots is the angle of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Subcarrier plan, training sequences, pilots and the payload interleaver.
 
 All sequences are fixed functions of constant seeds so that TX and RX agree without exchange.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Streaming OFDM JSCC receiver (pure numpy): push samples, get frames. Vectorised per chunk: every
 step below runs once for all candidates / frames found in the samples pushed so far.
 

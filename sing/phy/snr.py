@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Noise per subcarrier and the post-equalisation SNR of the payload, from known resources only (no
 decisions on the analog payload). Batched over frames (leading axis B).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Frame detection, timing and carrier-frequency-offset estimation (batched over candidates).
 
 Schmidl & Cox, "Robust frequency and timing synchronization for OFDM", IEEE Trans. Commun. 1997:

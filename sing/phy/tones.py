@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Cancelling a narrowband (CW) interferer on the subcarriers it hits, decision-free.
 
 After the carrier offset is removed, a CW at f_cw is a tone of ω = 2π(f_cw - f) rad/sample; the FFT
