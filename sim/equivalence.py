@@ -18,6 +18,7 @@ only uses the public API, so the same file drives both.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -62,15 +63,24 @@ def compare(args) -> int:
     if list(a["ids"]) != list(b["ids"]):
         print("the dumps hold different images")
         return 1
-    bad = 0
+    bad, diffs = 0, {}
     for m in METHODS:
         if m not in a.files or m not in b.files:
             print(f"{m:14s} missing in {'A' if m not in a.files else 'B'}")
             continue
-        d = float(np.abs(a[m].astype(np.float64) - b[m].astype(np.float64)).max())
+        d = diffs[m] = float(np.abs(a[m].astype(np.float64) - b[m].astype(np.float64)).max())
         ok = d <= args.tol
         bad += not ok
         print(f"{m:14s} max |A − B| = {d:.3g}  {'identical' if d == 0 else 'ok' if ok else 'FAIL'}")
+    if args.json:
+        from sing.commands.eval import device_name, git_commit
+        rec = {"schema": "sing.equivalence/1", "a": args.a, "b": args.b, "a_label": args.label_a,
+               "b_label": args.label_b, "images": [str(i) for i in a["ids"]], "tol": args.tol,
+               "max_abs_diff": diffs, "holds": not bad, "commit": git_commit(), "device": device_name("cpu"),
+               "command": "python sim/equivalence.py " + " ".join(sys.argv[1:])}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rec, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 1 if bad else 0
 
 
@@ -88,6 +98,9 @@ def main(argv=None) -> int:
     c.add_argument("a")
     c.add_argument("b")
     c.add_argument("--tol", type=float, default=1e-5)
+    c.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
+    c.add_argument("--label-a", default="", help="what dump A is (e.g. a commit)")
+    c.add_argument("--label-b", default="", help="what dump B is")
     args = p.parse_args(argv)
     return dump(args) if args.cmd == "dump" else compare(args)
 
