@@ -5,7 +5,6 @@ zeros flushed when upstream is done, continuous zeros mode); the adaptively batc
 every frame of a finite stream before the flowgraph finishes; the fast PMT conversions agree with
 pmt's own."""
 import importlib
-import threading
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ pytest.importorskip("gnuradio.gr")
 sing = gr_sing()
 import pmt  # noqa: E402
 from gnuradio import blocks, gr  # noqa: E402
+from gnuradio.sing import qa_helpers as qa  # noqa: E402
 from gnuradio.sing.ofdm_pmt import c32_array, c32_pmt, dict_pmt, pdu_parts  # noqa: E402
 from gnuradio.sing.ofdm_test_source import test_symbols as ref_symbols  # noqa: E402
 
@@ -29,15 +29,8 @@ DONE = pmt.cons(pmt.intern("done"), pmt.from_long(1))
 
 
 def _run(tb, timeout=30.0):
-    """tb.run() that fails the test instead of hanging it."""
-    tb.start()
-    th = threading.Thread(target=tb.wait, daemon=True)
-    th.start()
-    th.join(timeout)
-    if th.is_alive():
-        tb.stop()
-        th.join(5)
-        pytest.fail(f"flowgraph did not finish within {timeout} s")
+    """tb.run() that fails the test (TimeoutError) instead of hanging it."""
+    qa.run_with_timeout(tb, timeout)
 
 
 def _rx_flowgraph(x):
