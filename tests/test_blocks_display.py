@@ -109,7 +109,9 @@ def test_metrics_running_means_status_and_window_size():
     strobe = blocks.message_strobe(image_pdu({"image_id": "s"}, a), 1000)
     tb.msg_connect(strobe, "strobe", disp, "sent")
     tb.start()
-    _wait(app, lambda: disp.n_shown["sing"] == 3 and "x2" in p.shown.get("sing", ""))
+    # the ports' queues are served in no fixed order: the sent x2 may be handled after the SING x2
+    _wait(app, lambda: disp.n_shown["sing"] == 3 and "x2" in p.shown.get("sing", "")
+          and p.shown.get("sent") == "x2")
     tb.stop()
     tb.wait()
     cap = p.shown["sing"]
