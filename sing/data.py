@@ -9,6 +9,8 @@ crops (random scale, flip) from the train pyramids; val/test are fixed crops lis
 
 Names accepted by `load_split` / `train_batches`:
 - `natural`            64×64 RGB                       (train/val/test)
+- `natural-256`        256×256 RGB views of the natural set's val/test photographs (val/test only;
+                       by source, so no training photograph appears; crop rule `NATURAL_256_VIEWS`)
 - `natural-unseen`     64×64 RGB crops of photograph collections no shipped model has seen: the
                        unseen-source split (test only; manifest `sing/unseen_manifest.json`, below)
 - `fmnist`             32×32 greyscale, 28×28 zero-padded (train = first 55k, val = last 5k, test)
@@ -52,7 +54,7 @@ CROP = 64
 OPENCV_DIR = "/usr/share/doc/opencv-doc/examples/data"
 WALLPAPER_DIR = "/usr/share/wallpapers"
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
-DATASETS = ("natural", "fmnist", "fmnist-rgb64", "natural-gray32", "natural-unseen", "folder:PATH", "folder@SIZE:PATH")
+DATASETS = ("natural", "natural-256", "fmnist", "fmnist-rgb64", "natural-gray32", "natural-unseen", "folder:PATH", "folder@SIZE:PATH")
 FOLDER_SIZE = 64                   # resolution of `folder:PATH`; `folder@SIZE:PATH` says its own
 _FOLDER_MEM_LIMIT = 512 * 2 ** 20  # train splits larger than this (bytes, uint8) go to a disk cache
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -76,6 +78,8 @@ class DatasetInfo:
 def info(name: str) -> DatasetInfo:
     if name in ("natural", "natural-unseen"):
         return DatasetInfo(name, 64, 3)
+    if name == "natural-256":
+        return DatasetInfo(name, NATURAL_256, 3)
     if name == "fmnist":
         return DatasetInfo(name, 32, 1)
     if name == "fmnist-rgb64":
@@ -403,6 +407,54 @@ class _NaturalTrain:
 
 
 # ----------------------------------------------------------------------------------------------
+# `natural-256`: the paper's image size from the natural set's own val/test photographs. Each
+# source of the split (manifest order) gives NATURAL_256_VIEWS views of 256×256: view 0 is the whole
+# photograph, resized to shorter side 256 and centre-cropped; views 1–4 are a 2×2 grid of crops of
+# the photograph at shorter side 384 (origins at a quarter and three quarters of the free range,
+# as UNSEEN_GRID). Views are ordered round-robin (every photograph's view 0, then every view 1, …),
+# so a prefix of n images spreads over all photographs. Ids are `<source>#256-<view>`: the part
+# before `#` is the photograph (the cluster of sim/compare.py's bootstrap). Deterministic from the
+# committed manifest and the source files; cut once into $SING_CACHE/data/natural-256-v1/.
+NATURAL_256 = 256
+NATURAL_256_VERSION = "natural-256-v1"
+NATURAL_256_VIEWS = ((256, (0.5, 0.5)), (384, (0.25, 0.25)), (384, (0.25, 0.75)), (384, (0.75, 0.25)),
+                     (384, (0.75, 0.75)))       # (shorter side, (fy, fx) of the crop origin)
+
+
+def natural_256_views(a: np.ndarray) -> list[np.ndarray]:
+    """The NATURAL_256_VIEWS of one photograph (uint8 (H, W, 3)), in view order."""
+    out = []
+    for short, (fy, fx) in NATURAL_256_VIEWS:
+        r = _resize_short(a, short)
+        h, w = r.shape[:2]
+        y, x = round(fy * (h - NATURAL_256)), round(fx * (w - NATURAL_256))
+        out.append(np.ascontiguousarray(r[y:y + NATURAL_256, x:x + NATURAL_256]))
+    return out
+
+
+def _natural_256_cache(split: str, progress: bool = True) -> Path:
+    """Cut (once) the natural-256 views of a val/test split into $SING_CACHE (section doc)."""
+    if split not in ("val", "test"):
+        raise DataError(f"natural-256 is an evaluation set of the natural val/test photographs: its splits "
+                        f"are val and test, not {split!r} (models train on the 64×64 `natural` crops)")
+    man = load_manifest()
+    d = cache_dir() / "data" / NATURAL_256_VERSION
+    if (d / f"{split}.done").exists():
+        return d
+    from tqdm import tqdm
+    per_source = []
+    for s in tqdm([s for s in man["sources"] if s["split"] == split], desc=f"natural-256 {split}: cutting views",
+                  disable=not progress):
+        per_source.append((s["id"], natural_256_views(_read_source(s)[0])))
+    order = [(sid, v, views[v]) for v in range(len(NATURAL_256_VIEWS)) for sid, views in per_source]
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / f"{split}.npy", np.stack([a for _, _, a in order]).astype(np.uint8))
+    (d / f"{split}_ids.json").write_text(json.dumps([f"{sid}#256-{v}" for sid, v, _ in order]))
+    (d / f"{split}.done").write_text(json.dumps({"version": NATURAL_256_VERSION, "n": len(order)}))
+    return d
+
+
+# ----------------------------------------------------------------------------------------------
 # Unseen-source split (`natural-unseen`): whole photograph collections that no shipped model saw
 # (JSCC, prior, calibration, INN training or any tuning), for measuring generalisation to new
 # sources. The files and the crop rule are fixed by the committed manifest `sing/unseen_manifest.json`
@@ -599,6 +651,11 @@ def load_split(name: str, split: str = "test", n: int | None = None,
         arr, ids = np.load(d / "test.npy"), json.loads((d / "test_ids.json").read_text())
         arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
         return to_tensor(arr), ids
+    if name == "natural-256":
+        d = _natural_256_cache(split, progress)
+        arr, ids = np.load(d / f"{split}.npy"), json.loads((d / f"{split}_ids.json").read_text())
+        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
+        return to_tensor(arr), ids
     if name in ("natural", "natural-gray32"):
         if split == "all":
             raise DataError("split 'all' is only for folder: data sets")
@@ -665,5 +722,5 @@ def train_batches(name: str, batch_size: int, seed: int = 0,
         while True:
             yield to_tensor(arr[rng.integers(0, len(arr), batch_size)])
     else:
-        raise DataError(f"{name!r} is an evaluation-only set (mismatch or unseen-source); train on natural, fmnist, "
+        raise DataError(f"{name!r} is an evaluation-only set (mismatch, unseen-source or natural-256); train on natural, fmnist, "
                         f"folder:PATH or folder@SIZE:PATH")

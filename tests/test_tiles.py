@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sing.errors import InputError
 from sing.prior import tiny_prior
-from sing.prior.tiles import TiledPrior, tile_starts, tiled
+from sing.prior.tiles import TiledPrior, WholeImagePrior, at_size, tile_starts, tiled, whole_image_bound
 from sing.zero.ddnm import restore
 from sing.zero.operators import make_operator
 
@@ -156,3 +156,62 @@ def test_bad_input_is_clear(prior16):
         tp.eps(torch.randn(1, 3, 40, 24), 10)
     with pytest.raises(InputError, match="t must"):
         tp.eps(torch.randn(2, 3, 24, 40), torch.tensor([1, 2, 3]))
+
+
+# ---------------------------------------------------------------------------------------------
+# at_size: the prior itself, the whole-image UNet up to the bound, whole-image tiles above it
+def test_at_size_modes(prior16):
+    tokens, side = whole_image_bound(prior16)
+    assert prior16.stride == 2 and tokens == 1024 and side == 64      # tiny preset: 2 levels
+    assert at_size(prior16, 16) is prior16
+    w = at_size(prior16, (37, 53))
+    assert isinstance(w, WholeImagePrior) and w.padded == (38, 54)
+    big = at_size(prior16, (150, 70))                                   # 75·35 > 1024 positions
+    assert isinstance(big, TiledPrior) and big.tile == 64 and big.overlap == 16
+    assert at_size(big, (150, 70)) is big
+    with pytest.raises(InputError, match="already sized"):
+        at_size(w, (16, 16))
+    with pytest.raises(InputError, match="outside the supported range"):
+        at_size(prior16, (4, 64))
+
+
+def test_whole_image_is_the_unet_on_the_whole_image(prior16):
+    """At a multiple of the stride: exactly the UNet on the whole image; otherwise padded and
+    cropped; splitting the batch into calls does not change the result."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 3, 40, 24, generator=g)
+    t = torch.tensor([5, 400, 900])
+    e = at_size(prior16, (40, 24)).eps(x, t)
+    assert torch.equal(e, prior16.eps(x, t, any_size=True))
+    one_per_call = WholeImagePrior(prior16, (40, 24), max_call_pixels=1)
+    assert one_per_call.per_call == 1 and torch.allclose(one_per_call.eps(x, t), e, atol=1e-5)
+    xo = torch.randn(2, 3, 37, 53, generator=g)
+    eo = at_size(prior16, (37, 53)).eps(xo, 300)
+    assert eo.shape == xo.shape and torch.isfinite(eo).all()
+    with pytest.raises(InputError, match="multiples of 2"):
+        prior16.eps(xo, 300, any_size=True)
+    with pytest.raises(InputError, match="takes"):
+        prior16.eps(x, 300)                                            # strict by default
+
+
+@pytest.mark.parametrize("t", [100, 300, 600])
+def test_no_visible_seams_above_the_whole_image_bound(prior32, t):
+    """Above the bound at_size tiles with whole-image tiles (128×128 for the tiny 32×32 prior,
+    stride 4, overlap 32). A restoration of a 192×160 smooth ramp through it: mean |gradient| across
+    the tile borders within 10 % of elsewhere. ε of a noisy ramp: the border/elsewhere ratio within
+    10 % of the same ratio of the untiled whole-image ε (a random tiny UNet has structure of its own
+    at its stride, so even without tiles those columns need not read 1; tiling must add nothing)."""
+    H, W = 192, 160
+    tp = at_size(prior32, (H, W))
+    assert isinstance(tp, TiledPrior) and tp.tile == 128 and tp.tiles_per_image == 4
+    img = gradient_image(H, W)
+    g = torch.Generator().manual_seed(t)
+    xt = (img * 2 - 1).expand(4, -1, -1, -1) + (t / 1000) * torch.randn(4, 3, H, W, generator=g)
+    rx, ry = seam_ratios(tp.eps(xt, t), tp.ys, tp.xs, tp.tile)
+    wx, wy = seam_ratios(WholeImagePrior(prior32, (H, W)).eps(xt, t), tp.ys, tp.xs, tp.tile)
+    assert abs(rx / wx - 1) <= 0.10 and abs(ry / wy - 1) <= 0.10, (rx, wx, ry, wy)
+    op = make_operator("identity", (3, H, W))
+    out = restore(prior32, op, op.A(img), sigma_y=0.05, steps=6, generators=[torch.Generator().manual_seed(t)],
+                  progress=False, start=0.5, x_init01=img, clamp=False)          # restore sizes the prior
+    rx, ry = seam_ratios(out, tp.ys, tp.xs, tp.tile)
+    assert out.shape == img.shape and abs(rx - 1) <= 0.10 and abs(ry - 1) <= 0.10, (rx, ry)

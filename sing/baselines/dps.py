@@ -54,16 +54,19 @@ import torch
 from ..channel import check_symbols, snr_vector
 from ..errors import InputError
 from ..prior.ddim import Correction, prior_shape, sample
+from ..prior.tiles import at_size
 
 
-def _check_pair(prior, jscc) -> tuple[int, int, int]:
-    shape = prior_shape(prior)
+def _check_pair(prior, jscc, shape: tuple[int, int] | None = None):
+    """The prior at the image size (H, W) (default: the JSCC's native size), via
+    sing.prior.tiles.at_size; refuses a prior with another channel count."""
     c = jscc.config
-    if (c.channels, c.image_size, c.image_size) != shape:
-        raise InputError(f"the prior generates {shape} images but the DeepJSCC model {jscc.model_id} "
-                         f"encodes ({c.channels}, {c.image_size}, {c.image_size}): use a prior trained "
-                         f"at the JSCC's resolution and channel count")
-    return shape
+    if int(prior.channels) != c.channels:
+        raise InputError(f"the prior generates {prior_shape(prior)} images but the DeepJSCC model "
+                         f"{jscc.model_id} encodes {c.channels}-channel images: use a prior with the "
+                         f"JSCC's channel count")
+    hw = (c.image_size, c.image_size) if shape is None else tuple(int(v) for v in shape)
+    return at_size(prior, hw)
 
 
 def _residual_norm(jscc, x01: torch.Tensor, y_ri: torch.Tensor, snr_enc: torch.Tensor) -> torch.Tensor:
@@ -88,7 +91,7 @@ def dps_residual(jscc, x01: torch.Tensor, y: torch.Tensor, snr_db) -> torch.Tens
 def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: float = 0.85,
                 zeta: float = 1.0, generators: Sequence[torch.Generator] | None = None,
                 progress: bool = False, encoder_snr_db=None, clip_x0: bool = True,
-                return_info: bool = False):
+                return_info: bool = False, shape: tuple[int, int] | None = None):
     """Restore images from received symbols y with DPS through the known JSCC encoder (module doc).
 
     prior:          sing.prior DiffusionPrior at the JSCC's resolution/channels.
@@ -101,6 +104,9 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
     generators:     one torch.Generator per image (sing.channel.generator_for): x_T and every
                     step's noise come from it, so an image's result does not depend on its batch.
     clip_x0:        clip x0_t to [-1, 1] before the data term and the update (DPS's clip_denoised).
+    shape:          the sent images' (H, W) (default: the JSCC's native size); k must be the
+                    JSCC's k at that size. The prior runs at it through sing.prior.tiles.at_size;
+                    the gradient goes through the whole image (memory: one UNet backward per image).
     return_info:    also return {"residual": (S, B) ‖y − E(x0_t)‖ at each step, "residual_out":
                     (B,) for the returned images, "unet_evals": S, "start": "noise"}.
     Returns x01 (B, C, H, W) float32 in [0, 1] on the prior's device (and info).
@@ -110,7 +116,7 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
     check_symbols(y, "received symbols")
     with torch.inference_mode(False), torch.enable_grad():
         return _dps(prior, jscc, y.clone(), snr_db, steps, eta, zeta, generators, progress,
-                    encoder_snr_db, clip_x0, return_info)
+                    encoder_snr_db, clip_x0, return_info, shape)
 
 
 class DPSGradient(Correction):
@@ -138,14 +144,15 @@ class DPSGradient(Correction):
 
 
 def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder_snr_db, clip_x0,
-         return_info):
+         return_info, shape=None):
     if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta >= 0):
         raise InputError(f"zeta (the DPS step size) must be a finite number ≥ 0, got {zeta!r}")
     check_symbols(y, "received symbols")
-    if y.shape[1] != jscc.k:
-        raise InputError(f"model {jscc.model_id} sends k={jscc.k} symbols per image, got {y.shape[1]}: "
-                         f"the symbols come from another BCR or model")
-    _check_pair(prior, jscc)
+    prior = _check_pair(prior, jscc, shape)
+    k = jscc.k if shape is None else jscc.k_at(*prior_shape(prior)[1:])
+    if y.shape[1] != k:
+        raise InputError(f"model {jscc.model_id} sends k={k} symbols per image, got {y.shape[1]}: "
+                         f"the symbols come from another BCR, model or image size")
     batch = y.shape[0]
     snr_enc = snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
                          "snr_db" if encoder_snr_db is None else "encoder_snr_db", "cpu").detach().clone()

@@ -24,7 +24,9 @@ DECODERS = ("mse", "perceptual")   # the shipped DeepJSCC models per data/BCR (s
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..methods.registry import METHODS, REGISTRY, all_params
     p.add_argument("--method", default="deepjscc", choices=METHODS)
-    p.add_argument("--data", default="natural", help="natural | natural-unseen | fmnist | fmnist-rgb64 | natural-gray32 | folder:PATH")
+    p.add_argument("--data", default="natural", help="natural | natural-256 | natural-unseen | fmnist | fmnist-rgb64 | "
+                   "natural-gray32 | folder:PATH | folder@SIZE:PATH (images of another size than the "
+                   "model's run at their size: the shipped 64×64 models on natural-256, say)")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     p.add_argument("--n-images", type=int, default=64)
     p.add_argument("--bcr", default="1/48")
@@ -148,9 +150,12 @@ def load_receiver_for(args, inf, method, remote: bool):
     rx = load_receiver([jdir], load.get("prior"), load.get("calibration"), load.get("inn"),
                        device=args.device, autocast=args.autocast)
     cfg = rx.model().config
-    if (cfg.channels, cfg.image_size) != (inf.channels, inf.image_size):
+    if cfg.channels != inf.channels:
         raise InputError(f"data {args.data} is {inf.channels}×{inf.image_size}² but model {jdir} takes "
-                         f"{cfg.channels}×{cfg.image_size}²")
+                         f"{cfg.channels}-channel images")
+    if remote and cfg.image_size != inf.image_size:
+        raise InputError(f"data {args.data} is {inf.image_size}×{inf.image_size}, not the model's native "
+                         f"{cfg.image_size}×{cfg.image_size}: restore it in this process (drop --worker)")
     if Fraction(cfg.bcr) != Fraction(args.bcr):
         raise InputError(f"model {jdir} is for BCR {cfg.bcr}, not {args.bcr}")
     return rx, paths
@@ -190,6 +195,10 @@ def restore_all(args, method, jscc, rx, client, ch, x, ids, params) -> tuple[tor
     # the DPS data term encodes x0 at the transmitter's nominal SNR (a system constant)
     extra = {"encoder_snr_db": args.snr_db} if "encoder_snr_db" in {p.name for p in method.params} else {}
     outs, snr_rx_all, t_restore, bound_info = [], [], 0.0, []
+    hw = (int(x.shape[2]), int(x.shape[3]))
+    # images of another size than the model's: the decoder and the methods are told it (any size,
+    # docs/ALGORITHMS.md §2–3); at the native size the call is exactly as before
+    size = {} if hw == (jscc.config.image_size, jscc.config.image_size) else {"shape": hw}
     bar = tqdm(total=len(x), desc=f"eval {method.name} {args.channel} {args.snr_db:g} dB", disable=args.no_progress)
     for i in range(0, len(x), args.batch):
         xb, ib = x[i:i + args.batch], ids[i:i + args.batch]
@@ -202,7 +211,7 @@ def restore_all(args, method, jscc, rx, client, ch, x, ids, params) -> tuple[tor
             # a bound, not a receiver: the codec sees the original images and the ideal code runs at
             # the true effective SNR of each image's channel realisation (|h|²·SNR under Rayleigh)
             snr_rx = co.snr_true_db
-            rec, info = bound(method.name, xb, jscc.k, snr_rx, **params)
+            rec, info = bound(method.name, xb, jscc.k_at(*hw), snr_rx, **params)
             outs.append(rec.cpu())
             bound_info += info
         elif client is not None:
@@ -210,7 +219,7 @@ def restore_all(args, method, jscc, rx, client, ch, x, ids, params) -> tuple[tor
                                         {**params, **extra, "seed": args.seed}))
         else:
             outs.append(rx.restore(method.name, co.y, snr_rx, ib, seed=args.seed, progress=False,
-                                   **extra, **params).cpu())
+                                   **size, **extra, **params).cpu())
         t_restore += time.perf_counter() - t0
         snr_rx_all.append(snr_rx)
         bar.update(len(xb))
@@ -259,7 +268,8 @@ def evaluate(args) -> dict:
         "schema": "sing.eval/1",
         "setup": {
             "dataset": args.data, "split": args.split, "resolution": inf.image_size, "channels": inf.channels,
-            "n_images": len(x), "bcr": jscc.config.bcr, "k": jscc.k, "channel": args.channel,
+            "n_images": len(x), "bcr": jscc.config.bcr, "k": jscc.k_at(x.shape[2], x.shape[3]),
+            "channel": args.channel,
             "csi": csi, "snr_db": args.snr_db,
             "snr_source": "true" if method.input == "original" else args.snr_source,   # bound: ideal code
             "snr_offset_db": args.snr_offset_db,

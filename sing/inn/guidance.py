@@ -38,6 +38,10 @@ Warm start (`start` < 1; SDEdit / CCDF, the sampler core's, sing/prior/ddim.py):
 timestep t₀ ≤ start·T from x_{t₀} = √ᾱ_{t₀}·(2x̂ − 1) + √(1 − ᾱ_{t₀})·z instead of pure noise.
 
 SNR: the receiver's estimate per image, clamped (warning) to the INN's trained range.
+
+Any image size (docs/ALGORITHMS.md §5): f is convolutional (Haar steps, convolutional couplings) and
+runs at any H×W divisible by 2^L; σ_c is the std of a 2^L-block statistic of a stationary residual,
+so it stays as calibrated; the prior runs at x̂'s size through sing.prior.tiles.at_size.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..prior.ddim import Correction, sample
+from ..prior.tiles import at_size
 from ..zero.ddnm import lambda_weight, noise_budget
 from .haar import haar_lowpass, haar_multilevel, haar_multilevel_inv
 from .model import InvertibleDegradation
@@ -143,10 +148,10 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
         raise InputError(f"x_hat must be DeepJSCC outputs (B, C, H, W) in [0, 1], got "
                          f"{tuple(getattr(x_hat01, 'shape', ()))}")
     inn.check_images(x_hat01)
-    pshape = (int(prior.channels), int(prior.image_size), int(prior.image_size))
-    if tuple(x_hat01.shape[1:]) != pshape:
-        raise InputError(f"the prior generates {pshape} images but x̂ is {tuple(x_hat01.shape[1:])}: "
-                         f"use a prior trained at the DeepJSCC's resolution")
+    if x_hat01.shape[1] != int(prior.channels):
+        raise InputError(f"the prior generates {int(prior.channels)}-channel images but x̂ has "
+                         f"{x_hat01.shape[1]}: use a prior for the DeepJSCC's channel count")
+    prior = at_size(prior, tuple(x_hat01.shape[2:]))     # any H×W (sing/prior/tiles.py)
     if not (sigma_scale >= 0) or not (grad_scale >= 0):
         raise InputError("sigma_scale and grad_scale must be ≥ 0")
     device = torch.device(prior.device)

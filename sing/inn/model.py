@@ -241,23 +241,32 @@ class InvertibleDegradation(nn.Module):
         return s.clamp(lo, hi)
 
     def check_images(self, x: torch.Tensor) -> None:
+        """(B, C, H, W) with H and W multiples of 2^levels: the map is convolutional (Haar steps and
+        convolutional couplings), so it runs at any such size, not only the trained image_size."""
         cfg = self.config
-        want = (cfg.channels, cfg.image_size, cfg.image_size)
-        if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != want:
-            raise InputError(f"this SING-INN takes images (B, {want[0]}, {want[1]}, {want[2]}), got "
+        m = 2 ** cfg.levels
+        if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != cfg.channels \
+                or x.shape[2] % m or x.shape[3] % m or min(x.shape[2:]) < m:
+            raise InputError(f"this SING-INN takes images (B, {cfg.channels}, H, W) with H and W multiples of "
+                             f"2^levels = {m} (trained at {cfg.image_size}×{cfg.image_size}), got "
                              f"{tuple(getattr(x, 'shape', ()))}")
 
-    def _shapes(self) -> list[tuple[int, int, int]]:
+    def _shapes(self, hw: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
+        """(3C, h, w) of the detail part split off at each level, for H×W images (default: the
+        trained size)."""
         cfg, out = self.config, []
-        s = cfg.image_size
+        h, w = (cfg.image_size, cfg.image_size) if hw is None else hw
         for _ in range(cfg.levels):
-            s //= 2
-            out.append((3 * cfg.channels, s, s))
+            h, w = h // 2, w // 2
+            out.append((3 * cfg.channels, h, w))
         return out
+
+    def d_size_at(self, hw: tuple[int, int] | None = None) -> int:
+        return sum(a * b * c for a, b, c in self._shapes(hw))
 
     @property
     def d_size(self) -> int:
-        return sum(a * b * c for a, b, c in self._shapes())
+        return self.d_size_at()
 
     # -- the map ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, snr_db, warn: bool = True):
@@ -277,14 +286,15 @@ class InvertibleDegradation(nn.Module):
         return h, torch.cat(parts, dim=1), logdet
 
     def inverse(self, c: torch.Tensor, d: torch.Tensor, snr_db, warn: bool = True) -> torch.Tensor:
-        """f⁻¹(c, d; snr) → x (B, C, H, W)."""
-        want = self.config.coarse_shape
-        if c.dim() != 4 or tuple(c.shape[1:]) != want or d.dim() != 2 or d.shape[1] != self.d_size \
+        """f⁻¹(c, d; snr) → x (B, C, H, W), H×W = c's size × 2^levels."""
+        C, m = self.config.channels, 2 ** self.config.levels
+        hw = (int(c.shape[2]) * m, int(c.shape[3]) * m) if c.dim() == 4 else None
+        if c.dim() != 4 or c.shape[1] != C or d.dim() != 2 or d.shape[1] != self.d_size_at(hw) \
                 or d.shape[0] != c.shape[0]:
-            raise InputError(f"inverse needs c (B, {want[0]}, {want[1]}, {want[2]}) and d (B, "
-                             f"{self.d_size}), got {tuple(c.shape)} and {tuple(d.shape)}")
+            raise InputError(f"inverse needs c (B, {C}, h, w) and d (B, D) with D = 3C·(h·w)·(4^levels − 1)/3 "
+                             f"for that h×w, got {tuple(c.shape)} and {tuple(d.shape)}")
         e = self.embed(self.snr(snr_db, c.shape[0], c.device, warn).to(c.dtype))
-        shapes = self._shapes()
+        shapes = self._shapes(hw)
         sizes = [a * b * k for a, b, k in shapes]
         parts = list(d.split(sizes, dim=1))
         h = c

@@ -77,14 +77,18 @@ class Receiver:
 
     # -- the work --------------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, y: torch.Tensor, snr_db, model_id: str | None = None) -> torch.Tensor:
+    def decode(self, y: torch.Tensor, snr_db, model_id: str | None = None,
+               shape: tuple[int, int] | None = None) -> torch.Tensor:
         m = self.model(model_id)
         dev = next(m.parameters()).device
-        return m.decode(y.to(dev), torch.as_tensor(snr_db, dtype=torch.float32, device=dev)).float()
+        return m.decode(y.to(dev), torch.as_tensor(snr_db, dtype=torch.float32, device=dev),
+                        shape=shape).float()
 
     def restore(self, method: str, y: torch.Tensor, snr_db, ids: Sequence[str], seed: int = 0,
-                model_id: str | None = None, progress: bool = False, **params) -> torch.Tensor:
-        """Decode received symbols y (B, k) and restore with `method`; images (B, C, H, W) in [0, 1]."""
+                model_id: str | None = None, progress: bool = False,
+                shape: tuple[int, int] | None = None, **params) -> torch.Tensor:
+        """Decode received symbols y (B, k) and restore with `method`; images (B, C, H, W) in [0, 1].
+        shape: the sent images' (H, W) (None: the model's native size)."""
         m = get(method)
         snr = snr_vector(snr_db, y.shape[0]).clone()
         if len(ids) != y.shape[0]:
@@ -97,8 +101,8 @@ class Receiver:
             p = m.resolve(params)
             # the symbols go to the prior's device; the SNR stays as given (the sampler places it)
             return self._run(m, p, ids, seed, Inputs(y=y.to(self.prior.device), snr_db=snr,
-                                                     jscc=self.model(model_id)), progress)
-        x_hat = self.decode(y, snr, model_id)
+                                                     jscc=self.model(model_id), shape=shape), progress)
+        x_hat = self.decode(y, snr, model_id, shape)
         if m.run is None:
             m.resolve(params)
             return x_hat

@@ -97,6 +97,7 @@ class Inputs:
     generators: list = field(default_factory=list)
     progress: bool = False
     model_id: str | None = None
+    shape: tuple[int, int] | None = None   # the sent images' (H, W) (input "symbols"; None: native)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def _run_inn(i: Inputs, p: dict):
 
 def _run_dps(i: Inputs, p: dict):
     from ..baselines import dps_restore
-    return dps_restore(i.prior, i.jscc, i.y, i.snr_db, generators=i.generators, progress=i.progress, **p)
+    return dps_restore(i.prior, i.jscc, i.y, i.snr_db, generators=i.generators, progress=i.progress,
+                       shape=i.shape, **p)
 
 
 def _run_digital(codec: str) -> Callable[[Inputs, dict], Any]:

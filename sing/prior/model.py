@@ -191,15 +191,29 @@ class DiffusionPrior(torch.nn.Module):
         self.autocast_dtype = dtype
         return self
 
-    def check_images(self, x: torch.Tensor) -> None:
+    @property
+    def stride(self) -> int:
+        """The UNet's total downsampling: 2^(levels − 1). An image side must be a multiple of it."""
+        return 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def check_images(self, x: torch.Tensor, any_size: bool = False) -> None:
+        """(B, C, image_size, image_size); with `any_size`, (B, C, H, W) with H and W multiples of
+        `stride` (the UNet is convolutional: docs/ALGORITHMS.md §3, "Images of another size";
+        sing.prior.tiles.at_size pads an image to that and bounds the size)."""
+        if any_size and x.ndim == 4 and x.shape[1] == self.channels \
+                and x.shape[2] % self.stride == 0 and x.shape[3] % self.stride == 0 and min(x.shape[2:]) > 0:
+            return
         if x.ndim != 4 or x.shape[1:] != (self.channels, self.image_size, self.image_size):
+            also = f" or sides that are multiples of {self.stride}" if any_size else ""
             raise InputError(f"the prior takes (B, {self.channels}, {self.image_size}, "
-                             f"{self.image_size}) images, got {tuple(x.shape)}: resize/convert the "
+                             f"{self.image_size}) images{also}, got {tuple(x.shape)}: resize/convert the "
                              f"images or load a prior trained at that size")
 
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        """ε_θ(x_t, t); x_t in diffusion scale [-1, 1]-ish, returned in x_t's dtype and device."""
-        self.check_images(x_t)
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor | int, any_size: bool = False) -> torch.Tensor:
+        """ε_θ(x_t, t); x_t in diffusion scale [-1, 1]-ish, returned in x_t's dtype and device.
+        any_size: accept any H×W that is a multiple of `stride` (check_images); the size policy
+        (padding, whole image or tiles, memory) is sing.prior.tiles.at_size's."""
+        self.check_images(x_t, any_size)
         tt = self._t(t, x_t.shape[0])
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):

@@ -1,6 +1,22 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The diffusion prior on images of any H×W: ε_θ computed tile-wise with overlap and blended
-(docs/ALGORITHMS.md §3, "Images larger than the prior").
+"""The diffusion prior on images of any H×W (docs/ALGORITHMS.md §3, "Images of another size"):
+`at_size(prior, (H, W))` is what every method calls; it returns
+
+- the prior itself at its native size (bit-identical to before);
+- a `WholeImagePrior` when the padded image has at most WHOLE_MAX_TOKENS positions at the UNet's
+  lowest level ((Hp/s)·(Wp/s), s = the UNet's stride; 256×256 for the shipped 64×64 prior, s = 8):
+  the UNet is convolutional, so ε_θ runs on the whole image, reflect-padded at the bottom and right
+  to a multiple of s and cropped back. Cost linear in pixels up to that bound (the self-attention
+  at the lowest level is quadratic in its positions: measured on one CPU core, shipped prior, one
+  image, 0.050 s at 64², 0.80 s at 256² = 16.1×, 7.0 s at 512² = 141×);
+- above it, a `TiledPrior` whose tiles are of that bound's side (256 for the shipped prior), each
+  evaluated whole-image, overlapping and blended as below.
+
+Peak memory is bounded by images × pixels per UNet call (MAX_CALL_PIXELS; a batch is split into
+calls of at most that many pixels): one UNet call on 4·256² pixels, no gradients, is ≈ 0.25 GB
+of activations above the model for the shipped prior (sim/results/size/bench.json measures it).
+
+TiledPrior (ε_θ tile-wise with overlap and blended):
 
 `TiledPrior(prior, (H, W))` is a prior object for the sampler core (sing.prior.ddim.sample): it has
 the prior's schedule (alphas_cumprod, ddim_timesteps, num_train_timesteps), device, dtype and
@@ -25,10 +41,8 @@ Peak memory: one UNet call on max_batch tiles of T×T (the prior's own per-image
 buffers (the blended ε, the weight sum, the tile stack input): independent of H×W apart from those
 buffers. Cost: B × (tiles per image) UNet evaluations per step, ≈ B·H·W/(T − O)² for large images.
 
-Spectral SING-Zero is not size-free: its operator is per-DCT-frequency gains h(f) and noise N(f)
-measured for the JSCC at one H×W (sing/zero/calibration.py); the DCT basis of another size has other
-frequencies, so an H×W image needs a calibration at H×W. Identity and avgpool operators, DPS and
-unconditional sampling need nothing per size.
+Spectral SING-Zero's calibration (per-DCT-frequency h(f), N(f) at one H×W) is carried to another
+size by resampling over normalised frequency (sing/zero/calibration.py, `Calibration.for_shape`).
 """
 from __future__ import annotations
 
@@ -41,6 +55,127 @@ from ..errors import InputError
 
 MIN_SIDE = 8        # the JSCC's limits (sing/jscc/model.py): one home for what an image may be
 MAX_SIDE = 1024
+WHOLE_MAX_TOKENS = 1024          # whole-image UNet up to this many lowest-level positions (module doc)
+MAX_CALL_PIXELS = 4 * 256 * 256  # images × pixels per UNet call (bounded memory, module doc)
+
+
+def _hw(image_size) -> tuple[int, int]:
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    h, w = int(h), int(w)
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
+        raise InputError(f"image size {h}×{w} is outside the supported range: each side must lie in "
+                         f"[{MIN_SIDE}, {MAX_SIDE}]")
+    return h, w
+
+
+def _native(prior) -> tuple[int, int]:
+    size = prior.image_size
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return int(h), int(w)
+
+
+def _stride(prior) -> int:
+    return int(getattr(prior, "stride", 1))
+
+
+def _pad_to(x: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
+    """x reflect-padded at the bottom and right to (hp, wp) (replicate where reflect cannot reach)."""
+    H, W = x.shape[-2:]
+    if (hp, wp) == (H, W):
+        return x
+    mode = "reflect" if hp - H < H and wp - W < W else "replicate"
+    return F.pad(x, (0, wp - W, 0, hp - H), mode=mode)
+
+
+class _SizedPrior:
+    """What the sampler core reads, delegated to the underlying prior; `image_size` is (H, W)."""
+
+    def __init__(self, prior, image_size):
+        self.prior = prior
+        self.image_size = _hw(image_size)
+        self.channels = int(prior.channels)
+        self.num_train_timesteps = prior.num_train_timesteps
+        self.alphas_cumprod = prior.alphas_cumprod
+
+    @property
+    def device(self) -> torch.device:
+        return self.prior.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.prior.dtype
+
+    def ddim_timesteps(self, steps: int) -> torch.Tensor:
+        return self.prior.ddim_timesteps(steps)
+
+    def check_images(self, x: torch.Tensor) -> None:
+        want = (self.channels, *self.image_size)
+        if not torch.is_tensor(x) or x.ndim != 4 or tuple(x.shape[1:]) != want:
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise InputError(f"this {type(self).__name__} takes (B, {want[0]}, {want[1]}, {want[2]}) "
+                             f"images, got {got}: use sing.prior.tiles.at_size for that size")
+
+    def _tt(self, t, B: int) -> torch.Tensor:
+        tt = torch.as_tensor(t, dtype=torch.long).cpu()
+        tt = tt.expand(B) if tt.ndim == 0 else tt
+        if tuple(tt.shape) != (B,):
+            raise InputError(f"t must be an int or a LongTensor of shape ({B},), got {tuple(tt.shape)}")
+        return tt
+
+    def __call__(self, x_t, t):
+        return self.eps(x_t, t)
+
+
+class WholeImagePrior(_SizedPrior):
+    """ε_θ of the whole H×W image in one UNet pass per image (module doc): padded to the UNet's
+    stride and cropped back; a batch goes in calls of at most `max_call_pixels` pixels.
+    Differentiable (DPS)."""
+
+    def __init__(self, prior, image_size, max_call_pixels: int = MAX_CALL_PIXELS):
+        super().__init__(prior, image_size)
+        s = _stride(prior)
+        h, w = self.image_size
+        self.padded = (-(-h // s) * s, -(-w // s) * s)
+        self.per_call = max(1, int(max_call_pixels) // (self.padded[0] * self.padded[1]))
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        self.check_images(x_t)
+        B = x_t.shape[0]
+        H, W = self.image_size
+        tt = self._tt(t, B)
+        x = _pad_to(x_t, *self.padded)
+        outs = [self.prior.eps(x[i:i + self.per_call], tt[i:i + self.per_call], any_size=True)
+                for i in range(0, B, self.per_call)]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return out if tuple(self.padded) == (H, W) else out[:, :, :H, :W]
+
+
+def whole_image_bound(prior) -> tuple[int, int]:
+    """(largest number of lowest-level UNet positions run whole-image, tile side above it) for a
+    prior (module doc): max(WHOLE_MAX_TOKENS, the native size's) positions; the tile side is the
+    square of that many positions."""
+    s = _stride(prior)
+    nh, nw = _native(prior)
+    tokens = max(WHOLE_MAX_TOKENS, (nh // s) * (nw // s))
+    return tokens, int(math.isqrt(tokens)) * s
+
+
+def at_size(prior, image_size, overlap: int | None = None):
+    """The prior for H×W images (module doc): the prior itself at its native size, a
+    WholeImagePrior up to the whole-image bound, a TiledPrior of whole-image tiles above."""
+    h, w = _hw(image_size)
+    if (h, w) == _native(prior):
+        return prior
+    if isinstance(prior, (_SizedPrior, TiledPrior)):
+        raise InputError(f"at_size takes the model's prior, not a prior already sized to {prior.image_size}")
+    if not hasattr(prior, "stride"):          # a prior that cannot run at other sizes: tiles of its own
+        return TiledPrior(prior, (h, w), overlap=overlap)
+    s = _stride(prior)
+    tokens, side = whole_image_bound(prior)
+    if (-(-h // s)) * (-(-w // s)) <= tokens:
+        return WholeImagePrior(prior, (h, w))
+    return TiledPrior(prior, (h, w), overlap=overlap, tile=side,
+                      max_batch=max(1, MAX_CALL_PIXELS // (side * side)))
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -65,20 +200,22 @@ def window_1d(tile: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
 
 
 class TiledPrior:
-    """A diffusion prior at image size (H, W) built from a prior trained at T×T (module doc)."""
+    """A diffusion prior at image size (H, W) from overlapping T×T tiles (module doc); T is the
+    prior's native size unless `tile` says otherwise (then each tile runs whole-image)."""
 
     def __init__(self, prior, image_size: tuple[int, int] | int, overlap: int | None = None,
-                 max_batch: int = 16):
-        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        h, w = int(h), int(w)
-        if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
-            raise InputError(f"image size {h}×{w} is outside the supported range: each side must lie in "
-                             f"[{MIN_SIDE}, {MAX_SIDE}]")
-        size = prior.image_size
-        th, tw = (size, size) if isinstance(size, int) else tuple(size)
+                 max_batch: int = 16, tile: int | None = None):
+        h, w = _hw(image_size)
+        th, tw = _native(prior)
         if th != tw:
             raise InputError(f"tiling needs a prior trained on square images, got {th}×{tw}")
-        self.tile = int(th)
+        self.tile = th if tile is None else int(tile)
+        if self.tile != th and (not hasattr(prior, "stride") or self.tile % _stride(prior) or self.tile < 8):
+            raise InputError(f"a tile of {self.tile} pixels needs a prior that runs at any size and a side "
+                             f"that is a multiple of its stride ({_stride(prior)})")
+        # the tiles' ε: the prior's own at its native size, else the whole-image UNet on each tile
+        self._tile_eps = prior.eps if self.tile == th else \
+            (lambda x, t: prior.eps(x, t, any_size=True))
         self.overlap = self.tile // 4 if overlap is None else int(overlap)
         if not 0 <= self.overlap <= self.tile // 2:
             raise InputError(f"overlap must lie in [0, tile/2] = [0, {self.tile // 2}] pixels, got {overlap}")
@@ -146,7 +283,7 @@ class TiledPrior:
             chunk = jobs[s:s + self.max_batch]
             crops = torch.stack([x[b, :, self.ys[i]:self.ys[i] + T, self.xs[j]:self.xs[j] + T]
                                  for b, i, j in chunk])
-            e = self.prior.eps(crops, tt[[b for b, _, _ in chunk]])
+            e = self._tile_eps(crops, tt[[b for b, _, _ in chunk]])
             for n, (b, i, j) in enumerate(chunk):
                 y0, x0 = self.ys[i], self.xs[j]
                 win = self._windows[(i, j)].to(e.device, e.dtype)

@@ -43,10 +43,11 @@ def run(args) -> int:
     cfg = jscc.config
     data = args.data or getattr(cfg, "dataset", None) or "natural"
     x, ids = load_split(data, args.split, args.n_images)
-    want = (cfg.channels, cfg.image_size, cfg.image_size)
-    if tuple(x.shape[1:]) != want:
+    if x.shape[1] != cfg.channels:
         raise InputError(f"data set {data!r} gives {tuple(x.shape[1:])} images but JSCC {args.jscc} takes "
-                         f"{want}: pass --data with a matching set")
+                         f"{cfg.channels}-channel images: pass --data with a matching set")
+    # images of another size than the JSCC's native one give a calibration at that size (a
+    # calibration is also carried to other sizes by Calibration.for_shape: docs/ALGORITHMS.md §4)
     cal = fit_calibration(jscc, x, args.snr_db, ids=ids, channel=args.channel, seed=args.seed,
                           batch_size=args.batch_size, pool_factors=args.pool,
                           meta={"data": data, "split": args.split, "jscc": str(args.jscc),

@@ -9,11 +9,20 @@ X = DCT-II(x) and X̂ = DCT-II(x̂) (orthonormal, per colour channel, dct.py):
     σ_identity = √E[(x̂ − x)²]                   (RMS error; equals the std when x̂ is unbiased)
     σ_pool[s]  = √E[(pool_s(x̂) − pool_s(x))²]   for each pooling factor s
 
-Expectations are means over images (and pixels for the σ's). Everything is stored per SNR and
+Expectations are means over images (and pixels for the σ's). Other image sizes: `for_shape`
+carries h and N to another H×W by resampling them over normalised frequency (below). Everything is stored per SNR and
 interpolated linearly in dB between calibrated SNRs; outside the range the nearest end is used
 and a warning names the range. A calibration belongs to one JSCC `model_id` and is refused for any
 other model. Files: a directory with model.safetensors + config.json (kind
 "sing.zero.calibration") + README.md, like every sing model (sing.checkpoint).
+
+Another size (docs/ALGORITHMS.md §4, "Other image sizes"). DCT-II coefficient k of an N-sample axis
+is the frequency k/(2N) cycles per pixel, and for a stationary degradation both the gain and the
+noise variance per orthonormal coefficient are functions of that frequency alone (a filter's
+response; the noise power spectral density), not of N. `for_shape(C, H, W)` therefore evaluates the
+stored h and N of an n-point axis at k' · n/N (the same frequency) by linear interpolation, per
+axis, clamped at the highest stored frequency; σ_identity and σ_pool are per-pixel and per-block
+statistics of a stationary error and stay as they are. The result is cached per shape.
 """
 from __future__ import annotations
 
@@ -102,6 +111,7 @@ class Calibration:
     sigma_pool: dict[int, torch.Tensor] = field(default_factory=dict)  # s -> (S,)
     meta: dict[str, Any] = field(default_factory=dict)   # data, split, n_images, seed, channel, jscc …
     source: str = ""                     # where it was loaded from (for messages)
+    _sized: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         S = len(self.snr_db)
@@ -116,6 +126,27 @@ class Calibration:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(v) for v in self.h.shape[1:])  # type: ignore[return-value]
+
+    def for_shape(self, shape: Sequence[int]) -> "Calibration":
+        """This calibration for (C, H, W) images: itself at its own shape, else h and N resampled
+        over normalised frequency (module doc, "Another size"); cached per shape."""
+        c, h, w = (int(v) for v in shape)
+        if (c, h, w) == self.image_shape:
+            return self
+        if c != self.image_shape[0]:
+            raise InputError(f"{self.describe()} is for {self.image_shape[0]}-channel images, not {c}: "
+                             f"calibrate the JSCC on images with {c} channels")
+        if min(h, w) < 1:
+            raise InputError(f"image size {h}×{w} is empty")
+        if (h, w) not in self._sized:
+            rs = lambda t: resample_frequency(t, h, w)
+            self._sized[(h, w)] = Calibration(
+                model_id=self.model_id, snr_db=list(self.snr_db), h=rs(self.h).clamp(0.0, 1.0),
+                noise=rs(self.noise).clamp_min(0.0), sigma_identity=self.sigma_identity.clone(),
+                sigma_pool={k: v.clone() for k, v in self.sigma_pool.items()},
+                meta={**self.meta, "resampled_from": list(self.image_shape)},
+                source=f"{self.source or '(in memory)'} resampled to {h}×{w}")
+        return self._sized[(h, w)]
 
     def describe(self) -> str:
         return f"calibration {self.source or '(in memory)'} for JSCC {self.model_id!r}"
@@ -192,6 +223,27 @@ class Calibration:
                 f"|---|---|{seps}---|\n{rows}\n")
 
 
+def _axis_weights(n_from: int, n_to: int) -> torch.Tensor:
+    """(n_to, n_from) linear-interpolation matrix taking an n_from-point DCT axis to n_to points at
+    the same frequency: coefficient k' of n_to sits at k'·n_from/n_to of n_from (module doc)."""
+    pos = (torch.arange(n_to, dtype=torch.float64) * (n_from / n_to)).clamp(max=n_from - 1)
+    i0 = pos.floor().long().clamp(max=n_from - 1)
+    i1 = (i0 + 1).clamp(max=n_from - 1)
+    f = pos - i0
+    m = torch.zeros(n_to, n_from, dtype=torch.float64)
+    m[torch.arange(n_to), i0] += 1 - f
+    m[torch.arange(n_to), i1] += f
+    return m
+
+
+def resample_frequency(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A per-DCT-coefficient map (…, H0, W0) evaluated on an h×w DCT grid at equal normalised
+    frequency (module doc, "Another size"); float32."""
+    my = _axis_weights(t.shape[-2], int(h))
+    mx = _axis_weights(t.shape[-1], int(w))
+    return (my @ t.double() @ mx.T).float()
+
+
 def _lerp(t: torch.Tensor, i0, i1, w) -> torch.Tensor:
     a, b = t[i0].double(), t[i1].double()
     w = w.view(-1, *([1] * (t.dim() - 1)))
@@ -256,7 +308,7 @@ def fit_calibration(jscc, images01: torch.Tensor, snr_db: Sequence[float], ids: 
             gens = [generator_for(seed, f"calibrate/{snr:g}/{iid}") for iid in ids[i:i + batch_size]]
             z = jscc.encode(x, snr)
             out = apply_channel(z, ChannelConfig(kind=channel, snr_db=snr), gens)
-            xh = jscc.decode(out.y, out.snr_db.to(device))
+            xh = jscc.decode(out.y, out.snr_db.to(device), shape=(hh, ww))
             st.add(x.cpu(), xh.float().cpu())
             bar.update(x.shape[0])
         r = st.finish()

@@ -44,6 +44,7 @@ import torch
 
 from ..errors import InputError
 from ..prior.ddim import Correction, ddim_sample, prior_shape, sample, travel_schedule, unet_evals  # noqa: F401
+from ..prior.tiles import at_size
 from .operators import LinearOperator
 
 
@@ -98,8 +99,10 @@ def restore(prior, operator: LinearOperator, y01: torch.Tensor, sigma_y=0.0, ste
             clip_x0: bool = True, start: float = 1.0, x_init01: torch.Tensor | None = None) -> torch.Tensor:
     """Restore images from y01 ≈ A·x01 + n with DDNM (σ_y = 0) or DDNM+ (σ_y > 0).
 
-    prior:      a sing.prior DiffusionPrior (eps, alphas_cumprod, ddim_timesteps, image_size, channels).
-    operator:   a LinearOperator on the prior's image shape (operators.make_operator).
+    prior:      a sing.prior DiffusionPrior (eps, alphas_cumprod, ddim_timesteps, image_size, channels);
+                run at the operator's H×W through sing.prior.tiles.at_size (the prior itself at its
+                native size).
+    operator:   a LinearOperator on (the prior's channels, any H×W) (operators.make_operator).
     y01:        observation (B, *operator.observation_shape()) on the [0, 1] image scale
                 (for avgpool: the pooled image A·x̂; otherwise x̂ itself).
     sigma_y:    observation noise std on the [0, 1] scale, in the operator's observation basis
@@ -116,6 +119,8 @@ def restore(prior, operator: LinearOperator, y01: torch.Tensor, sigma_y=0.0, ste
     if operator is None or not isinstance(operator, LinearOperator):
         raise InputError("restore needs a LinearOperator (sing.zero.make_operator); for unconditional "
                          "samples use ddim_sample")
+    if len(operator.image_shape) == 3 and operator.image_shape[0] == prior_shape(prior)[0]:
+        prior = at_size(prior, operator.image_shape[1:])       # any H×W (sing/prior/tiles.py)
     shape = prior_shape(prior)
     if tuple(operator.image_shape) != shape:
         raise InputError(f"the operator works on {operator.image_shape} images but the prior generates "

@@ -32,6 +32,8 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
 
     calibration: a Calibration for the JSCC that produced x̂ (required for `spectral`); with
                  `model_id` (the JSCC's model_id) a calibration for another model is refused.
+                 Fitted at another H×W, it is resampled over frequency (Calibration.for_shape).
+    prior:       the diffusion prior, run at x̂'s H×W (sing.prior.tiles.at_size).
     snr_db:      float or (B,) per-image SNR at which x̂ was decoded (clamped to the calibrated
                  range with a warning).
     start:       1 = DDNM from pure noise; < 1 = warm start at start·T from x̂ itself (ddnm.py doc).
@@ -51,9 +53,7 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
     if calibration is not None:
         if model_id is not None:
             calibration.check_model(model_id)
-        if calibration.image_shape != shape:
-            raise InputError(f"x̂ has shape {shape} but {calibration.describe()} was fitted on "
-                             f"{calibration.image_shape} images: calibrate at this size")
+        calibration = calibration.for_shape(shape)      # itself at its size, else resampled (§4)
         point = calibration.at(snr_db, device="cpu", batch=b)
     if kind == "spectral" and point is None:
         raise InputError("the spectral operator needs a calibration of this JSCC model: run "
