@@ -12,7 +12,7 @@ Cases (each in a fresh subprocess, so that its peak resident memory is its own):
 - `dps-2steps`: two DPS steps (UNet forward + backward through the whole image): the memory of a
   method with gradients, and its time per step.
 
-Each case runs --repeats timed calls after one warm-up; rounds alternate the cases, so load from
+Each case runs --repeats timed calls (5× as many at 64×64) after one warm-up; rounds alternate the cases, so load from
 other processes falls on all alike; medians are reported. Peak memory: the subprocess's maximum
 resident set size (ru_maxrss) minus the same after loading the models and one warm-up call at
 64×64 (the baseline), i.e. what the image size adds. Writes OUT.json and OUT.md.
@@ -78,7 +78,7 @@ def one(case: str, size: int, repeats: int, threads: int) -> dict:
     base = _rss_mb()
     call(size)                                  # warm-up at the size
     times = []
-    for _ in range(repeats):
+    for _ in range(repeats * 5 if size <= 64 else repeats):    # cheap cases: more samples
         t0 = time.perf_counter()
         call(size)
         times.append(time.perf_counter() - t0)

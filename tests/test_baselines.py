@@ -130,7 +130,7 @@ def test_dps_refuses_bad_input(link3):
     with pytest.raises(InputError, match="k=64"):
         dps_restore(prior, jscc, y[:, :32], SNR, steps=2)
     with pytest.raises(InputError, match="prior generates"):
-        dps_restore(tiny_prior(8, 3, seed=0), jscc, y, SNR, steps=2)
+        dps_restore(tiny_prior(8, 1, seed=0), jscc, y, SNR, steps=2)        # another channel count
     with pytest.raises(InputError, match="zeta"):
         dps_restore(prior, jscc, y, SNR, steps=2, zeta=-1.0)
     with pytest.raises(InputError, match="one generator per image"):
@@ -276,3 +276,20 @@ def test_refuses_bad_arguments():
         digital_separation(x[:, :2], 256, 0.0)
     with pytest.raises(InputError, match="one value per image"):
         digital_separation(x, 256, torch.zeros(2))
+
+
+def test_dps_at_another_image_size(link3):
+    """DPS on the symbols of 24×40 images (k at that size): the prior runs at 24×40, the gradient
+    flows through the whole image, and the data term decreases; wrong k for the shape is refused."""
+    prior, jscc, _ = link3
+    x = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        z = jscc.encode(x, SNR)
+    assert z.shape[1] == jscc.k_at(24, 40) != jscc.k
+    y = apply_channel(z, ChannelConfig(snr_db=SNR), [channel_generator(0, 0)]).y
+    out, info = dps_restore(prior, jscc, y, SNR, steps=4, zeta=2.0, generators=_gens(3, 1), shape=(24, 40),
+                            return_info=True)
+    assert out.shape == (1, 3, 24, 40) and torch.isfinite(out).all()
+    assert info["residual"].shape == (4, 1)
+    with pytest.raises(InputError, match="k="):
+        dps_restore(prior, jscc, y, SNR, steps=2, shape=(16, 16))

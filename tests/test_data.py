@@ -182,3 +182,29 @@ def test_unseen_crops_travel_in_a_data_bundle(tmp_path, monkeypatch):
     assert d == tmp_path / "cache" / "data" / D.UNSEEN_VERSION
     got, ids2 = D.load_split("natural-unseen", "test", progress=False)
     assert torch.equal(got, want) and ids2 == ids
+
+
+def test_natural_256_views_are_of_eval_photographs_only():
+    """natural-256: 256×256 RGB views of the natural val/test photographs (5 per photograph, round-
+    robin), ids `<source>#256-<view>` so the bootstrap clusters by photograph; view 0 is the whole
+    photograph resized to shorter side 256 and centre-cropped; no train photograph; no train split."""
+    man = D.load_manifest()
+    split_of = {s["id"]: s["split"] for s in man["sources"]}
+    x, ids = D.load_split("natural-256", "test", progress=False)
+    n_src = sum(1 for s in man["sources"] if s["split"] == "test")
+    assert x.shape == (5 * n_src, 3, 256, 256) and D.info("natural-256").image_size == 256
+    assert len(set(ids)) == len(ids) and all(split_of[i.split("#")[0]] == "test" for i in ids)
+    assert [i.split("#")[1] for i in ids[:n_src]] == ["256-0"] * n_src            # round-robin
+    assert {i.split("#")[0] for i in ids[:n_src]} == {i.split("#")[0] for i in ids}
+    src = next(s for s in man["sources"] if s["id"] == ids[0].split("#")[0])
+    a = D._read_source(src)[0]                                                    # the stated rule:
+    h, w = D._scaled_shape(a.shape[:2], 256)                                      # shorter side 256,
+    y0, x0 = round(0.5 * (h - 256)), round(0.5 * (w - 256))                       # the centre
+    whole = D._resize_short(a, 256)[y0:y0 + 256, x0:x0 + 256]
+    assert np.array_equal(D.to_uint8(x[:1])[0], whole)
+    xv, iv = D.load_split("natural-256", "val", n=3, progress=False)
+    assert xv.shape[0] == 3 and all(split_of[i.split("#")[0]] == "val" for i in iv)
+    with pytest.raises(DataError, match="val and test"):
+        D.load_split("natural-256", "train")
+    with pytest.raises(DataError, match="evaluation-only"):
+        next(D.train_batches("natural-256", 2))

@@ -256,8 +256,10 @@ def test_inn_for_another_jscc_is_refused(tmp_path, inn3, prior3):
 
 
 def test_shape_errors(inn3, prior3):
+    with pytest.raises(InputError, match="multiples of"):
+        inn3(torch.zeros(1, 3, 10, 12), 0.0)                    # not divisible by 2^levels
     with pytest.raises(InputError):
-        inn3(torch.zeros(1, 3, 8, 8), 0.0)
+        inn3(torch.zeros(1, 1, 16, 16), 0.0)                    # wrong channel count
     with pytest.raises(InputError):
         inn3.inverse(torch.zeros(1, 3, 4, 4), torch.zeros(1, 5), 0.0)
     with pytest.raises(InputError, match="blocks"):
@@ -407,3 +409,18 @@ def test_receiver_runs_sing_inn(tiny_jscc_dir):
         y = jscc.encode(torch.rand(2, 3, 32, 32), 0.0)
     out = rx.restore("sing-inn", y, 0.0, ["a", "b"], steps=2)
     assert out.shape == (2, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
+
+
+def test_inn_and_sing_inn_at_another_size(inn3, prior3):
+    """f is convolutional: at 24×40 (trained at the prior's size) it inverts exactly, c is the
+    coarse 6×10 map, and SING-INN restores a 24×40 x̂ with the prior run at that size."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 24, 40, generator=g) * 2 - 1
+    with torch.no_grad():
+        c, d, _ = inn3(x, 3.0)
+        back = inn3.inverse(c, d, 3.0)
+    assert c.shape == (2, 3, 6, 10) and d.shape == (2, inn3.d_size_at((24, 40)))
+    assert torch.allclose(back, x, atol=1e-5)
+    x_hat = (x[:1] + 1) / 2
+    out = sing_inn(prior3, inn3, x_hat, 5.0, steps=3, generators=_gens(1), progress=False)
+    assert out.shape == x_hat.shape and torch.isfinite(out).all()

@@ -282,6 +282,33 @@ def test_calibration_interpolates_and_clamps_with_warning():
     assert torch.allclose(p.sigma_identity, torch.tensor([0.1, 0.2]))
 
 
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(8, 80), w=st.integers(8, 80), seed=st.integers(0, 2 ** 16))
+def test_calibration_for_another_size_keeps_the_frequency_response(h, w, seed):
+    """for_shape evaluates h and N at the same normalised frequency k/(2N): a response that is a
+    linear function of frequency is carried exactly (up to the clamp at the top frequency); a flat
+    one stays flat; the σ's are kept; its own shape gives itself."""
+    n0 = SIZE
+    fy = torch.arange(n0, dtype=torch.float64) / (2 * n0)                   # cycles/pixel per row index
+    g = torch.Generator().manual_seed(seed)
+    a, b = float(torch.rand(1, generator=g)), float(torch.rand(1, generator=g))
+    resp = lambda fr, fc: (0.2 + 0.5 * a * fr[:, None] + 0.5 * b * fc[None, :]).float()
+    hh = torch.stack([resp(fy, fy).expand(3, -1, -1)] * 2)
+    cal = Calibration(model_id="m", snr_db=[0.0, 10.0], h=hh, noise=torch.full_like(hh, 0.03),
+                      sigma_identity=torch.tensor([0.2, 0.1]), sigma_pool={2: torch.tensor([0.1, 0.05])})
+    assert cal.for_shape((3, n0, n0)) is cal
+    big = cal.for_shape((3, h, w))
+    assert big.image_shape == (3, h, w) and big.snr_db == cal.snr_db
+    top = (n0 - 1) / (2 * n0)
+    fr = (torch.arange(h, dtype=torch.float64) / (2 * h)).clamp(max=top)
+    fc = (torch.arange(w, dtype=torch.float64) / (2 * w)).clamp(max=top)
+    assert torch.allclose(big.h[1, 0], resp(fr, fc), atol=1e-5)
+    assert torch.allclose(big.noise, torch.full((2, 3, h, w), 0.03), atol=1e-6)
+    assert torch.equal(big.sigma_identity, cal.sigma_identity) and torch.equal(big.sigma_pool[2], cal.sigma_pool[2])
+    with pytest.raises(InputError, match="3-channel"):
+        cal.for_shape((1, h, w))
+
+
 def test_calibration_save_load_and_model_check(tmp_path):
     cal = _cal()
     cal.save(tmp_path / "cal")
@@ -316,8 +343,14 @@ def test_calibration_of_a_tiny_jscc_and_sing_zero(tmp_path, prior3):
         sing_zero(prior3, cal, xh, 5.0, model_id="another-model", steps=2, progress=False)
     with pytest.warns(UserWarning, match="calibrated range"):
         sing_zero(prior3, cal, xh, 20.0, operator="identity", steps=2, progress=False)
-    with pytest.raises(InputError, match="fitted on"):
-        sing_zero(prior3, cal, xh[:, :, :8, :8], 5.0, steps=2, progress=False)
+    # another size: the calibration is resampled over frequency and the prior runs at that size
+    small = xh[:, :, :8, :12]
+    out, info = sing_zero(prior3, cal, small, 5.0, steps=2, progress=False, generators=gens,
+                          model_id=jscc.model_id, return_info=True)
+    assert out.shape == small.shape and info["sigma_source"] == "calibrated"
+    assert cal.for_shape((3, 8, 12)) is cal.for_shape((3, 8, 12))            # cached per shape
+    with pytest.raises(InputError, match="3-channel images, not 1"):
+        sing_zero(prior3, cal, small[:, :1], 5.0, steps=2, progress=False)
     # no calibration: blind σ for identity / avgpool, refused for spectral
     out, info = sing_zero(prior3, None, xh, 5.0, operator="identity", steps=2, progress=False,
                           return_info=True)
