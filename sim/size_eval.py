@@ -5,10 +5,15 @@
 64×64-trained models run at 256×256 (docs/ALGORITHMS.md §2–4, any image size).
 
     PYTHONPATH=. python sim/size_eval.py run --methods deepjscc deepjscc-perceptual digital-jpeg \
-        digital-webp sing-zero sing-inn ddnm-avgpool            # one `sing eval` per method
-    PYTHONPATH=. python sim/size_eval.py run --methods dps --n-images 17 --batch 4
+        digital-webp sing-zero sing-inn                          # one `sing eval` per method, 34 images
+    PYTHONPATH=. python sim/size_eval.py run --methods ddnm-avgpool dps --n-images 17 --batch 4
     PYTHONPATH=. python sim/size_eval.py table                   # table.json / table.md from the files
     PYTHONPATH=. python sim/size_eval.py grid                    # grid.png (original | DeepJSCC | SING-Zero)
+
+34 images = the first two views of each of the 17 test photographs (the whole photograph, then a
+crop); the chains from pure noise (DDNM-avgpool: 50 UNet passes; DPS: 50 forward + backward) at
+256×256 cost 40–100 CPU-seconds per image, so on the 2-core machine shared with other jobs they ran
+on the first 17 (each photograph once, whole) and are paired with DeepJSCC on those.
 
 `run` writes one `sing.eval/1` file per method (OUT/natural-256_<method>_1-48_awgn_0dB.json), so a
 partial run keeps every method that finished; a method whose file exists is skipped. Method
