@@ -51,9 +51,14 @@ def test_eval_result_file_schema(tiny_jscc_dir, img_folder):
 def test_eval_refuses_bad_names_and_mismatched_models(tiny_jscc_dir, tmp_path, capsys):
     assert main(["eval", "--data", "celeba", "--out", str(tmp_path / "x.json")]) == 2
     assert "choose one of" in capsys.readouterr().err
-    assert main(["eval", "--data", "natural", "--jscc", str(tiny_jscc_dir), "--bcr", "1/12", "--n-images", "2",
+    assert main(["eval", "--data", "fmnist", "--jscc", str(tiny_jscc_dir), "--bcr", "1/12", "--n-images", "2",
                  "--out", str(tmp_path / "x.json"), "--no-progress"]) == 2
-    assert "takes 3×32²" in capsys.readouterr().err
+    assert "takes 3-channel images" in capsys.readouterr().err
+    # another size than the model's native 32×32 runs at that size (k from the image size)
+    assert main(["eval", "--data", "natural", "--jscc", str(tiny_jscc_dir), "--bcr", "1/12", "--n-images", "2",
+                 "--out", str(tmp_path / "x.json"), "--no-progress"]) == 0
+    s = json.loads((tmp_path / "x.json").read_text())["setup"]
+    assert s["resolution"] == 64 and s["k"] == 3 * 64 * 64 // 12
     with pytest.raises(SystemExit):
         main(["eval", "--method", "magic", "--out", "x.json"])
     assert main(["eval", "--data", "natural", "--jscc", str(tmp_path / "none"), "--out", str(tmp_path / "x.json")]) == 2

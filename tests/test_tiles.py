@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sing.errors import InputError
 from sing.prior import tiny_prior
-from sing.prior.tiles import TiledPrior, WholeImagePrior, at_size, tile_starts, tiled, whole_image_bound
+from sing.prior.tiles import (TiledPrior, WholeImagePrior, at_size, tile_side, tile_starts, tiled,
+                              whole_image_bound)
 from sing.zero.ddnm import restore
 from sing.zero.operators import make_operator
 
@@ -167,7 +168,8 @@ def test_at_size_modes(prior16):
     w = at_size(prior16, (37, 53))
     assert isinstance(w, WholeImagePrior) and w.padded == (38, 54)
     big = at_size(prior16, (150, 70))                                   # 75·35 > 1024 positions
-    assert isinstance(big, TiledPrior) and big.tile == 64 and big.overlap == 16
+    # 3 tiles of ≤ 64 along 150 (overlap 16): the smallest that covers is ⌈(150 + 2·16)/3⌉ → 62
+    assert isinstance(big, TiledPrior) and big.tile == 62 and big.overlap == 16 and big.tiles_per_image == 6
     assert at_size(big, (150, 70)) is big
     with pytest.raises(InputError, match="already sized"):
         at_size(w, (16, 16))
@@ -196,14 +198,14 @@ def test_whole_image_is_the_unet_on_the_whole_image(prior16):
 
 @pytest.mark.parametrize("t", [100, 300, 600])
 def test_no_visible_seams_above_the_whole_image_bound(prior32, t):
-    """Above the bound at_size tiles with whole-image tiles (128×128 for the tiny 32×32 prior,
-    stride 4, overlap 32). A restoration of a 192×160 smooth ramp through it: mean |gradient| across
+    """Above the bound at_size tiles with whole-image tiles (≤ 128×128 for the tiny 32×32 prior,
+    stride 4, overlap 32: here 2×2 tiles of 112×112). A restoration of a 192×160 smooth ramp through it: mean |gradient| across
     the tile borders within 10 % of elsewhere. ε of a noisy ramp: the border/elsewhere ratio within
     10 % of the same ratio of the untiled whole-image ε (a random tiny UNet has structure of its own
     at its stride, so even without tiles those columns need not read 1; tiling must add nothing)."""
     H, W = 192, 160
     tp = at_size(prior32, (H, W))
-    assert isinstance(tp, TiledPrior) and tp.tile == 128 and tp.tiles_per_image == 4
+    assert isinstance(tp, TiledPrior) and tp.tile == 112 and tp.tiles_per_image == 4
     img = gradient_image(H, W)
     g = torch.Generator().manual_seed(t)
     xt = (img * 2 - 1).expand(4, -1, -1, -1) + (t / 1000) * torch.randn(4, 3, H, W, generator=g)
@@ -215,3 +217,16 @@ def test_no_visible_seams_above_the_whole_image_bound(prior32, t):
                   progress=False, start=0.5, x_init01=img, clamp=False)          # restore sizes the prior
     rx, ry = seam_ratios(out, tp.ys, tp.xs, tp.tile)
     assert out.shape == img.shape and abs(rx - 1) <= 0.10 and abs(ry - 1) <= 0.10, (rx, ry)
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(8, 1024), w=st.integers(8, 1024), stride=st.sampled_from([1, 2, 4, 8]))
+def test_tile_side_covers_with_the_fewest_tiles(h, w, stride):
+    """tile_side: a multiple of the stride, at most the bound's side, and the grid it gives covers
+    each side with overlap ≥ O using no more tiles than tiles of the full bound's side would."""
+    side, o = 32 * stride, 8 * stride
+    t = tile_side(h, w, side, o, stride)
+    assert t % stride == 0 and 2 * o <= t <= side
+    for L in (h, w):
+        if L > t:
+            assert len(tile_starts(L, t, o)) <= len(tile_starts(L, side, o))

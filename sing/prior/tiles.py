@@ -9,8 +9,9 @@
   to a multiple of s and cropped back. Cost linear in pixels up to that bound (the self-attention
   at the lowest level is quadratic in its positions: measured on one CPU core, shipped prior, one
   image, 0.050 s at 64², 0.80 s at 256² = 16.1×, 7.0 s at 512² = 141×);
-- above it, a `TiledPrior` whose tiles are of that bound's side (256 for the shipped prior), each
-  evaluated whole-image, overlapping and blended as below.
+- above it, a `TiledPrior` of whole-image tiles of at most that bound's side (256 for the shipped
+  prior; `tile_side` picks the fewest such tiles and then the smallest tile that covers the image
+  with them), overlapping by a quarter of the bound's side (64) and blended as below.
 
 Peak memory is bounded by images × pixels per UNet call (MAX_CALL_PIXELS; a batch is split into
 calls of at most that many pixels): one UNet call on 4·256² pixels, no gradients, is ≈ 0.25 GB
@@ -174,8 +175,24 @@ def at_size(prior, image_size, overlap: int | None = None):
     tokens, side = whole_image_bound(prior)
     if (-(-h // s)) * (-(-w // s)) <= tokens:
         return WholeImagePrior(prior, (h, w))
-    return TiledPrior(prior, (h, w), overlap=overlap, tile=side,
-                      max_batch=max(1, MAX_CALL_PIXELS // (side * side)))
+    o = side // 4 if overlap is None else int(overlap)
+    tile = tile_side(h, w, side, o, s)
+    return TiledPrior(prior, (h, w), overlap=o, tile=tile,
+                      max_batch=max(1, MAX_CALL_PIXELS // (tile * tile)))
+
+
+def tile_side(h: int, w: int, side: int, overlap: int, stride: int) -> int:
+    """The whole-image tile for an H×W image above the bound (module doc): along each side the
+    fewest tiles of at most `side` pixels that overlap by `overlap`, n = ⌈(L − O)/(side − O)⌉, then
+    the smallest tile that covers L with n tiles, ⌈(L + (n−1)·O)/n⌉, rounded up to the stride; the
+    larger of the two sides' values. Smaller tiles than `side` keep the overlap's share and the
+    attention's quadratic cost down (512×512: 9 tiles of 216² instead of 9 of 256²)."""
+    def need(L: int) -> int:
+        if L <= side:
+            return min(side, -(-L // stride) * stride)
+        n = -(-(L - overlap) // (side - overlap))
+        return -(-(-(-(L + (n - 1) * overlap) // n)) // stride) * stride
+    return max(2 * overlap, min(side, max(need(h), need(w))))
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
