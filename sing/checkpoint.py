@@ -41,14 +41,19 @@ def save_model(directory: str | os.PathLike, state: dict[str, torch.Tensor], con
     """Write weights and config atomically (temp file + rename) so a kill never leaves half a file."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = d / (weights_name + ".tmp")
-    save_file(state, str(tmp), metadata={"kind": str(config.get("kind", ""))})
-    os.replace(tmp, d / weights_name)
+    _save_atomic({k: v.detach().contiguous().cpu() for k, v in state.items()}, d / weights_name,
+                 metadata={"kind": str(config.get("kind", ""))})
     write_json(d / CONFIG, config)
     if card is not None:
         (d / "README.md").write_text(card_with_notes(d / "README.md", card))
     return d
+
+
+def _save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    """save_file through a temp file + rename: a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -143,12 +148,9 @@ def save_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
                      extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        tensors["model." + k] = v
+    tensors = {"model." + k: v for k, v in model.state_dict().items()}
     if ema is not None:
-        for k, v in ema.state_dict().items():
-            tensors["ema." + k] = v
+        tensors.update({"ema." + k: v for k, v in ema.state_dict().items()})
     opt_meta: dict[str, Any] = {}
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -159,12 +161,8 @@ def save_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
                 else:
                     opt_meta.setdefault(str(idx), {})[name] = val
         opt_meta["param_groups"] = sd["param_groups"]
-    for k, v in (extra_tensors or {}).items():
-        tensors["extra." + k] = v
-    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
-    tmp = d / (TRAIN_STATE + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, d / TRAIN_STATE)
+    tensors.update({"extra." + k: v for k, v in (extra_tensors or {}).items()})
+    _save_atomic({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, d / TRAIN_STATE)
     write_json(d / TRAIN_META, {"step": int(step), "optimizer": opt_meta, "extra": extra or {}})
 
 
