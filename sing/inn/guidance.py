@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..prior.ddim import Correction, sample
+from ..prior.ddim import Correction, prior_shape, sample
 from ..zero.ddnm import lambda_weight, noise_budget
 from .haar import haar_lowpass, haar_multilevel, haar_multilevel_inv
 from .model import InvertibleDegradation
@@ -143,7 +143,7 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
         raise InputError(f"x_hat must be DeepJSCC outputs (B, C, H, W) in [0, 1], got "
                          f"{tuple(getattr(x_hat01, 'shape', ()))}")
     inn.check_images(x_hat01)
-    pshape = (int(prior.channels), int(prior.image_size), int(prior.image_size))
+    pshape = prior_shape(prior)
     if tuple(x_hat01.shape[1:]) != pshape:
         raise InputError(f"the prior generates {pshape} images but x̂ is {tuple(x_hat01.shape[1:])}: "
                          f"use a prior trained at the DeepJSCC's resolution")
