@@ -30,21 +30,16 @@ class Batcher:
     def __init__(self, max_batch: int = 16, max_wait_s: float = 0.0, max_queue: int = 256):
         if max_batch < 1 or max_wait_s < 0 or max_queue < 1:
             raise ValueError("max_batch ≥ 1, max_wait_s ≥ 0 and max_queue ≥ 1 are required")
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.max_queue = max_queue
+        self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
         self._groups: "OrderedDict[tuple, deque[Pending]]" = OrderedDict()
         self._n = 0
 
     def __len__(self) -> int:
         return self._n
 
-    def full(self) -> bool:
-        return self._n >= self.max_queue
-
     def add(self, key: tuple, item: Any, now: float | None = None) -> bool:
         """Queue an item; False when the queue is full (the caller replies 'busy')."""
-        if self.full():
+        if self._n >= self.max_queue:
             return False
         self._groups.setdefault(key, deque()).append(
             Pending(key, item, time.monotonic() if now is None else now))

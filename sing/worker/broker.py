@@ -372,9 +372,8 @@ class Broker:
 
 
 def run(args) -> int:
-    b = Broker(args.frontend, args.backend, args.heartbeat_s, args.liveness, args.max_attempts,
-               args.request_timeout_s, args.max_queue, args.curve_secret, args.curve_clients,
-               args.curve_workers, args.progress_timeout_s, args.max_cost)
+    from ..cli import call_with_options
+    b = call_with_options(Broker, args)
     signal.signal(signal.SIGTERM, b.stop)
     signal.signal(signal.SIGINT, b.stop)
     return b.serve()

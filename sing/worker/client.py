@@ -139,9 +139,8 @@ class WorkerClient:
     def ping(self, timeout_s: float | None = None) -> dict:
         """Health/status of the worker (or of the broker and its workers)."""
         rid = "ping-" + uuid.uuid4().hex
-        fut = self._submit(rid, P.control_frames("ping", id=rid), "ping",
-                           timeout_s=timeout_s, retries=0)
-        return fut.result()
+        return self._submit(rid, P.control_frames("ping", id=rid), "ping", timeout_s=timeout_s,
+                            retries=0).result()
 
     def close(self) -> None:
         if self._closed:

@@ -57,13 +57,6 @@ class ModelInfo:
     shape: tuple[int, int, int]       # (C, H, W)
 
 
-def _cfg(model, name, default=None):
-    cfg = getattr(model, "config", None)
-    if isinstance(cfg, dict):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
-
-
 def _as_list(x) -> list[str]:
     if x is None:
         return []
@@ -116,8 +109,7 @@ class Engine:
         self.parts: dict[str, dict] = {}
         for mid in self.receiver.model_ids():
             m = self.receiver.model(mid)
-            k = int(_cfg(m, "k"))
-            c, s = int(_cfg(m, "channels", 3)), int(_cfg(m, "image_size", 64))
+            k, c, s = m.config.k, m.config.channels, m.config.image_size      # a JSCCConfig
             self.info[mid] = ModelInfo(mid, k, (c, s, s))
             cal, inn_ = (self._part(self.receiver.calibration, mid),
                          self._part(self.receiver.inn, mid))
@@ -125,19 +117,15 @@ class Engine:
             self.parts[mid] = {"calibration": cal is not None, "inn": inn_ is not None}
             log.info("loaded JSCC %s (k=%d, %dx%dx%d): methods %s", mid, k, c, s, s,
                      self.views[mid].methods())
-        self.has = {"prior": prior is not None, "max_cost": max_cost}
-        self.max_cost = max_cost
+        self.has_prior, self.max_cost = prior is not None, max_cost
 
     @staticmethod
     def _part(obj, mid):
         return obj.get(mid) if isinstance(obj, dict) else obj
 
     def methods(self) -> list[str]:
-        """Methods offered for at least one model."""
-        out: list[str] = []
-        for v in self.views.values():
-            out += [m for m in v.methods() if m not in out]
-        return out
+        """Methods offered for at least one model (in order, once each)."""
+        return list(dict.fromkeys(m for v in self.views.values() for m in v.methods()))
 
     def methods_for(self, model_id: str) -> list[str]:
         return list(self.views[model_id].methods())
@@ -177,4 +165,5 @@ class Engine:
     def status(self) -> dict:
         return {"models": {m: {"k": i.k, "shape": list(i.shape), "methods": self.methods_for(m),
                                **self.parts[m]} for m, i in self.info.items()},
-                "methods": self.methods(), "device": device_name(self.device), **self.has}
+                "methods": self.methods(), "device": device_name(self.device), "prior": self.has_prior,
+                "max_cost": self.max_cost}

@@ -2,14 +2,14 @@
 """`sing worker`: serve decoding + restoration over ZeroMQ (protocol: docs/PROTOCOL.md).
 
 Two threads. The I/O thread owns the socket: it validates every message (errors are replies),
-answers pings, queues requests in the Batcher and sends replies and heartbeats. The compute
-thread runs one batch at a time (`Engine.run`), so a long restoration never delays a
-heartbeat or a ping; and since a heartbeat says nothing about progress, the I/O thread watches
-the running batch: one running longer than --stuck-s is reported, its requests are answered
-`unavailable` (a broker re-queues them elsewhere) and the worker takes no work until it is back. Continuous batching (batching.py): an idle compute thread gets a request at
-once; what arrives while it is busy is batched (≤ --max-batch per group) for its next turn.
-Several JSCC models: each with its own calibration/INN (engine.py: explicit or found next to
-the --jscc dirs). Modes:
+answers pings, queues requests in the Batcher and sends replies and heartbeats. The compute thread
+runs one batch at a time (`Engine.run`), so a long restoration never delays a heartbeat or a ping;
+and since a heartbeat says nothing about progress, the I/O thread watches the running batch: one
+running longer than --stuck-s is reported, its requests are answered `unavailable` (a broker
+re-queues them elsewhere) and the worker takes no work until it is back. Continuous batching
+(batching.py): an idle compute thread gets a request at once; what arrives while it is busy is
+batched (≤ --max-batch per group) for its next turn. Several JSCC models: each with its own
+calibration/INN (engine.py: explicit or found next to the --jscc dirs). Modes:
 
 - `--bind tcp://127.0.0.1:5555`: a ROUTER that clients (REQ or DEALER) talk to directly;
 - `--connect tcp://BROKER:5556`: a DEALER to a `sing broker` backend (ready/heartbeat/disconnect).
@@ -526,6 +526,7 @@ class Worker:
 
 
 def run(args) -> int:
+    from ..cli import call_with_options
     from .engine import Engine
     if args.threads:
         import torch
@@ -536,11 +537,7 @@ def run(args) -> int:
         P.check_bind(args.bind, args.curve_secret is not None)   # before loading any model
     engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device,
                     discover_parts=not args.no_discover, autocast=args.autocast, max_cost=args.max_cost)
-    w = Worker(engine, bind=args.bind, connect=args.connect, max_batch=args.max_batch,
-               max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, heartbeat_s=args.heartbeat_s,
-               liveness=args.liveness, drain_s=args.drain_s, stuck_s=args.stuck_s, name=args.name,
-               curve_secret=args.curve_secret, curve_clients=args.curve_clients,
-               curve_server_public=args.curve_server_public)
+    w = call_with_options(Worker, args, engine)
     signal.signal(signal.SIGTERM, w.stop)
     signal.signal(signal.SIGINT, w.stop)
     rc = w.serve()
