@@ -248,12 +248,9 @@ class InvertibleDegradation(nn.Module):
                              f"{tuple(getattr(x, 'shape', ()))}")
 
     def _shapes(self) -> list[tuple[int, int, int]]:
-        cfg, out = self.config, []
-        s = cfg.image_size
-        for _ in range(cfg.levels):
-            s //= 2
-            out.append((3 * cfg.channels, s, s))
-        return out
+        """(3C, H/2^l, W/2^l): the detail bands split off at each level l = 1 … L."""
+        c, s = self.config.channels, self.config.image_size
+        return [(3 * c, s // 2 ** lv, s // 2 ** lv) for lv in range(1, self.config.levels + 1)]
 
     @property
     def d_size(self) -> int:
