@@ -15,10 +15,10 @@ import subprocess
 import sys
 
 
-def spawn_local(command: str, num_processes: int, threads: int, argv: list[str] | None = None) -> int:
+def spawn_local(command: str, num_processes: int, threads: int) -> int:
     """Re-run `sing COMMAND …` (this process's arguments, without --num-processes) under
     torch.distributed.run with `num_processes` CPU processes of `threads` threads each."""
-    clean, args = [], iter(sys.argv[1:] if argv is None else argv)
+    clean, args = [], iter(sys.argv[1:])
     for a in args:                  # drop "--num-processes N" and "--num-processes=N"
         if a == "--num-processes":
             next(args, None)

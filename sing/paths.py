@@ -46,10 +46,9 @@ def installed_model_dirs() -> list[Path]:
     return list(dict.fromkeys(p / SHARE_SUBDIR for p in prefixes))      # in order, once each
 
 
-def model_search_path(extra: list[str | os.PathLike] | None = None) -> list[Path]:
+def model_search_path() -> list[Path]:
     """The folders a model name is looked up in, in order (module docstring)."""
-    dirs: list[Path] = [Path(p) for p in (extra or [])]
-    dirs += [Path(p).expanduser() for p in os.environ.get("SING_MODEL_PATH", "").split(os.pathsep) if p]
+    dirs = [Path(p).expanduser() for p in os.environ.get("SING_MODEL_PATH", "").split(os.pathsep) if p]
     if (PACKAGE_DIR.parent / "pyproject.toml").is_file():      # running from a checkout
         dirs.append(PACKAGE_DIR.parent / "models")
     dirs.append(user_model_dir())
@@ -87,20 +86,19 @@ def make_hint(name: str) -> str:
             f"train-prior / train-inn --out)")
 
 
-def resolve_model(name_or_path: str | os.PathLike, extra: list[str | os.PathLike] | None = None) -> Path:
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """The model directory for a path (returned as is when it exists) or a name (searched).
 
     Raises CheckpointError naming the model, the folders searched and the command that makes it."""
     p = Path(os.path.expanduser(str(name_or_path)))
     if p.exists():
         return p
-    s = str(name_or_path)
+    s, searched = str(name_or_path), model_search_path()
     if not is_model_name(s):
         raise CheckpointError(
             f"model directory {s} does not exist (relative paths count from the working directory "
             f"{os.getcwd()}): give an existing directory, or a model name such as "
-            f"'{Path(s).name}' to search {', '.join(map(str, model_search_path(extra)))}")
-    searched = model_search_path(extra)
+            f"'{Path(s).name}' to search {', '.join(map(str, searched))}")
     for d in searched:
         for c in _candidates(s):
             if (d / c).is_dir():
