@@ -52,14 +52,14 @@ class Batcher:
             return None
         return min(q[0].t_arrival for q in self._groups.values()) + self.max_wait_s
 
-    def ready(self, now: float | None = None, flush: bool = False) -> list[Pending]:
+    def ready(self, now: float | None = None) -> list[Pending]:
         """The batch to run now that the compute thread is idle (one group, oldest first, at most
-        max_batch), or [] if nothing is due. A group is due when it holds max_batch items, when its
-        oldest waited max_wait_s (0: at once), or on `flush`."""
+        max_batch), or [] if nothing is due. A group is due when it holds max_batch items or when
+        its oldest waited max_wait_s (0: at once)."""
         now = time.monotonic() if now is None else now
         best = None
         for key, q in self._groups.items():
-            due = flush or len(q) >= self.max_batch or now - q[0].t_arrival >= self.max_wait_s
+            due = len(q) >= self.max_batch or now - q[0].t_arrival >= self.max_wait_s
             if due and (best is None or q[0].t_arrival < self._groups[best][0].t_arrival):
                 best = key
         if best is None:

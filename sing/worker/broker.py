@@ -23,6 +23,7 @@ SIGTERM/SIGINT: every request held is answered `unavailable` and the broker exit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
@@ -306,10 +307,8 @@ class Broker:
                 for key in keys:
                     self._requeue(key, f"worker {w.name} made no progress")
         for key in [k for k, r in self.reqs.items() if now - r.t0 > self.req_timeout]:
-            try:
+            with contextlib.suppress(ValueError):           # not queued: held by a worker
                 self.queue.remove(key)
-            except ValueError:
-                pass
             self._fail(key, P.UNAVAILABLE, f"no worker answered within {self.req_timeout:.0f}s "
                                            f"({len(self.workers)} worker(s) connected)")
 

@@ -29,6 +29,7 @@ Imports numpy and pyzmq only (no torch): it runs on the radio host.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -248,10 +249,8 @@ class WorkerClient:
 
     @staticmethod
     def _send(sock, frames) -> None:
-        try:
+        with contextlib.suppress(zmq.Again):      # not connected / queue full: the timeout re-sends
             sock.send_multipart([b""] + list(frames), zmq.NOBLOCK)
-        except zmq.Again:
-            pass                      # not connected / queue full: the timeout re-sends
 
     def _on_message(self, msg, pending: dict) -> None:
         _, body = P.split_envelope(msg, 0)

@@ -20,6 +20,7 @@ batch --drain-s (default 0.5 s) to finish, answer it `unavailable` otherwise, ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
@@ -159,10 +160,8 @@ class _Compute(threading.Thread):
             self.ring()
 
     def ring(self) -> None:
-        try:
+        with contextlib.suppress(OSError):   # doorbell full (the I/O thread reads it) or closed
             os.write(self._bell_w, b"!")
-        except OSError:                  # doorbell full (the I/O thread reads it) or closed
-            pass
 
     def _run(self, job: Running) -> list[Outcome]:
         import torch
@@ -298,12 +297,11 @@ class Worker:
         self._send([b""], P.control_frames(type_, **fields))
 
     def status(self) -> dict:
-        st = {"worker": self.name, "pid": os.getpid(), "queue": len(self.batcher), "busy": self.busy,
-              "stuck": self.stuck, "max_batch": self.batcher.max_batch,
-              "max_wait_ms": self.batcher.max_wait_s * 1e3,
-              "uptime_s": round(time.monotonic() - self.t_start, 3), **asdict(self.stats)}
-        st.update(self.engine.status())
-        return st
+        return {"worker": self.name, "pid": os.getpid(), "queue": len(self.batcher), "busy": self.busy,
+                "stuck": self.stuck, "max_batch": self.batcher.max_batch,
+                "max_wait_ms": self.batcher.max_wait_s * 1e3,
+                "uptime_s": round(time.monotonic() - self.t_start, 3), **asdict(self.stats),
+                **self.engine.status()}
 
     def stop(self, *_):
         self._stop.set()
@@ -383,11 +381,9 @@ class Worker:
         P.drain(self.sock, handle)             # bounded burst, then serve others
 
     def _collect_results(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):          # empty the doorbell
             while os.read(self.compute.bell_r, 4096):
                 pass
-        except BlockingIOError:
-            pass
         while True:
             try:
                 number, outcomes = self.compute.results.get_nowait()
@@ -512,10 +508,8 @@ class Worker:
                 if self.connect and t_stop is None:
                     self._keep_alive(now, poller)
         finally:
-            try:
+            with contextlib.suppress(queue.Full):
                 self.compute.jobs.put_nowait(None)
-            except queue.Full:
-                pass
             self.compute.join(timeout=0.2)
             self.sock.close(linger=500)        # the `unavailable` answers leave; a dead peer
             if self._auth is not None:         # cannot hold the exit longer than this
