@@ -148,9 +148,11 @@ class Engine:
 
     @torch.no_grad()
     def run(self, model_id: str, method: str, y: torch.Tensor, snr_db: torch.Tensor,
-            ids: list[str], seed: int = 0, params: dict | None = None) -> tuple[torch.Tensor, dict]:
-        """Restore one batch; also returns {decode_ms, restore_ms} (decode_ms None for a method
-        that decodes inside, i.e. dps)."""
+            ids: list[str], seed: int = 0, params: dict | None = None,
+            shape: tuple[int, int] | None = None) -> tuple[torch.Tensor, dict]:
+        """Restore one batch of H×W images (`shape` from the request meta; None: the model's
+        size); also returns {decode_ms, restore_ms} (decode_ms None for a method that decodes
+        inside, i.e. dps)."""
         from ..methods import get
         rx = self.views[model_id]
         params = dict(params or {})
@@ -158,12 +160,12 @@ class Engine:
         m = get(method)
         if m.input == "x_hat" and m.run is not None:
             snr = torch.as_tensor(snr_db, dtype=torch.float32)
-            x_hat = rx.decode(y, snr, model_id)
+            x_hat = rx.decode(y, snr, model_id, shape)
             t1 = time.perf_counter()
             x = rx.restore_from(method, x_hat, snr, ids, seed=seed, model_id=model_id, **params)
             t2 = time.perf_counter()
             return x, {"decode_ms": round((t1 - t0) * 1e3, 3), "restore_ms": round((t2 - t1) * 1e3, 3)}
-        x = rx.restore(method, y, snr_db, ids, seed=seed, model_id=model_id, **params)
+        x = rx.restore(method, y, snr_db, ids, seed=seed, model_id=model_id, shape=shape, **params)
         t1 = time.perf_counter()
         ms = round((t1 - t0) * 1e3, 3)
         if m.input == "symbols":

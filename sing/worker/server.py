@@ -180,7 +180,7 @@ class _Compute(threading.Thread):
             ids = [str(r.meta.get("image_id") or r.id) for r in reqs]
             params = dict(r0.params)
             seed = int(params.pop("seed", 0))
-            x, tm = self.engine.run(r0.model, r0.method, y, snr, ids, seed, params)
+            x, tm = self.engine.run(r0.model, r0.method, y, snr, ids, seed, params, r0.shape)
             x = x.detach().float().cpu()
             if x.dim() != 4 or x.shape[0] != len(reqs) or not torch.isfinite(x).all():
                 raise RuntimeError(f"restoration returned {tuple(x.shape)} with NaN/Inf or the "
