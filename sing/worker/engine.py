@@ -132,6 +132,16 @@ class Engine:
     def _part(obj, mid):
         return obj.get(mid) if isinstance(obj, dict) else obj
 
+    def k_for(self, model_id: str, shape: tuple[int, int] | None) -> int:
+        """Symbols per image of `shape` (H, W) through this model (sing.jscc.model.k_for_shape;
+        None: the model's own size). Raises ProtocolError(BAD_REQUEST) for a size it cannot take."""
+        if shape is None:
+            return self.info[model_id].k
+        try:
+            return int(self.receiver.model(model_id).k_at(*shape))
+        except InputError as e:
+            raise P.ProtocolError(P.BAD_REQUEST, str(e)) from None
+
     def methods(self) -> list[str]:
         """Methods offered for at least one model."""
         out: list[str] = []

@@ -361,9 +361,11 @@ class Worker:
                    f" for model {req.model} (it has no calibration/INN here)")
             raise P.ProtocolError(P.UNKNOWN_METHOD, f"method {req.method!r} is not served here{why}; "
                                                     f"available: {offered}", req.id)
-        if req.k != info[req.model].k:
+        want = self.engine.k_for(req.model, req.shape)
+        if req.k != want:
+            size = "its own size" if req.shape is None else "%d×%d" % req.shape
             raise P.ProtocolError(P.BAD_REQUEST, f"k = {req.k} but model {req.model} takes "
-                                                 f"k = {info[req.model].k} symbols", req.id)
+                                                 f"k = {want} symbols for an image of {size}", req.id)
         self.engine.admit(req)
 
     # ---- the pieces of the main loop ----
