@@ -5,7 +5,8 @@ JSCC Image Source (size policy native) → PDU channel → SING Receiver, and
 JSCC Image Source → OFDM JSCC TX → channel_model → OFDM JSCC RX → SING Receiver,
 and come back as restored PNGs of the same shape (greyscale as 1-channel PNGs). The shape travels
 in the PDU metadata and in the OFDM frame header: the receivers are given nothing else. Bad files
-among them are skipped with a warning and the flowgraph goes on."""
+among them are skipped with a warning and the flowgraph goes on; CMYK, alpha, animated and
+16-bit files are converted (docs/CONVENTIONS.md, "Images") and restored at their shape."""
 import json
 import socket
 import subprocess
@@ -44,7 +45,8 @@ def _photo(h, w, seed):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A tiny 16×16-trained RGB DeepJSCC (BCR 1/12), the eight images + two bad files, a worker."""
+    """A tiny 16×16-trained RGB DeepJSCC (BCR 1/12), the eight images, four odd files that are
+    converted, three that are refused, a worker."""
     from PIL import Image
     d = tmp_path_factory.mktemp("anysize")
     jd = qa.tiny_jscc_dir(d / "jscc-tiny16", image_size=16, bcr="1/12")
@@ -56,8 +58,21 @@ def setup(tmp_path_factory):
         Image.fromarray(a).save(imgs / f"c{h}x{w}.png")
         Image.fromarray(a).convert("L").save(imgs / f"g{h}x{w}.png")
         want[f"c{h}x{w}"], want[f"g{h}x{w}"] = (h, w, 3), (h, w)
+    # odd files: converted by the documented rules (sing.images) and sent ...
+    a = _photo(40, 30, 9)
+    Image.fromarray(a).convert("CMYK").save(imgs / "odd-cmyk.jpg", quality=95)
+    Image.fromarray(np.concatenate([a, np.full((40, 30, 1), 128, np.uint8)], -1), "RGBA").save(
+        imgs / "odd-alpha.png")
+    frames = [Image.fromarray(np.roll(a, 5 * i, axis=1)) for i in range(3)]
+    frames[0].save(imgs / "odd-anim.gif", save_all=True, append_images=frames[1:], duration=40)
+    Image.fromarray(a[..., 0].astype(np.uint16) * 257).save(imgs / "odd-grey16.png")
+    want.update({"odd-cmyk": (40, 30, 3), "odd-alpha": (40, 30, 3), "odd-anim": (40, 30, 3),
+                 "odd-grey16": (40, 30)})
+    # ... or refused with a warning naming the file, the flowgraph going on with the next one
     (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")           # corrupt
-    (imgs / "strip.png").write_bytes(b"")                                        # empty
+    (imgs / "empty.png").write_bytes(b"")                                        # 0 bytes
+    from test_images import png_header_only
+    png_header_only(imgs / "bomb.png", 20000, 20000, idat=b"x" * 64)             # 400 Mpixel claimed
     port = _free_port()
     w = subprocess.Popen([PY, "-m", "sing.cli", "worker", "--bind", f"tcp://127.0.0.1:{port}", "--jscc",
                           str(jd), "--device", "cpu", "--threads", "1"], cwd=ROOT,
@@ -110,7 +125,7 @@ def test_pdu_loopback_any_size(setup, one_thread):
     tb.msg_connect(ch, "pdus", rx, "pdus")
     tb.msg_connect(src, "image", rx, "sent")
     qa.run_with_timeout(tb, 120)
-    assert src.n_failed == 2 and src.n_sent == len(want)
+    assert src.n_failed == 3 and src.n_sent == len(want)
     got = _check_out(out, want)
     model = load_jscc(jd)
     for stem, png in got.items():
@@ -144,7 +159,7 @@ def test_ofdm_loopback_any_size(setup, one_thread):
     tb.msg_connect(orx, "out", rx, "pdus")
     tb.msg_connect(src, "image", rx, "sent")
     qa.run_with_timeout(tb, 180)
-    assert src.n_failed == 2
+    assert src.n_failed == 3
     _check_out(out, want)
     summ = json.loads((out / "summary.json").read_text())
     assert all(r["snr_source"] == "estimated" for r in summ["images"])
