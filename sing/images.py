@@ -138,9 +138,10 @@ def _open(path):
             im = Image.open(p)
         except FileNotFoundError:
             raise _fail(p, "file not found", "check the path") from None
-        except Image.DecompressionBombError as e:
-            raise _fail(p, f"claims more pixels than allowed ({e})",
-                        f"scale it below {MAX_DECODE_PIXELS} pixels first") from None
+        except Image.DecompressionBombError:             # PIL's own guard, above ours
+            raise _fail(p, f"claims more than the {MAX_DECODE_PIXELS / 1e6:.0f} Mpixel this source decodes "
+                           f"(a guard against decompression bombs)",
+                        "scale it down with an image editor first") from None
         except UnidentifiedImageError:
             raise _fail(p, "not an image PIL can read (corrupt, empty, 0-sized or an unknown format)",
                         "re-save it as PNG or JPEG, or remove it from the folder") from None

@@ -47,7 +47,7 @@ import numpy as np
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RID = re.compile(r"[^A-Za-z0-9._:@/+=-]+")
-_IMG_EXT = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ppm|pgm)$", re.IGNORECASE)
+_IMG_EXT = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ppm|pgm|gif)$", re.IGNORECASE)
 # worker error codes that concern the image itself: decoding it locally would not help
 _IMAGE_ERRORS = ("bad_request", "bad_payload", "too_large", "unknown_method", "bad_message")
 MAX_REFERENCES = 256           # sent images kept for metrics (oldest forgotten first)

@@ -57,7 +57,7 @@ def setup(tmp_path_factory):
         a = _photo(h, w, i)
         Image.fromarray(a).save(imgs / f"c{h}x{w}.png")
         Image.fromarray(a).convert("L").save(imgs / f"g{h}x{w}.png")
-        want[f"c{h}x{w}"], want[f"g{h}x{w}"] = (h, w, 3), (h, w)
+        want[f"c{h}x{w}.png"], want[f"g{h}x{w}.png"] = (h, w, 3), (h, w)
     # odd files: converted by the documented rules (sing.images) and sent ...
     a = _photo(40, 30, 9)
     Image.fromarray(a).convert("CMYK").save(imgs / "odd-cmyk.jpg", quality=95)
@@ -66,8 +66,8 @@ def setup(tmp_path_factory):
     frames = [Image.fromarray(np.roll(a, 5 * i, axis=1)) for i in range(3)]
     frames[0].save(imgs / "odd-anim.gif", save_all=True, append_images=frames[1:], duration=40)
     Image.fromarray(a[..., 0].astype(np.uint16) * 257).save(imgs / "odd-grey16.png")
-    want.update({"odd-cmyk": (40, 30, 3), "odd-alpha": (40, 30, 3), "odd-anim": (40, 30, 3),
-                 "odd-grey16": (40, 30)})
+    want.update({"odd-cmyk.jpg": (40, 30, 3), "odd-alpha.png": (40, 30, 3), "odd-anim.gif": (40, 30, 3),
+                 "odd-grey16.png": (40, 30)})
     # ... or refused with a warning naming the file, the flowgraph going on with the next one
     (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")           # corrupt
     (imgs / "empty.png").write_bytes(b"")                                        # 0 bytes
@@ -95,15 +95,16 @@ def _check_out(out: Path, want: dict) -> dict:
     summ = json.loads((out / "summary.json").read_text())
     assert summ["counts"]["restored"] == len(want) and summ["counts"]["dropped"] == 0, summ["counts"]
     got = {}
-    for stem, shape in want.items():
+    for fname, shape in want.items():
+        stem = Path(fname).stem
         name = f"folder_{stem}"
         a = np.asarray(Image.open(out / f"{name}.png"))
         assert a.shape == shape, (stem, a.shape, shape)
         side = json.loads((out / f"{name}.json").read_text())
-        assert side["status"] == "restored" and side["image_id"] == f"folder/{stem}.png"
+        assert side["status"] == "restored" and side["image_id"] == f"folder/{fname}"
         assert (side["height"], side["width"], side["channels"]) == (shape[0], shape[1], len(shape) == 3 and 3 or 1)
         assert side["psnr"] > 5, side                 # against the sent image: same shape, same scene
-        got[stem] = a
+        got[fname] = a
     return got
 
 
@@ -128,16 +129,16 @@ def test_pdu_loopback_any_size(setup, one_thread):
     assert src.n_failed == 3 and src.n_sent == len(want)
     got = _check_out(out, want)
     model = load_jscc(jd)
-    for stem, png in got.items():
-        s = load_image(imgs / f"{stem}.png", 3)
-        iid = f"folder/{stem}.png"
+    for fname, png in got.items():
+        s = load_image(imgs / fname, 3)
+        iid = f"folder/{fname}"
         with torch.no_grad():
             z = model.encode(to_tensor(s.pixels[None]), 10.0)
             o = apply_channel(z, ChannelConfig("awgn", 10.0), [channel_generator(7, iid)])
             x = model.decode(o.y, o.snr_db, shape=s.shape[:2])
         ref = to_channels(to_uint8(x)[0], s.channels)
         diff = np.abs(png.reshape(ref.shape).astype(int) - ref)
-        assert diff.max() <= 1, (stem, diff.max())
+        assert diff.max() <= 1, (fname, diff.max())
 
 
 def test_ofdm_loopback_any_size(setup, one_thread):
