@@ -113,3 +113,38 @@ def test_rx_sink_local_decode_at_shape_and_grey(tmp_path, tiny):
     side = json.loads((tmp_path / "out" / "grey.json").read_text())
     assert (side["height"], side["width"], side["channels"]) == (30, 20, 1)
     assert sink.counts()["local"] == 2 and sink.counts()["dropped"] == 3
+
+
+def test_worker_budget_scales_with_the_tiles(tmp_path, tiny):
+    """The worker's engine refuses, at admission, a prior method on an image so large that its
+    tiles × its cost exceed --max-cost, and admits the same request at the prior's size; the
+    decoder-only method costs the same at any size. A too-small or mismatched size is bad_request."""
+    from sing.checkpoint import save_model
+    from sing.methods import Receiver
+    from sing.prior.model import save_prior, tiny_prior
+    from sing.worker.engine import Engine
+    jd, pd = tmp_path / "jscc", tmp_path / "prior"
+    save_model(jd, tiny.state_dict(), tiny.config.to_dict())
+    pr = tiny_prior(16, 3)
+    save_prior(pd, pr, pr.config)
+    assert Receiver(tiny, prior=pr).size_factor("ddnm-avgpool", (40, 56)) == 3 * 5   # 16-px tiles, overlap 4
+    assert Receiver(tiny, prior=pr).size_factor("deepjscc", (1024, 1024)) == 1
+    eng = Engine([str(jd)], str(pd), device="cpu", max_cost=600)
+    mid = eng.receiver.model_ids()[0]
+
+    def req(method, h, w, steps=None):
+        y = np.ones(eng.k_for(mid, (h, w)), np.complex64)
+        hdr, payload = P.request_frames(y, 3.0, method, "r", model=mid, params={"steps": steps} if steps else {},
+                                        meta={"image_id": "a", "height": h, "width": w})
+        return P.parse_request(P.parse_header(hdr), [payload])
+
+    eng.admit(req("ddnm-avgpool", 16, 16, steps=50))              # 51 passes
+    eng.admit(req("ddnm-avgpool", 40, 56, steps=20))              # 21 × 15 = 315
+    with pytest.raises(P.ProtocolError, match=r"15 tiles.*max-cost") as e:
+        eng.admit(req("ddnm-avgpool", 40, 56, steps=50))          # 51 × 15 = 765 > 600
+    assert e.value.code == P.TOO_EXPENSIVE
+    eng.admit(req("deepjscc", 1024, 1024))
+    assert eng.k_for(mid, (37, 53)) == tiny.k_at(37, 53) and eng.k_for(mid, None) == tiny.k
+    with pytest.raises(P.ProtocolError, match="outside the supported range") as e:
+        eng.k_for(mid, (4, 40))
+    assert e.value.code == P.BAD_REQUEST

@@ -94,11 +94,19 @@ class Receiver:
 
     def prior_at(self, h: int, w: int):
         """The prior for H×W images: the loaded prior at its own size, else tiled (module doc)."""
-        from ..prior.ddim import prior_shape
-        if self.prior is None or prior_shape(self.prior)[1:] == (int(h), int(w)):
-            return self.prior
-        from ..prior.tiles import TiledPrior
-        return TiledPrior(self.prior, (int(h), int(w)))
+        if self.prior is None:
+            return None
+        from ..prior.tiles import tiled
+        return tiled(self.prior, (int(h), int(w)))
+
+    def size_factor(self, method: str, shape: tuple[int, int] | None) -> int:
+        """How many times a request of `method` on an H×W image costs what it costs at the prior's
+        size: the tiles per image `prior_at(H, W)` evaluates the UNet on, for a method that needs
+        the prior (1 otherwise, or at the prior's own size). The worker's budget multiplies by it."""
+        m = get(method)
+        if shape is None or self.prior is None or "prior" not in m.needs:
+            return 1
+        return int(getattr(self.prior_at(*shape), "tiles_per_image", 1))
 
     def restore(self, method: str, y: torch.Tensor, snr_db, ids: Sequence[str], seed: int = 0,
                 model_id: str | None = None, progress: bool = False,
