@@ -50,7 +50,8 @@ _RID = re.compile(r"[^A-Za-z0-9._:@/+=-]+")
 _IMG_EXT = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ppm|pgm|gif)$", re.IGNORECASE)
 # worker error codes that concern the image itself: decoding it locally would not help
 _IMAGE_ERRORS = ("bad_request", "bad_payload", "too_large", "unknown_method", "bad_message")
-MAX_REFERENCES = 256           # sent images kept for metrics (oldest forgotten first)
+MAX_REFERENCES = 256           # sent images kept for metrics (oldest forgotten first) …
+MAX_REFERENCE_BYTES = 64 << 20  # … and at most this many bytes of them (≈ 21 images of 1024² RGB)
 
 
 class BadImage(ValueError):
@@ -237,6 +238,7 @@ class RxSink:
         self._outage, self._probe = False, None      # after a failure: one probe request at a time
         self._names: set[str] = set()
         self._refs: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._ref_bytes = 0
         self._lpips, self._lpips_failed = None, False
         self.lpips_unavailable: str | None = None     # why not, and the fix (images carry it too)
 
@@ -278,10 +280,15 @@ class RxSink:
 
     def set_reference(self, image_id: str, image: np.ndarray) -> None:
         """The sent image for ``image_id`` (uint8 HWC): delivered images get PSNR/LPIPS against it."""
+        a = hwc_uint8(image)
         with self._lock:
-            self._refs[str(image_id)] = hwc_uint8(image)
-            while len(self._refs) > MAX_REFERENCES:
-                self._refs.popitem(last=False)
+            old = self._refs.pop(str(image_id), None)
+            self._ref_bytes -= 0 if old is None else old.nbytes
+            self._refs[str(image_id)] = a
+            self._ref_bytes += a.nbytes
+            while len(self._refs) > 1 and (len(self._refs) > MAX_REFERENCES
+                                           or self._ref_bytes > MAX_REFERENCE_BYTES):
+                self._ref_bytes -= self._refs.popitem(last=False)[1].nbytes
 
     def offer(self, meta: dict, y: np.ndarray) -> ImageRecord | None:
         """Validate and queue one image; returns its record when it is dropped at once."""

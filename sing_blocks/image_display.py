@@ -31,6 +31,7 @@ from sing.rx_sink import number
 from .pdu_util import BadPDU, parse_image_pdu
 
 COLUMNS = ("sent", "deepjscc", "sing")
+SENT_BYTES = 32 << 20      # sent images kept until a receiver shows their id (at most 64 of them)
 TITLES = {"sent": "sent", "deepjscc": "DeepJSCC", "sing": "SING"}
 
 
@@ -212,8 +213,10 @@ class image_display(gr.basic_block):
         if col == "sent":
             # keep it; show it with the received image of the same id (the source runs ahead of
             # the receivers), or at once while no receiver has shown anything
+            self._sent.pop(str(meta.get("image_id")), None)
             self._sent[str(meta.get("image_id"))] = (meta, a)
-            while len(self._sent) > 64:
+            while len(self._sent) > 1 and (len(self._sent) > 64 or sum(
+                    v[1].nbytes for v in self._sent.values()) > SENT_BYTES):
                 self._sent.popitem(last=False)
             if self._rx_id is None or self._rx_id == str(meta.get("image_id")):
                 self._show_sent(str(meta.get("image_id")))

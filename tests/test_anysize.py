@@ -148,3 +148,14 @@ def test_worker_budget_scales_with_the_tiles(tmp_path, tiny):
     with pytest.raises(P.ProtocolError, match="outside the supported range") as e:
         eng.k_for(mid, (4, 40))
     assert e.value.code == P.BAD_REQUEST
+
+
+def test_sent_images_kept_for_metrics_are_bounded_in_bytes():
+    """Large photos: the receiver keeps at most MAX_REFERENCE_BYTES of sent images (oldest out)."""
+    from sing.rx_sink import MAX_REFERENCE_BYTES, RxConfig, RxSink
+    sink = RxSink(RxConfig(endpoint="tcp://127.0.0.1:1", write_files=False))
+    big = np.zeros((1024, 1024, 3), np.uint8)
+    for i in range(40):
+        sink.set_reference(f"im{i}", big)
+    assert sink._ref_bytes <= MAX_REFERENCE_BYTES and "im39" in sink._refs and "im0" not in sink._refs
+    assert sink._ref_bytes == sum(a.nbytes for a in sink._refs.values())
