@@ -148,6 +148,7 @@ class jscc_image_source(gr.basic_block):
             return
         seq, pass_no = 0, 0
         while not self._stop.is_set():
+            sent_before = self.n_sent
             for f in self.files:
                 if self._stop.is_set():
                     return
@@ -159,6 +160,8 @@ class jscc_image_source(gr.basic_block):
                 except Exception as e:      # a bad file fails that image only
                     self.n_failed += 1
                     self.logger.warn(f"image {iid} skipped: {e}")
+                    if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0))):
+                        return
                     continue
                 if src.notes:
                     self.logger.info(f"image {iid}: {'; '.join(src.notes)}")
@@ -174,6 +177,10 @@ class jscc_image_source(gr.basic_block):
                 if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0))):
                     return
             pass_no += 1
+            if self.n_sent == sent_before:
+                self.logger.error(f"none of the {len(self.files)} images could be sent (see the warnings "
+                                  f"above); the source stops")
+                break
             if not self.loop:
                 break
         # Give stream-based downstream blocks (pdu_to_tagged_stream pulls PDUs in work()) time to
