@@ -11,7 +11,8 @@ side is ``size`` (0: the model's image size), aspect kept; ``crop`` resizes the 
 equal channels, restored as one); alpha is composited over white, CMYK converted, 16-bit scaled, the
 first frame of an animation sent (docs/CONVENTIONS.md, "Images"). A file that cannot be sent
 (corrupt, 0-sized, a decompression bomb, too small for the policy, more symbols than a worker takes)
-is skipped with one warning naming it and what to do; the next image follows.
+is skipped with one warning naming it and what to do; the next image follows (after the same
+interval). A pass over the files that sends none ends the source with an error line, loop or not.
 An empty ``path`` means the sample images installed with the package (``SAMPLE_IMAGES``, eight
 64×64 crops of opencv-doc pictures), so a flowgraph runs from any folder. ``jscc_dir`` is a model
 directory or a model name looked up on the model search path (``sing.paths``).
