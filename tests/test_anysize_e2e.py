@@ -164,3 +164,48 @@ def test_ofdm_loopback_any_size(setup, one_thread):
     _check_out(out, want)
     summ = json.loads((out / "summary.json").read_text())
     assert all(r["snr_source"] == "estimated" for r in summ["images"])
+
+
+def test_pdu_loopback_prior_method_on_images_larger_than_the_prior(setup, tmp_path, one_thread):
+    """A worker with a tiny 16×16 prior restores 40×56 and 64×64 photos with ddnm-avgpool (2 steps):
+    the prior runs tiled over the image (Receiver.prior_at), the PNGs keep the sent shape. (The
+    avgpool-4 operator itself needs sides divisible by 4: a 37×53 image is refused by it, with
+    bad_request naming the factor.)"""
+    import shutil
+    import torch
+    from PIL import Image
+    from sing.prior.model import save_prior, tiny_prior
+    d, jd, imgs, want, _ = setup
+    few = tmp_path / "few"
+    few.mkdir()
+    Image.fromarray(_photo(40, 56, 5)).save(few / "c40x56.png")
+    shutil.copy(imgs / "g64x64.png", few / "g64x64.png")
+    torch.manual_seed(0)
+    pr = tiny_prior(16, 3)
+    save_prior(tmp_path / "prior", pr, pr.config)
+    port = _free_port()
+    w = subprocess.Popen([PY, "-m", "sing.cli", "worker", "--bind", f"tcp://127.0.0.1:{port}", "--jscc",
+                          str(jd), "--prior", str(tmp_path / "prior"), "--device", "cpu", "--threads", "1"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in w.stdout:
+            if line.startswith("READY"):
+                break
+        out = tmp_path / "out"
+        tb = gr.top_block()
+        src = sing.jscc_image_source(str(jd), str(few), snr_db=10.0, interval_s=0.0, finish_delay_s=0.3)
+        ch = sing.pdu_channel("awgn", 10.0, seed=7)
+        rx = sing.sing_receiver(f"tcp://127.0.0.1:{port}", "ddnm-avgpool", str(out), jscc_dir="",
+                                timeout_s=60, steps=2)
+        tb.msg_connect(src, "pdus", ch, "pdus")
+        tb.msg_connect(ch, "pdus", rx, "pdus")
+        tb.msg_connect(src, "image", rx, "sent")
+        qa.run_with_timeout(tb, 120)
+    finally:
+        w.kill()
+        w.wait(timeout=10)
+        w.stdout.close()
+    got = _check_out(out, {"c40x56.png": (40, 56, 3), "g64x64.png": (64, 64)})
+    side = json.loads((out / "folder_c40x56.json").read_text())
+    assert side["method_used"] == "ddnm-avgpool" == side["worker"]["method"]
+    assert len(got) == 2
