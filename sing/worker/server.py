@@ -179,7 +179,7 @@ class _Compute(threading.Thread):
             ids = [str(r.meta.get("image_id") or r.id) for r in reqs]
             params = dict(r0.params)
             seed = int(params.pop("seed", 0))
-            x, tm = self.engine.run(r0.model, r0.method, y, snr, ids, seed, params)
+            x, tm = self.engine.run(r0.model, r0.method, y, snr, ids, seed, params, r0.shape)
             x = x.detach().float().cpu()
             if x.dim() != 4 or x.shape[0] != len(reqs) or not torch.isfinite(x).all():
                 raise RuntimeError(f"restoration returned {tuple(x.shape)} with NaN/Inf or the "
@@ -359,9 +359,11 @@ class Worker:
                    f" for model {req.model} (it has no calibration/INN here)")
             raise P.ProtocolError(P.UNKNOWN_METHOD, f"method {req.method!r} is not served here{why}; "
                                                     f"available: {offered}", req.id)
-        if req.k != info[req.model].k:
+        want = self.engine.k_for(req.model, req.shape)
+        if req.k != want:
+            size = "its own size" if req.shape is None else "%d×%d" % req.shape
             raise P.ProtocolError(P.BAD_REQUEST, f"k = {req.k} but model {req.model} takes "
-                                                 f"k = {info[req.model].k} symbols", req.id)
+                                                 f"k = {want} symbols for an image of {size}", req.id)
         self.engine.admit(req)
 
     # ---- the pieces of the main loop ----
