@@ -28,10 +28,11 @@ from gnuradio import gr
 from sing.errors import InputError
 from sing.phy import HeaderFields, OfdmParams
 from sing.phy.header import header_int
-from sing.phy.tx import build_frames, check_count
+from sing.phy.tx import FrameWorkspace, build_frames, check_count
 
 from .ofdm_pmt import c32_bytes, pdu_parts
 from .pdu_util import meta_from_pmt
+from .thread_state import ThreadStateHold
 
 _SOB, _EOB = pmt.intern("tx_sob"), pmt.intern("tx_eob")
 _BATCH = 64                 # PDUs turned into samples per build
@@ -75,7 +76,9 @@ class ofdm_framer(gr.sync_block):
         self.amplitude = float(amplitude)
         self.q = collections.deque()
         self.max_queue = int(max_queue)
-        self.cur = np.zeros(0, np.complex64)           # samples of the batch being sent
+        self.ts = ThreadStateHold()                    # this block thread's Python state, kept
+        self.ws = FrameWorkspace()                     # build buffers, reused batch after batch
+        self.cur = np.zeros(0, np.complex64)           # samples of the batch being sent (in ws)
         self.cur_pos = 0
         self.starts, self.ends = [], []                # frame (+ gap) bounds in cur
         self.sob_i = self.eob_i = 0                    # next frame to tag SOB / EOB
@@ -90,6 +93,15 @@ class ofdm_framer(gr.sync_block):
 
     def set_amplitude(self, a):
         self.amplitude = float(a)
+
+    def start(self):
+        """In the block's thread: keep its Python thread state between calls (thread_state.py)."""
+        self.ts.hold()
+        return True
+
+    def stop(self):
+        self.ts.release()
+        return True
 
     def handle_system(self, msg):
         """Upstream finished ('done'): send what is queued, then `_FLUSH` zeros (so that delays and
@@ -148,7 +160,9 @@ class ofdm_framer(gr.sync_block):
         if not len(zs):
             return False
         try:
-            x, lens = build_frames(self.p, zs, hints, self.gap, self.amplitude, checked=True)
+            # cur is spent, so its buffer (the workspace's) can take the next batch
+            x, lens = build_frames(self.p, zs, hints, self.gap, self.amplitude, checked=True,
+                                   workspace=self.ws)
         except Exception as e:                         # should not happen (all checked above)
             self._drop(f"{len(zs)} PDUs", e)
             return bool(self.q) and self._next_batch()
