@@ -452,7 +452,7 @@ def main(argv=None):
     ap.add_argument("--snr-db", type=float, default=12.5)
     ap.add_argument("--ks", default="256,4096")
     ap.add_argument("--cases", default="", help="comma-separated subset (default all)")
-    ap.add_argument("--idle-samples", type=int, default=2_000_000)
+    ap.add_argument("--idle-samples", type=int, default=4_000_000)
     ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args(argv)
     ks = [int(v) for v in a.ks.split(",")]

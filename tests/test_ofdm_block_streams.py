@@ -295,3 +295,49 @@ def test_thread_state_hold_is_balanced_in_a_thread():
     t.start()
     t.join(5)
     assert not t.is_alive() and seen == [1, 0]
+
+
+@pytest.mark.parametrize("i", range(len(PDU_METAS)))
+def test_tx_symbols_by_address_match_the_serialised_symbols(i, monkeypatch):
+    """read_pdu's usual path (metadata from the dict alone, symbols copied from the vector's
+    address) gives the same header and exactly the same symbols as parse_pdu's serialisation,
+    and declines (falls back) the same PDUs."""
+    from gnuradio.sing import ofdm_pmt
+    assert ofdm_pmt.c32_address is not None          # this GNU Radio: the fast path is in use
+    z = ref_symbols(9, i, 7)
+    msg = pmt.cons(PDU_METAS[i], c32_pmt(z))
+    src, n, h, hint = tx_mod.read_pdu(msg, 5)
+    blob, h2, hint2 = tx_mod.parse_pdu(msg, 5)
+    assert n == 7 and (h, hint) == (h2, hint2)
+    got = np.empty(n, np.complex64)
+    if i < 3:
+        assert not isinstance(src, bytes)
+        ofdm_pmt.c32_copy(got.ctypes.data, src, n)
+    else:
+        assert isinstance(src, bytes)
+        got[:] = np.frombuffer(src, ">c8")
+    assert got.tobytes() == np.frombuffer(blob, ">c8").astype(np.complex64).tobytes() == z.astype(np.complex64).tobytes()
+
+
+def test_tx_drops_nan_pdu_and_sends_the_rest_exactly():
+    """A PDU with a NaN symbol among good ones of mixed k (one batch) is dropped and counted; the
+    others go out bit for bit as build_frames makes them."""
+    ks = [256, 100, 256, 48]
+    tb = gr.top_block()
+    tx = sing.ofdm_jscc_tx(gap=5)
+    sink = blocks.vector_sink_c()
+    tb.connect(tx, sink)
+    post = tx.framer.to_basic_block()._post
+    zs = [ref_symbols(11, i, k) for i, k in enumerate(ks)]
+    zs[1] = zs[1].copy()
+    zs[1][17] = np.nan
+    for i, (k, z) in enumerate(zip(ks, zs)):
+        post(pmt.intern("in"), pmt.cons(pmt.to_pmt({"image_id": str(i), "k": k, "seq": i}), c32_pmt(z)))
+    post(pmt.intern("system"), DONE)
+    _run(tb)
+    good = [0, 2, 3]
+    want, _ = build_frames(OfdmParams(), [zs[i] for i in good],
+                           [HeaderFields(str(i), ks[i], seq=i) for i in good], gap=5)
+    got = np.asarray(sink.data(), np.complex64)
+    assert tx.framer.dropped == 1 and tx.framer.sent == 3
+    assert np.array_equal(got[:want.size], want) and not np.any(got[want.size:])
