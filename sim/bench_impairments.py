@@ -285,7 +285,7 @@ def _edge_share(r: dict, c: dict, edge: int = 21):
     return float(ex[np.abs(kd) >= edge].sum() / ex.sum()) if ex.sum() > 0 else None
 
 
-def resampler_response(method: str, eps: float = 1e-5, n: int = 300_000) -> dict:
+def resampler_response(method: str, eps: float = 1e-5, n: int = 300_000, subcarriers=range(1, 27)) -> dict:
     """Error of a clock-offset resampler on a tone at each data subcarrier 1 … 26 (the taps are
     real, so −k is the same), at offset eps: the fractional delay sweeps 0 … 1 three times, so
     every interpolation phase is visited. method "channel_model": channels.channel_model's
@@ -299,7 +299,7 @@ def resampler_response(method: str, eps: float = 1e-5, n: int = 300_000) -> dict
     from gnuradio import blocks, channels, gr
     out = {"method": method, "eps": eps, "subcarriers": [], "min_gain_db": [],
            "mean_power_gain_db": [], "error_db": []}
-    for kb in range(1, 27):
+    for kb in subcarriers:
         x = np.exp(2j * np.pi * kb / 64 * np.arange(n)).astype(np.complex64)
         tb = gr.top_block()
         snk = blocks.vector_sink_c()
@@ -434,6 +434,11 @@ def plot(res: dict, path: Path):
             v = [next((r[key] for r in res["cases"] if r["case"] == nm and r["k"] == k), None) for nm in names]
             ax[j].barh(np.arange(len(names)) + off, [np.nan if a is None else a for a in v], 0.4,
                        color=col, label=f"k = {k}")
+            if j == 0:          # the clock-offset rows through channel_model's interpolator
+                cm = [next(((r.get("control_channel_model") or {}).get(key) for r in res["cases"]
+                            if r["case"] == nm and r["k"] == k), None) for nm in names]
+                ax[j].plot([np.nan if a is None else a for a in cm], np.arange(len(names)) + off, "x",
+                           color=col, label=f"k = {k}, SRO by channel_model's interpolator (control)")
         ax[j].axvline(0, color="k", lw=0.5)
         ax[j].set_xlabel(lab)
         ax[j].grid(axis="x", alpha=0.3)
