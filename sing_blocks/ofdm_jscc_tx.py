@@ -13,7 +13,7 @@ inverse FFT for all their OFDM symbols, the amplitude folded in, into buffers ke
 batch: FrameWorkspace) and copies them out in large chunks (a 64k-sample output buffer in burst
 mode). The block keeps its thread's Python thread state between GNU Radio's calls into Python
 (thread_state.py): without that every message delivered cost a fresh thread state and frame stack,
-about as much as reading the PDU. About 30 µs of CPU per k = 256 frame (1616 samples) in the
+about as much as reading the PDU. About 35 µs of CPU per k = 256 frame (1616 samples) in the
 flowgraph. There is no separate gain block: `set_amplitude` applies from the next batch.
 idle="wait": output only frames (+ `gap` zeros each), tagged tx_sob/tx_eob for burst-mode radios;
 idle="zeros": a continuous stream, zeros between frames (for sinks that need steady samples; a
