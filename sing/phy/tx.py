@@ -13,8 +13,9 @@ are copies inside that output. No per-frame or per-symbol Python work. A caller 
 batch after batch (the TX block) passes a `FrameWorkspace`: the gather then writes into a kept
 grid buffer (np.take(out=)), the inverse FFT runs in place on it and the samples land in a kept
 output buffer, so a batch allocates no large arrays — fresh multi-megabyte arrays cost more than
-the arithmetic (first-touch page zeroing and cold caches: 14 → about 5 µs per k = 256 frame).
-The results are bit-identical either way (the same operations on the same values). `payload_slots` and
+the arithmetic (first-touch page faults and zeroing, cold caches: batches of 64 built in a loop on
+the project's VM, 27 → 9 µs per k = 256 frame, 200 → 52 µs per k = 4096 frame). The results are
+bit-identical either way (the same operations on the same values). `payload_slots` and
 `ofdm_modulate` are the same mapping written out step by step (the reference the tests hold
 `build_frames` to).
 """
