@@ -13,7 +13,10 @@ unless --jscc says otherwise, restoration by --method through a real `sing worke
      (its shipped defaults; timing offset from the 137-sample delay and epsilon 1.0 in both B and C);
      or, with --cfo/--sro/--c-taps, the offsets of real radios, e.g. `--cfo 0.1 --sro 50e-6
      --c-taps none` (C differs from B only by a carrier offset of 0.1 cycle/sample and a 50 ppm
-     clock offset; `lpips_minus_B` in the JSON).
+     clock offset; `lpips_minus_B` in the JSON). The clock offset is made as in
+     sim/bench_impairments.py: a polyphase resampler (pfb_arb_resampler_ccf, flat over the data
+     subcarriers) between the flowgraph's delay and its channel_model, or with `--clock channel_model`
+     by channel_model's own epsilon (its 8-tap interpolator attenuates the band-edge subcarriers).
 SNR convention: the flowgraph's --snr-db is Es/N0 per data subcarrier. The TX's mean time-domain
 power is 1 over 52 used bins of a 64-point FFT, so each data subcarrier carries Es = 64/52 per
 time sample; channel_model's noise_voltage = sqrt(64/52 · 10^(-SNR/10)) makes N0 per bin
@@ -53,12 +56,14 @@ TOL = 0.05
 
 
 def run_ofdm(work: Path, script: Path, kwargs: dict, taps, key: str, timeout_s: float = 900,
-             epsilon: float = 1.0):
+             epsilon: float = 1.0, clock: str = "resampler"):
     """Run the compiled flowgraph in a child process (`--_flowgraph cfg.json`); returns the RX's output
-    symbols, their metadata, the RX counters and the child's log. epsilon: the channel's sampling
-    clock ratio (1 + clock offset), set on its channel_model after construction."""
+    symbols, their metadata, the RX counters and the child's log. epsilon: the sampling clock ratio
+    (1 + clock offset), made by a polyphase resampler inserted before the channel (clock="resampler")
+    or set on the channel_model after construction (clock="channel_model")."""
     cfg = {"script_dir": str(script.parent), "kwargs": kwargs, "dump": str(work / f"{key}.npz"),
-           "taps": [[float(np.real(t)), float(np.imag(t))] for t in taps], "epsilon": float(epsilon)}
+           "taps": [[float(np.real(t)), float(np.imag(t))] for t in taps], "epsilon": float(epsilon),
+           "clock": clock}
     f = work / f"{key}.cfg.json"
     f.write_text(json.dumps(cfg))
     r = subprocess.run([sys.executable, __file__, "--_flowgraph", str(f)], cwd=REPO, env=gr_env(),
@@ -86,7 +91,10 @@ def main(argv=None) -> int:
     ap.add_argument("--header-mod", default="bpsk-x2", choices=("qpsk", "bpsk", "bpsk-x2"))
     ap.add_argument("--cfo", type=float, default=0.002, help="run C's CFO, cycles/sample")
     ap.add_argument("--sro", type=float, default=0.0,
-                    help="run C's sampling-clock offset (fraction, 50e-6 = 50 ppm: channel_model epsilon)")
+                    help="run C's sampling-clock offset (fraction, 50e-6 = 50 ppm)")
+    ap.add_argument("--clock", default="resampler", choices=("resampler", "channel_model"),
+                    help="how the clock offset is made: a polyphase resampler (pfb_arb_resampler_ccf, as "
+                         "sim/bench_impairments.py) or channel_model's epsilon interpolator")
     ap.add_argument("--c-taps", default="3tap", choices=("3tap", "none"),
                     help="run C's multipath: bench_ofdm's 3 taps, or none (then C differs from B only "
                          "by the offsets)")
@@ -139,7 +147,7 @@ def main(argv=None) -> int:
                   "header_mod": args.header_mod, "endpoint": endpoint, "method": args.method,
                   "out_dir": str(rroot), "rx_image_dir": str(imgs), "worker_timeout": 120.0,
                   "snr_db": args.snr_db, "cfo": cfo, "noise_seed": args.noise_seed}
-            ys, metas, counters, log = run_ofdm(work, script, kw, taps, key, epsilon=1.0 + sro)
+            ys, metas, counters, log = run_ofdm(work, script, kw, taps, key, epsilon=1.0 + sro, clock=args.clock)
             summary = json.loads((rroot / "summary.json").read_text())
             got = {m["image_id"]: (y, m) for y, m in zip(ys, metas)}
             idx = [i for i, f in enumerate(fids) if f in got]
@@ -156,7 +164,8 @@ def main(argv=None) -> int:
             chan = np.array([got[fids[i]][1].get("snr_channel_db", np.nan) for i in idx], float)
             row = {"flowgraph": f"flowgraphs/{GRC}.grc", "channel": {"cfo_cycles_per_sample": cfo,
                    "taps": [[float(np.real(t)), float(np.imag(t))] for t in taps], "normalised_taps": True,
-                   "delay_samples": 137, "epsilon": 1.0 + sro, "noise_seed": args.noise_seed,
+                   "delay_samples": 137, "epsilon": 1.0 + sro,
+                   "clock_offset_by": (args.clock if sro else None), "noise_seed": args.noise_seed,
                    "noise_voltage": float(np.sqrt(64 / 52 * 10 ** (-args.snr_db / 10)))},
                    "header_mod": args.header_mod, "images_sent": len(x), "images_received": len(idx),
                    "rx_counters": counters, "metrics": m, "A_on_same_images": ref,
@@ -216,6 +225,8 @@ def main(argv=None) -> int:
               **rows,
               "pass": all(r["pass"] for r in rows.values())}
     suffix = "" if c_key == "C_ofdm_cfo_3tap" else f"_C-cfo{args.cfo:g}-sro{args.sro * 1e6:g}ppm-{args.c_taps}"
+    if args.sro and args.clock == "channel_model":
+        suffix += "-channel_model_clock"
     f = out / f"bench_ofdm_vs_eval_{args.method}_{args.snr_db:g}dB{suffix}.json"
     f.write_text(json.dumps(result, indent=1) + "\n")
     ma = result["A_sing_eval"]["metrics"]
@@ -239,8 +250,14 @@ def _flowgraph_child_impl(cfg: dict) -> int:
     mod = __import__(GRC)
     tb = getattr(mod, GRC)(**cfg["kwargs"])
     tb.set_taps(cfg["taps"])
-    if cfg.get("epsilon", 1.0) != 1.0:
+    if cfg.get("epsilon", 1.0) != 1.0 and cfg.get("clock") == "channel_model":
         tb.chan.set_timing_offset(cfg["epsilon"])
+    elif cfg.get("epsilon", 1.0) != 1.0:              # delay → resampler → channel_model
+        from bench_impairments import clock_offset_block
+        res = clock_offset_block(cfg["epsilon"] - 1.0)
+        tb.disconnect((tb.delay, 0), (tb.chan, 0))
+        tb.connect((tb.delay, 0), (res, 0))
+        tb.connect((res, 0), (tb.chan, 0))
     dbg = blocks.message_debug()
     tb.msg_connect((tb.rx, "out"), (dbg, "store"))
     tb.start()

@@ -299,8 +299,8 @@ def best_zero_perceptual() -> dict:
 
 def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
     """Every headline receiver on the natural test split (n_test crops) and on the unseen-source
-    split `natural-unseen` (all its crops) at BCR 1/48, AWGN 0, 5 and 10 dB; DPS (the slow one) at
-    0 dB only, last. SING-Zero runs on both decoders: on the MSE one with the settings
+    split `natural-unseen` (all its crops) at BCR 1/48, AWGN 0, 5 and 10 dB; DPS (the slow one)
+    last. SING-Zero runs on both decoders: on the MSE one with the settings
     chosen on val (tune-zero-natural), on the perceptual one with its own calibration and the
     settings chosen for it on val (tune-zero-perceptual). Every setting comes from the natural val
     split: nothing is tuned on either evaluated split."""
@@ -321,7 +321,7 @@ def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
     pts += [point(d, m, "1/48", "awgn", s, nn, **extra) for s in (5.0, 10.0) for d, nn in splits
             for m, extra in methods]
     zeta = best_dps("natural")
-    pts += [point(d, "dps", "1/48", "awgn", 0.0, nn, zeta=zeta) for d, nn in splits]
+    pts += [point(d, "dps", "1/48", "awgn", s, nn, zeta=zeta) for s in (0.0, 5.0, 10.0) for d, nn in splits]
     return pts
 
 

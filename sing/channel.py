@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
@@ -135,9 +135,6 @@ class ChannelConfig:
             raise InputError(f"SNR must be finite, got {self.snr_db}")
         if self.csi == "pilot" and self.n_pilots < 2:
             raise InputError("pilot CSI needs at least 2 pilots to estimate both h and the noise")
-
-    def to_dict(self):
-        return asdict(self)
 
 
 @dataclass

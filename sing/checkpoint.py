@@ -37,18 +37,23 @@ def card_with_notes(card_path: str | os.PathLike, card: str) -> str:
 
 
 def save_model(directory: str | os.PathLike, state: dict[str, torch.Tensor], config: dict[str, Any],
-               card: str | None = None, weights_name: str = WEIGHTS) -> Path:
+               card: str | None = None) -> Path:
     """Write weights and config atomically (temp file + rename) so a kill never leaves half a file."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = d / (weights_name + ".tmp")
-    save_file(state, str(tmp), metadata={"kind": str(config.get("kind", ""))})
-    os.replace(tmp, d / weights_name)
+    _save_atomic({k: v.detach().contiguous().cpu() for k, v in state.items()}, d / WEIGHTS,
+                 metadata={"kind": str(config.get("kind", ""))})
     write_json(d / CONFIG, config)
     if card is not None:
         (d / "README.md").write_text(card_with_notes(d / "README.md", card))
     return d
+
+
+def _save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    """save_file through a temp file + rename: a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -83,13 +88,12 @@ def load_config(directory: str | os.PathLike, kind: str | None = None) -> dict[s
     return cfg
 
 
-def load_state(directory: str | os.PathLike, weights_name: str = WEIGHTS,
-               device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_state(directory: str | os.PathLike, weights_name: str = WEIGHTS) -> dict[str, torch.Tensor]:
     f = model_dir(directory) / weights_name
     if not f.exists():
         raise CheckpointError(f"{f} is missing: the model directory has a config but no weights")
     try:
-        return load_file(str(f), device=str(device))
+        return load_file(str(f))                       # on the CPU
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{f} could not be read as safetensors ({e}); the file is corrupted or "
                               f"truncated: re-download or re-train it") from e
@@ -139,16 +143,12 @@ TRAIN_META = "train_state.json"
 def save_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
                      optimizer: torch.optim.Optimizer | None = None,
                      ema: torch.nn.Module | None = None, step: int = 0,
-                     extra: dict[str, Any] | None = None,
-                     extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
+                     extra: dict[str, Any] | None = None) -> None:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        tensors["model." + k] = v
+    tensors = {"model." + k: v for k, v in model.state_dict().items()}
     if ema is not None:
-        for k, v in ema.state_dict().items():
-            tensors["ema." + k] = v
+        tensors.update({"ema." + k: v for k, v in ema.state_dict().items()})
     opt_meta: dict[str, Any] = {}
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -159,12 +159,7 @@ def save_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
                 else:
                     opt_meta.setdefault(str(idx), {})[name] = val
         opt_meta["param_groups"] = sd["param_groups"]
-    for k, v in (extra_tensors or {}).items():
-        tensors["extra." + k] = v
-    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
-    tmp = d / (TRAIN_STATE + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, d / TRAIN_STATE)
+    _save_atomic({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, d / TRAIN_STATE)
     write_json(d / TRAIN_META, {"step": int(step), "optimizer": opt_meta, "extra": extra or {}})
 
 
@@ -176,7 +171,7 @@ def has_train_state(directory: str | os.PathLike) -> bool:
 def load_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
                      optimizer: torch.optim.Optimizer | None = None,
                      ema: torch.nn.Module | None = None) -> dict[str, Any]:
-    """Restore what save_train_state wrote; returns {"step", "extra", "extra_tensors"}."""
+    """Restore what save_train_state wrote; returns {"step", "extra"}."""
     d = Path(directory)
     tensors = load_state(d, TRAIN_STATE)
     try:
@@ -199,5 +194,4 @@ def load_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
             if idx != "param_groups":
                 state.setdefault(int(idx), {}).update(st)
         optimizer.load_state_dict({"state": state, "param_groups": om["param_groups"]})
-    return {"step": int(meta.get("step", 0)), "extra": meta.get("extra", {}),
-            "extra_tensors": pick("extra.")}
+    return {"step": int(meta.get("step", 0)), "extra": meta.get("extra", {})}

@@ -36,6 +36,14 @@ def command_line(name: str, args, keys) -> str:
                                         if k in keys and v is not None])
 
 
+def call_with_options(fn, args, *positional):
+    """`fn(*positional, name=args.name, …)` for each further parameter of `fn` that `args` has: a
+    command's options are named like the keyword arguments of the class it runs."""
+    import inspect
+    names = list(inspect.signature(fn).parameters)[len(positional):]
+    return fn(*positional, **{n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
 def _load(name: str):
     mod, _ = COMMANDS[name]
     try:

@@ -57,7 +57,7 @@ FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 DATASETS = ("natural", "fmnist", "fmnist-rgb64", "natural-gray32", "natural-unseen", "natural-256", "folder:PATH", "folder@SIZE:PATH")
 FOLDER_SIZE = 64                   # resolution of `folder:PATH`; `folder@SIZE:PATH` says its own
 _FOLDER_MEM_LIMIT = 512 * 2 ** 20  # train splits larger than this (bytes, uint8) go to a disk cache
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 PACKAGE_FOR = {OPENCV_DIR: "opencv-doc", WALLPAPER_DIR: "plasma-workspace-wallpapers",
                FMNIST_DIR: "dataset-fashion-mnist", "skimage": "python3-skimage",
                BACKGROUNDS_DIR: "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04"}

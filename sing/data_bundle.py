@@ -27,8 +27,6 @@ from .errors import DataError, InputError
 
 FORMAT = "sing.natural-bundle/1"
 EVAL_FILES = ("val.npy", "test.npy", "val_ids.json", "test_ids.json")
-
-
 CODECS = {"webp": (".webp", "IMWRITE_WEBP_QUALITY"), "jpeg": (".jpg", "IMWRITE_JPEG_QUALITY")}
 
 

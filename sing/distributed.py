@@ -15,21 +15,15 @@ import subprocess
 import sys
 
 
-def spawn_local(command: str, num_processes: int, threads: int, argv: list[str] | None = None) -> int:
+def spawn_local(command: str, num_processes: int, threads: int) -> int:
     """Re-run `sing COMMAND …` (this process's arguments, without --num-processes) under
     torch.distributed.run with `num_processes` CPU processes of `threads` threads each."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    clean, skip = [], False
-    for a in argv:                  # drop "--num-processes N" and "--num-processes=N"
-        if skip:
-            skip = False
-            continue
+    clean, args = [], iter(sys.argv[1:])
+    for a in args:                  # drop "--num-processes N" and "--num-processes=N"
         if a == "--num-processes":
-            skip = True
-            continue
-        if a.startswith("--num-processes="):
-            continue
-        clean.append(a)
+            next(args, None)
+        elif not a.startswith("--num-processes="):
+            clean.append(a)
     if command not in clean:
         clean = [command] + clean
     if "--cpu" not in clean:

@@ -43,28 +43,17 @@ def installed_model_dirs() -> list[Path]:
     if INSTALL_PREFIX_FILE.is_file():
         prefixes.append(Path(INSTALL_PREFIX_FILE.read_text().strip()))
     prefixes += [Path("/usr/local"), Path("/usr"), Path(sys.prefix)]
-    out: list[Path] = []
-    for p in prefixes:
-        d = p / SHARE_SUBDIR
-        if d not in out:
-            out.append(d)
-    return out
+    return list(dict.fromkeys(p / SHARE_SUBDIR for p in prefixes))      # in order, once each
 
 
-def model_search_path(extra: list[str | os.PathLike] | None = None) -> list[Path]:
+def model_search_path() -> list[Path]:
     """The folders a model name is looked up in, in order (module docstring)."""
-    dirs: list[Path] = [Path(p) for p in (extra or [])]
-    dirs += [Path(p).expanduser() for p in os.environ.get("SING_MODEL_PATH", "").split(os.pathsep) if p]
-    checkout = PACKAGE_DIR.parent / "models"
+    dirs = [Path(p).expanduser() for p in os.environ.get("SING_MODEL_PATH", "").split(os.pathsep) if p]
     if (PACKAGE_DIR.parent / "pyproject.toml").is_file():      # running from a checkout
-        dirs.append(checkout)
+        dirs.append(PACKAGE_DIR.parent / "models")
     dirs.append(user_model_dir())
     dirs += installed_model_dirs()
-    seen: list[Path] = []
-    for d in dirs:
-        if d not in seen:
-            seen.append(d)
-    return seen
+    return list(dict.fromkeys(dirs))
 
 
 def is_model_name(s: str | os.PathLike) -> bool:
@@ -83,37 +72,33 @@ def make_hint(name: str) -> str:
     """The command that makes (or installs) a model of this name."""
     full = name if name.startswith(KIND_PREFIXES) else "jscc-" + name
     dest = f"{user_model_dir()}/{full}"
+    shipped = "the shipped models are installed by `make install` in a gr-sing checkout; to make this one: "
     m = re.fullmatch(r"jscc-([a-z]+?)(\d+)-bcr(\d+)_(\d+)(-perceptual)?", full)
     if m:
         data, _, a, b, perc = m.groups()
-        cmd = f"sing train-jscc --data {data} --bcr {a}/{b} --out {dest}"
-        if perc:
-            cmd += " --lpips-weight 0.1"
-        return (f"the shipped models are installed by `make install` in a gr-sing checkout; to make "
-                f"this one: `{cmd}`")
+        lpips = " --lpips-weight 0.1" if perc else ""
+        return shipped + f"`sing train-jscc --data {data} --bcr {a}/{b} --out {dest}{lpips}`"
     m = re.fullmatch(r"prior-([a-z]+)-(\d+)", full)
     if m:
-        return (f"the shipped models are installed by `make install` in a gr-sing checkout; to make "
-                f"this one: `sing train-prior --data {m.group(1)} --out runs/{full} --export {dest}`")
+        return shipped + f"`sing train-prior --data {m.group(1)} --out runs/{full} --export {dest}`"
     return (f"`make install` in a gr-sing checkout installs the shipped models; a model of your own "
             f"goes into {user_model_dir()}/<name> or a folder on SING_MODEL_PATH (sing train-jscc / "
             f"train-prior / train-inn --out)")
 
 
-def resolve_model(name_or_path: str | os.PathLike, extra: list[str | os.PathLike] | None = None) -> Path:
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """The model directory for a path (returned as is when it exists) or a name (searched).
 
     Raises CheckpointError naming the model, the folders searched and the command that makes it."""
     p = Path(os.path.expanduser(str(name_or_path)))
     if p.exists():
         return p
-    s = str(name_or_path)
+    s, searched = str(name_or_path), model_search_path()
     if not is_model_name(s):
         raise CheckpointError(
             f"model directory {s} does not exist (relative paths count from the working directory "
             f"{os.getcwd()}): give an existing directory, or a model name such as "
-            f"'{Path(s).name}' to search {', '.join(map(str, model_search_path(extra)))}")
-    searched = model_search_path(extra)
+            f"'{Path(s).name}' to search {', '.join(map(str, searched))}")
     for d in searched:
         for c in _candidates(s):
             if (d / c).is_dir():

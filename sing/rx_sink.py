@@ -8,6 +8,12 @@ worker with ``sing.worker.client.WorkerClient`` (timeouts, retries; up to ``max_
 requests outstanding, which the worker batches). Per image it writes ``<out_dir>/<safe id>.png``
 and a ``.json`` sidecar and hands an ``ImageRecord`` to ``deliver``.
 
+Image size: the metadata's ``height``/``width`` (the source's PDU, or the OFDM header) say the sent
+image's size; the worker (and the local fallback) decode at that size, and the PNG has the image's
+shape (H, W, ``channels``): a greyscale image that rode an RGB model as three equal channels comes
+back as one channel (sing.images.to_channels). Without a size (absent, or 0 from a transmitter that
+sent none), the model's own size is assumed.
+
 Every image ends in exactly one of three states (``ImageRecord.status``, ``counts()``):
 - ``restored``: the worker returned the image for the requested method;
 - ``local``: the worker was unreachable/failed and ``local_fallback`` decoded it here with the
@@ -41,10 +47,11 @@ import numpy as np
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RID = re.compile(r"[^A-Za-z0-9._:@/+=-]+")
-_IMG_EXT = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ppm|pgm)$", re.IGNORECASE)
+_IMG_EXT = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ppm|pgm|gif)$", re.IGNORECASE)
 # worker error codes that concern the image itself: decoding it locally would not help
 _IMAGE_ERRORS = ("bad_request", "bad_payload", "too_large", "unknown_method", "bad_message")
-MAX_REFERENCES = 256           # sent images kept for metrics (oldest forgotten first)
+MAX_REFERENCES = 256           # sent images kept for metrics (oldest forgotten first) …
+MAX_REFERENCE_BYTES = 64 << 20  # … and at most this many bytes of them (≈ 21 images of 1024² RGB)
 
 
 class BadImage(ValueError):
@@ -96,6 +103,36 @@ def check_symbols(meta: dict, y: np.ndarray, expect_k: int | None = None) -> Non
     snr = meta.get("snr_db")
     if snr is not None and (not isinstance(snr, (int, float)) or not math.isfinite(snr)):
         raise BadImage("bad_meta", f"metadata snr_db={snr!r} is not a finite number", iid)
+
+
+def check_shape(meta: dict) -> dict:
+    """meta with a valid image size, or BadImage("bad_meta"): `height`/`width` both in [MIN_IMAGE_SIDE,
+    MAX_IMAGE_SIDE] (the wire's limits, = the models'), or both absent/0 (dropped: the model's own
+    size); `channels`, when given and not 0, 1 or 3 (0 or absent: the model's channels)."""
+    from sing.worker.protocol import IMAGE_CHANNELS, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
+    iid = meta.get("image_id")
+    out = dict(meta)
+    for key in ("height", "width", "channels"):
+        v = out.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise BadImage("bad_meta", f"metadata {key}={v!r} is not a non-negative int", iid)
+        if v == 0:
+            out.pop(key)
+    h, w, c = out.get("height"), out.get("width"), out.get("channels")
+    if (h is None) != (w is None):
+        raise BadImage("bad_meta", "metadata carries only one of height/width; give both (or neither "
+                       "for the model's own size)", iid)
+    if h is not None and not (MIN_IMAGE_SIDE <= h <= MAX_IMAGE_SIDE and MIN_IMAGE_SIDE <= w <= MAX_IMAGE_SIDE):
+        raise BadImage("bad_meta", f"image size {h}×{w} is outside [{MIN_IMAGE_SIDE}, {MAX_IMAGE_SIDE}] "
+                       f"per side", iid)
+    if c is not None and c not in IMAGE_CHANNELS:
+        raise BadImage("bad_meta", f"metadata channels={c} must be one of {list(IMAGE_CHANNELS)}", iid)
+    return out
+
+
+def shape_of(meta: dict) -> tuple[int, int] | None:
+    """(H, W) of a checked meta (`check_shape`), None for the model's own size."""
+    return (int(meta["height"]), int(meta["width"])) if "height" in meta else None
 
 
 def hwc_uint8(a: np.ndarray) -> np.ndarray:
@@ -201,6 +238,7 @@ class RxSink:
         self._outage, self._probe = False, None      # after a failure: one probe request at a time
         self._names: set[str] = set()
         self._refs: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._ref_bytes = 0
         self._lpips, self._lpips_failed = None, False
         self.lpips_unavailable: str | None = None     # why not, and the fix (images carry it too)
 
@@ -242,10 +280,15 @@ class RxSink:
 
     def set_reference(self, image_id: str, image: np.ndarray) -> None:
         """The sent image for ``image_id`` (uint8 HWC): delivered images get PSNR/LPIPS against it."""
+        a = hwc_uint8(image)
         with self._lock:
-            self._refs[str(image_id)] = hwc_uint8(image)
-            while len(self._refs) > MAX_REFERENCES:
-                self._refs.popitem(last=False)
+            old = self._refs.pop(str(image_id), None)
+            self._ref_bytes -= 0 if old is None else old.nbytes
+            self._refs[str(image_id)] = a
+            self._ref_bytes += a.nbytes
+            while len(self._refs) > 1 and (len(self._refs) > MAX_REFERENCES
+                                           or self._ref_bytes > MAX_REFERENCE_BYTES):
+                self._ref_bytes -= self._refs.popitem(last=False)[1].nbytes
 
     def offer(self, meta: dict, y: np.ndarray) -> ImageRecord | None:
         """Validate and queue one image; returns its record when it is dropped at once."""
@@ -254,6 +297,7 @@ class RxSink:
         meta = dict(meta)
         try:
             check_symbols(meta, y)
+            meta = check_shape(meta)
             if meta.get("snr_db") is None:
                 if self.cfg.assumed_snr_db is None:
                     raise BadImage("no_snr", "metadata has no snr_db and the block has no assumed SNR",
@@ -292,9 +336,15 @@ class RxSink:
         if mid is not None and mid != self.jscc.model_id:
             raise BadImage("unknown_model", f"{pre}model id {mid!r} is not the local DeepJSCC model "
                            f"{self.jscc.model_id!r}", meta.get("image_id"))
-        if y.size != self.jscc.k:
-            raise BadImage("bad_length", f"{pre}{y.size} symbols; the local model takes "
-                           f"k={self.jscc.k}", meta.get("image_id"))
+        hw = shape_of(meta)
+        h, w = hw or (self.jscc.config.image_size,) * 2
+        try:
+            k = self.jscc.k_at(h, w)
+        except ValueError as e:                   # InputError: a size this model cannot take
+            raise BadImage("bad_meta", f"{pre}{e}", meta.get("image_id")) from None
+        if y.size != k:
+            raise BadImage("bad_length", f"{pre}{y.size} symbols; the local model takes k={k} for a "
+                           f"{h}×{w} image", meta.get("image_id"))
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -442,7 +492,7 @@ class RxSink:
                 self._fallback(meta, y, f"worker error: {e}", reason=e.code)
             return
         self._outage = False
-        self._deliver(meta, hwc_uint8(reply.image), "restored",
+        self._deliver(meta, self._as_sent(meta, hwc_uint8(reply.image)), "restored",
                       method_used=str(reply.header.get("method", self.cfg.method)),
                       worker=scalars(dict(reply.header), drop=("v", "type", "dtype")),
                       latency_s=round(time.monotonic() - t0, 4))
@@ -464,8 +514,18 @@ class RxSink:
         import torch
         from sing.data import to_uint8
         with torch.no_grad():
-            x = self.jscc.decode(torch.from_numpy(y)[None], float(meta["snr_db"]))
-        self._deliver(meta, to_uint8(x)[0], "local", method_used="deepjscc", fallback_reason=why)
+            x = self.jscc.decode(torch.from_numpy(y)[None], float(meta["snr_db"]), shape=shape_of(meta))
+        self._deliver(meta, self._as_sent(meta, to_uint8(x)[0]), "local", method_used="deepjscc",
+                      fallback_reason=why)
+
+    @staticmethod
+    def _as_sent(meta: dict, img: np.ndarray) -> np.ndarray:
+        """The decoded image with the sent image's channels (module doc; sing.images.to_channels)."""
+        c = meta.get("channels")
+        if c is None or c == img.shape[-1]:
+            return img
+        from sing.images import to_channels
+        return to_channels(img, int(c))
 
     def _metrics(self, image_id: str, img: np.ndarray) -> tuple[float | None, float | None]:
         """(PSNR dB, LPIPS-Alex) against the sent image, or None where unknown."""

@@ -3,9 +3,13 @@
 
 Three message inputs (``sent``, ``deepjscc``, ``sing``) take image PDUs (u8vector HWC with
 height/width/channels in the metadata — what ``jscc_image_source.image`` and
-``sing_receiver.images`` publish). Each column shows the latest image (the sent column: the one
-the receivers showed last, since the source runs ahead of them) enlarged ``zoom`` times with
-nearest-neighbour scaling (pixels stay pixels), and under it the image id, status, PSNR / LPIPS
+``sing_receiver.images`` publish), of any size and 1 or 3 channels. Each column shows the latest
+image (the sent column: the one the receivers showed last, since the source runs ahead of them)
+in a box of ``column`` × ``column`` pixels (0: 64 × ``zoom``, the size of a 64×64 image at that zoom),
+scaled by `shown_size`: enlarged ``zoom`` times with nearest-neighbour scaling (pixels stay pixels)
+when that fits, else by the largest whole factor that fits, and an image larger than the box is
+scaled down smoothly to fit, aspect kept. The window therefore has the same size whatever the
+images are (a 37×53 thumbnail and a 1024×768 photo alike). Under each: the image id, status, PSNR / LPIPS
 against the sent image (and their running means), the SNR the receiver used (estimated vs true)
 and the worker latency. A status line on top says whether the worker restores the images or is
 unreachable (the SING column then shows the local DeepJSCC decodes, marked unrestored). The panel
@@ -27,7 +31,19 @@ from sing.rx_sink import number
 from .pdu_util import BadPDU, parse_image_pdu
 
 COLUMNS = ("sent", "deepjscc", "sing")
+SENT_BYTES = 32 << 20      # sent images kept until a receiver shows their id (at most 64 of them)
 TITLES = {"sent": "sent", "deepjscc": "DeepJSCC", "sing": "SING"}
+
+
+def shown_size(h: int, w: int, zoom: int, column: int) -> tuple[int, int, bool]:
+    """(height, width, smooth) at which an h×w image is shown in a column×column box (module doc):
+    a whole zoom factor ≤ `zoom` (nearest-neighbour) when the image fits the box at 1×, else scaled
+    down (smooth) so that its longest side is `column`."""
+    z = min(max(1, int(zoom)), column // max(h, w))
+    if z >= 1:
+        return h * z, w * z, False
+    s = column / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s)), True
 
 
 def to_qimage(a: np.ndarray) -> QtGui.QImage:
@@ -83,9 +99,10 @@ class _Panel(QtWidgets.QWidget):
     image_ready = QtCore.pyqtSignal(str, object, str)
     status_ready = QtCore.pyqtSignal(str)
 
-    def __init__(self, title: str, zoom: int, parent=None):
+    def __init__(self, title: str, zoom: int, parent=None, column: int = 0):
         super().__init__(parent)
         self.zoom = max(1, int(zoom))
+        self.column = int(column) if int(column) > 0 else 64 * self.zoom
         lay = QtWidgets.QGridLayout(self)
         lay.setHorizontalSpacing(16)
         if title:
@@ -102,7 +119,7 @@ class _Panel(QtWidgets.QWidget):
             head.setAlignment(QtCore.Qt.AlignCenter)
             img = QtWidgets.QLabel("(waiting)")
             img.setAlignment(QtCore.Qt.AlignCenter)
-            img.setMinimumSize(64 * self.zoom + 32, 64 * self.zoom)   # a 64×64 image + caption fit
+            img.setMinimumSize(self.column + 32, self.column)   # every image fits this box
             cap = QtWidgets.QLabel("")
             cap.setAlignment(QtCore.Qt.AlignHCenter | QtCore.Qt.AlignTop)
             cap.setMinimumHeight(6 * cap.fontMetrics().lineSpacing())
@@ -117,10 +134,11 @@ class _Panel(QtWidgets.QWidget):
     @QtCore.pyqtSlot(str, object, str)
     def _show(self, col: str, a, text: str) -> None:
         q = to_qimage(a)
-        pm = QtGui.QPixmap.fromImage(q).scaled(q.width() * self.zoom, q.height() * self.zoom,
-                                              QtCore.Qt.KeepAspectRatio, QtCore.Qt.FastTransformation)
+        h, w, smooth = shown_size(q.height(), q.width(), self.zoom, self.column)
+        pm = QtGui.QPixmap.fromImage(q).scaled(w, h, QtCore.Qt.IgnoreAspectRatio,
+                                              QtCore.Qt.SmoothTransformation if smooth
+                                              else QtCore.Qt.FastTransformation)
         self.images[col].setPixmap(pm)
-        self.images[col].setMinimumSize(pm.size())
         self.captions[col].setText(text)
         self.shown[col] = text
 
@@ -146,9 +164,9 @@ class _Panel(QtWidgets.QWidget):
 
 
 class image_display(gr.basic_block):
-    def __init__(self, title: str = "SING", zoom: int = 4, parent=None):
+    def __init__(self, title: str = "SING", zoom: int = 4, parent=None, column: int = 0):
         gr.basic_block.__init__(self, name="sing_image_display", in_sig=None, out_sig=None)
-        self._panel = _Panel(title, zoom, parent)
+        self._panel = _Panel(title, zoom, parent, column)
         self.n_shown = {c: 0 for c in COLUMNS}
         self._sent, self._sent_shown, self._rx_id = OrderedDict(), None, None
         self.sums = {c: {"n": 0, "psnr": 0.0, "lpips": 0.0, "n_lpips": 0} for c in COLUMNS}
@@ -195,8 +213,10 @@ class image_display(gr.basic_block):
         if col == "sent":
             # keep it; show it with the received image of the same id (the source runs ahead of
             # the receivers), or at once while no receiver has shown anything
+            self._sent.pop(str(meta.get("image_id")), None)
             self._sent[str(meta.get("image_id"))] = (meta, a)
-            while len(self._sent) > 64:
+            while len(self._sent) > 1 and (len(self._sent) > 64 or sum(
+                    v[1].nbytes for v in self._sent.values()) > SENT_BYTES):
                 self._sent.popitem(last=False)
             if self._rx_id is None or self._rx_id == str(meta.get("image_id")):
                 self._show_sent(str(meta.get("image_id")))

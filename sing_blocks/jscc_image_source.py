@@ -2,9 +2,17 @@
 """JSCC image source: image files → DeepJSCC encoder (host CPU) → one symbols PDU per image.
 
 Images come from a folder (recursive, sorted by path, as ``sing.data.list_images``) or a glob
-pattern. Resize/crop rule (``sing.data.fit_image``, the same as ``sing eval`` on ``folder:PATH``):
-resize so the shorter side equals the model's image size (area filter when shrinking, bicubic when
-enlarging), then centre-crop to a square; greyscale models read the file as luminance.
+pattern. Each is read by ``sing.images.load_image`` under a size policy (``size_policy``, ``size``):
+``native`` (default) sends the picture at its own size, scaled down only when its longest side
+exceeds ``size`` (0: 1024, the largest side a model takes); ``fit`` scales it so that the longest
+side is ``size`` (0: the model's image size), aspect kept; ``crop`` resizes the shorter side to
+``size`` (0: the model's image size) and centre-crops a square (the rule of ``sing eval`` on
+``folder:PATH``). Greyscale files stay greyscale (``channels`` = 1: sent to an RGB model as three
+equal channels, restored as one); alpha is composited over white, CMYK converted, 16-bit scaled, the
+first frame of an animation sent (docs/CONVENTIONS.md, "Images"). A file that cannot be sent
+(corrupt, 0-sized, a decompression bomb, too small for the policy, more symbols than a worker takes)
+is skipped with one warning naming it and what to do; the next image follows (after the same
+interval). A pass over the files that sends none ends the source with an error line, loop or not.
 An empty ``path`` means the sample images installed with the package (``SAMPLE_IMAGES``, eight
 64×64 crops of opencv-doc pictures), so a flowgraph runs from any folder. ``jscc_dir`` is a model
 directory or a model name looked up on the model search path (``sing.paths``).
@@ -12,7 +20,9 @@ Image ids are ``id_prefix + file name`` ("folder/<name>", as ``sing eval`` names
 passes after the first (``loop``) append ``#<pass>``.
 
 Outputs: ``pdus`` — meta (image_id, k, bcr, model_id, height, width, channels, seq) + c32vector of
-k unit-power symbols; ``image`` — the fitted original as an image PDU (u8vector HWC) for displays.
+k = k_for_shape(model, height, width) unit-power symbols (height × width: the image as sent;
+channels: the image's own, 1 or 3); ``image`` — the sent image as an image PDU (u8vector HWC of
+height × width × channels) for displays and the receiver's metrics.
 When the list is exhausted (and ``loop`` is off) the block finishes, which ends a flowgraph run to
 completion once everything downstream has drained.
 """
@@ -60,9 +70,12 @@ def find_images(path: str) -> list[Path]:
 class jscc_image_source(gr.basic_block):
     def __init__(self, jscc_dir: str = "jscc-natural64-bcr1_48", path: str = "", snr_db: float = 0.0, interval_s: float = 0.1,
                  loop: bool = False, max_images: int = 0, id_prefix: str = "folder/",
-                 start_delay_s: float = 0.0, finish_delay_s: float = 0.5):
+                 start_delay_s: float = 0.0, finish_delay_s: float = 0.5, size_policy: str = "native",
+                 size: int = 0):
         gr.basic_block.__init__(self, name="sing_jscc_image_source", in_sig=None, out_sig=None)
+        from sing.images import SizePolicy
         from sing.jscc import load_jscc
+        self.policy = SizePolicy(str(size_policy), int(size))     # InputError names a bad setting
         self.model = load_jscc(jscc_dir, device="cpu")
         self.model.eval()
         cfg = self.model.config
@@ -90,14 +103,33 @@ class jscc_image_source(gr.basic_block):
     def set_interval_s(self, interval_s: float) -> None:
         self.interval_s = max(0.0, float(interval_s))
 
+    def load(self, f: Path):
+        """sing.images.SourceImage of one file under this block's size policy; DataError (naming
+        the file and what to do) when it cannot be sent, also when its symbols would exceed what a
+        worker takes (sing.worker.protocol.MAX_K)."""
+        from sing.errors import DataError
+        from sing.images import describe, load_image
+        from sing.worker.protocol import MAX_K
+        img = load_image(f, self.channels, self.policy, self.image_size)
+        h, w, _ = img.shape
+        k = self.model.k_at(h, w)
+        if k > MAX_K:
+            raise DataError(f"{f}: a {describe(img)} image needs {k} symbols at BCR {self.model.config.bcr}, "
+                            f"more than a worker takes ({MAX_K}); send it smaller (size policy 'native' "
+                            f"with a smaller size, or 'fit')")
+        return img
+
     def encode_file(self, f: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(fitted uint8 HWC image, complex64 (k,) unit-power symbols) for one file."""
+        """(the sent uint8 HWC image, complex64 (k,) unit-power symbols) for one file."""
+        img = self.load(f)
+        return img.image, self.encode(img)
+
+    def encode(self, img) -> np.ndarray:
         import torch
-        from sing.data import fit_image, read_image, to_tensor
-        a = fit_image(read_image(f, self.channels), self.image_size)
+        from sing.data import to_tensor
         with torch.no_grad():
-            z = self.model.encode(to_tensor(a[None]), self.snr_db)
-        return a, z[0].detach().cpu().numpy().astype(np.complex64)
+            z = self.model.encode(to_tensor(img.pixels[None]), self.snr_db)
+        return z[0].detach().cpu().numpy().astype(np.complex64)
 
     def start(self) -> bool:
         self._stop.clear()
@@ -115,33 +147,41 @@ class jscc_image_source(gr.basic_block):
         from fractions import Fraction
         if self._stop.wait(self.start_delay_s):
             return
-        n_real = self.channels * self.image_size * self.image_size
         seq, pass_no = 0, 0
         while not self._stop.is_set():
+            sent_before = self.n_sent
             for f in self.files:
                 if self._stop.is_set():
                     return
                 t0 = time.monotonic()
                 iid = self.id_prefix + f.name + (f"#{pass_no}" if pass_no else "")
                 try:
-                    img, z = self.encode_file(f)
+                    src = self.load(f)
+                    z = self.encode(src)
                 except Exception as e:      # a bad file fails that image only
                     self.n_failed += 1
                     self.logger.warn(f"image {iid} skipped: {e}")
+                    if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0))):
+                        return
                     continue
-                bcr = getattr(self.model.config, "bcr", None) or Fraction(z.size, n_real)
-                bcr = str(bcr)
-                meta = {"image_id": iid, "k": int(z.size), "bcr": bcr,
-                        "model_id": str(self.model.model_id), "height": self.image_size,
-                        "width": self.image_size, "channels": self.channels, "seq": seq,
-                        "source_path": str(f)}
-                self.message_port_pub(pmt.intern("image"), image_pdu(meta, img))
+                if src.notes:
+                    self.logger.info(f"image {iid}: {'; '.join(src.notes)}")
+                h, w, c = src.shape
+                bcr = getattr(self.model.config, "bcr", None) or Fraction(z.size, self.channels * h * w)
+                meta = {"image_id": iid, "k": int(z.size), "bcr": str(bcr),
+                        "model_id": str(self.model.model_id), "height": h, "width": w,
+                        "channels": c, "seq": seq, "source_path": str(f)}
+                self.message_port_pub(pmt.intern("image"), image_pdu(meta, src.image))
                 self.message_port_pub(pmt.intern("pdus"), symbols_pdu(meta, z))
                 self.n_sent += 1
                 seq += 1
                 if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0))):
                     return
             pass_no += 1
+            if self.n_sent == sent_before:
+                self.logger.error(f"none of the {len(self.files)} images could be sent (see the warnings "
+                                  f"above); the source stops")
+                break
             if not self.loop:
                 break
         # Give stream-based downstream blocks (pdu_to_tagged_stream pulls PDUs in work()) time to

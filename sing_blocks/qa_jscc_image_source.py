@@ -37,7 +37,9 @@ class qa_jscc_image_source(gr_unittest.TestCase):
         meta = pmt.to_python(pmt.car(msgs[0]))
         self.assertEqual(meta["image_id"], "folder/img000.png")
         self.assertEqual(len(pmt.to_python(pmt.cdr(msgs[0]))), meta["k"])
-        self.assertEqual(meta["k"], 16 * 16 * 3 // 12)      # BCR 1/12: k = real dimensions / 12
+        # size policy native (default): the 24×20 (W×H) image as it is; BCR 1/12: k = reals / 12
+        self.assertEqual((meta["height"], meta["width"], meta["channels"]), (20, 24, 3))
+        self.assertEqual(meta["k"], 20 * 24 * 3 // 12)
 
     def test_002_empty_path_is_the_bundled_samples(self):
         from gnuradio.sing.jscc_image_source import SAMPLE_IMAGES, find_images
@@ -52,6 +54,23 @@ class qa_jscc_image_source(gr_unittest.TestCase):
             self.assertTrue(src.model.model_id.startswith("jscc-qa16@"))
         finally:
             del os.environ["SING_MODEL_PATH"]
+
+    def test_005_size_policies_and_a_bad_file(self):
+        """crop: the model's size; fit: longest side N; a corrupt file is skipped with a warning
+        and the next image follows."""
+        qa.write_images(self.d / "imgs", 2, size=(40, 30))
+        (self.d / "imgs" / "img000b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        for policy, size, want in (("crop", 0, (16, 16)), ("fit", 20, (15, 20))):
+            src = sing.jscc_image_source(str(self.jscc), str(self.d / "imgs"), interval_s=0.0,
+                                         finish_delay_s=0.0, size_policy=policy, size=size)
+            tb = gr.top_block()
+            dbg = blocks.message_debug()
+            tb.msg_connect(src, "pdus", dbg, "store")
+            qa.run_with_timeout(tb, 60)
+            metas = [pmt.to_python(pmt.car(m)) for m in qa.stored(dbg)]
+            self.assertEqual([m["image_id"] for m in metas], ["folder/img000.png", "folder/img001.png"])
+            self.assertEqual({(m["height"], m["width"]) for m in metas}, {want})
+            self.assertEqual(src.n_failed, 1)
 
     def test_004_missing_folder_and_model_say_what_to_do(self):
         from sing.errors import CheckpointError, DataError

@@ -17,7 +17,7 @@ from gnuradio import gr_unittest  # noqa: E402
 import qa_helpers as qa  # noqa: E402
 from gnuradio import sing  # noqa: E402
 from gnuradio.sing.ofdm_pdu_file_sink import read_records  # noqa: E402
-from gnuradio.sing.ofdm_test_source import test_symbols  # noqa: E402
+from gnuradio.sing.ofdm_test_source import test_symbols as ref_symbols  # noqa: E402
 from gnuradio.sing.pdu_util import symbols_pdu  # noqa: E402
 
 
@@ -37,7 +37,7 @@ class qa_ofdm_pdu_file_sink(gr_unittest.TestCase):
 
     def test_002_lines_with_evm_and_summary(self):
         rng = np.random.default_rng(0)
-        ref = test_symbols(5, 3, 64)
+        ref = ref_symbols(5, 3, 64)
         noise = (0.1 * (rng.standard_normal(64) + 1j * rng.standard_normal(64)) / np.sqrt(2))
         z = (ref + noise).astype(np.complex64)
         want = 10 * np.log10(np.mean(np.abs(noise) ** 2))            # ≈ -20 dB

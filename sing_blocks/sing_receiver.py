@@ -7,7 +7,8 @@ and from the sink's records and handles GNU Radio's message ports:
 - ``pdus`` in: symbols PDUs (the handler validates and queues; it never blocks the scheduler);
 - ``sent`` in (optional): the sent image PDUs (``jscc_image_source.image``), for per-image
   PSNR / LPIPS;
-- ``images`` out: one image PDU (u8vector HWC + metadata with status, metrics, SNR) per image.
+- ``images`` out: one image PDU (u8vector HWC + metadata with status, metrics, SNR) per image, at
+  the sent image's shape (height × width × channels of its metadata; rx_sink: any size).
 When upstream finishes (``('done', n)`` on ``system``), the block finishes only once every queued
 image has been accounted for (≤ ``drain_timeout_s``), so its PDU still reaches downstream blocks.
 """

@@ -180,3 +180,40 @@ def test_lpips_weights_missing_is_said_with_the_fix(tmp_path, monkeypatch, capfd
     assert "unreachable" in st and "LPIPS unavailable" in st and "PSNR only" in st, st
     assert "python3 -m sing.metrics.lpips_weights install" in st, st
     assert "PSNR" in p.shown["sing"] and "LPIPS" not in p.shown["sing"]
+
+
+def test_any_size_fits_the_column_and_the_window_keeps_its_size():
+    """Zoom 4 (columns of 256 px): a 16×16 image is shown 4× and a 37×53 greyscale one 4× with
+    nearest-neighbour pixels; 300×200 and 1024×768 photos are scaled down to fit 256 px, aspect
+    kept; the panel asks for the same size before and after (no window that grows with a photo)."""
+    from gnuradio.sing.image_display import shown_size
+    assert shown_size(16, 16, 4, 256) == (64, 64, False)
+    assert shown_size(37, 53, 4, 256) == (148, 212, False)
+    assert shown_size(100, 120, 4, 256) == (200, 240, False)      # 2× is the largest that fits
+    assert shown_size(300, 200, 4, 256) == (256, 171, True)
+    assert shown_size(768, 1024, 4, 256) == (192, 256, True)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    disp = sing.image_display("sizes", zoom=4)
+    p = disp.qwidget()
+    p.show()
+    hint0 = p.sizeHint()
+    rng = np.random.default_rng(0)
+    imgs = {"sent": rng.integers(0, 256, (37, 53, 1), dtype=np.uint8),
+            "deepjscc": rng.integers(0, 256, (300, 200, 3), dtype=np.uint8),
+            "sing": rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8)}
+    tb = gr.top_block()
+    from gnuradio import blocks
+    strobe = blocks.message_strobe(image_pdu({"image_id": "a"}, imgs["sent"]), 1000)
+    tb.msg_connect(strobe, "strobe", disp, "sent")
+    tb.start()
+    for col in ("deepjscc", "sing"):
+        disp.to_basic_block()._post(pmt.intern(col), image_pdu({"image_id": "a", "status": "restored"},
+                                                                imgs[col]))
+    _wait(app, lambda: disp.n_shown["sing"] == 1 and disp.n_shown["deepjscc"] == 1
+          and disp.n_shown["sent"] >= 1)
+    tb.stop()
+    tb.wait()
+    app.processEvents()
+    sizes = {c: (p.images[c].pixmap().width(), p.images[c].pixmap().height()) for c in imgs}
+    assert sizes == {"sent": (212, 148), "deepjscc": (171, 256), "sing": (256, 192)}, sizes
+    assert p.sizeHint() == hint0, (hint0, p.sizeHint())

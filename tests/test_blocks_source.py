@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """jscc_image_source in a real flowgraph: one PDU per image with the conventions' metadata and
-unit-power symbols equal to the DeepJSCC encoder's on the fitted image; finishes by itself."""
+unit-power symbols equal to the DeepJSCC encoder's on the fitted image (size policy crop here; the
+native size: test_anysize_e2e.py); finishes by itself."""
 import os
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_source_emits_one_pdu_per_image_and_finishes(tmp_path):
     (tmp_path / "imgs" / "notes.txt").write_text("not an image")
     tb = gr.top_block()
     src = sing.jscc_image_source(str(jd), str(tmp_path / "imgs"), snr_db=2.0, interval_s=0.0,
-                                 finish_delay_s=0.1)
+                                 finish_delay_s=0.1, size_policy="crop")    # the model's 16×16
     d_sym, d_img = blocks.message_debug(), blocks.message_debug()
     tb.msg_connect(src, "pdus", d_sym, "store")
     tb.msg_connect(src, "image", d_img, "store")
@@ -81,3 +82,19 @@ def test_no_images_is_a_clear_error(tmp_path):
     jd = qa.tiny_jscc_dir(tmp_path / "jscc")
     with pytest.raises(DataError, match="no images"):
         sing.jscc_image_source(str(jd), str(tmp_path / "nothing-*.png"))
+
+
+def test_only_bad_files_with_loop_ends_instead_of_spinning(tmp_path):
+    """Every file unusable (corrupt, empty) and loop on: one warning per file, one error line, and
+    the source finishes (a run-to-completion flowgraph ends) instead of retrying in a tight loop."""
+    jd = qa.tiny_jscc_dir(tmp_path / "jscc")
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (tmp_path / "imgs" / "b.jpg").write_bytes(b"")
+    tb = gr.top_block()
+    src = sing.jscc_image_source(str(jd), str(tmp_path / "imgs"), interval_s=0.0, loop=True,
+                                 finish_delay_s=0.0)
+    dbg = blocks.message_debug()
+    tb.msg_connect(src, "pdus", dbg, "store")
+    qa.run_with_timeout(tb, 30)
+    assert (src.n_sent, src.n_failed, dbg.num_messages()) == (0, 2, 0)

@@ -64,7 +64,9 @@ def setup64(tmp_path_factory):
     from gnuradio.sing import qa_helpers as qa
     d = tmp_path_factory.mktemp("fg")
     jd = qa.tiny_jscc_dir(d / "jscc", image_size=64, bcr="1/48")
-    qa.write_images(d / "imgs", 6, size=(80, 70))
+    # 64×64: the source sends photos at their own size (size policy native) and `sing eval` on a
+    # folder crops to the model's size; at the model's size the two send the same pixels
+    qa.write_images(d / "imgs", 6, size=(64, 64))
     port = _free_port()
     p = subprocess.Popen([PY, "-m", "sing.cli", "worker", "--bind", f"tcp://127.0.0.1:{port}",
                           "--jscc", str(jd), "--device", "cpu", "--threads", "1"], cwd=ROOT,

@@ -227,3 +227,117 @@ def test_rx_block_counters_port_and_bad_samples_never_stall():
     c = rx.counters()
     assert c["bad_samples"] == 4 and c["bad_input_frames"] == 1 and c["frames"] == 2
     assert c["truncated"] == 1                                    # the stream ended inside frame 3
+
+
+def _tx_output(ks, amplitude, gap, header_mod="qpsk", seed=8):
+    """Run PDUs of the given sizes through the TX block to the end; (samples, symbols, headers)."""
+    tb = gr.top_block()
+    tx = sing.ofdm_jscc_tx(header_mod=header_mod, amplitude=amplitude, gap=gap)
+    tx.framer.max_queue = len(ks) + 1
+    sink = blocks.vector_sink_c()
+    tb.connect(tx, sink)
+    zs = _post_images(tx, ks, seed)
+    tx.framer.to_basic_block()._post(pmt.intern("system"), DONE)
+    _run(tb)
+    assert tx.framer.sent == len(ks) and not tx.framer.ts._held     # thread state given back
+    return np.asarray(sink.data(), np.complex64), zs, [HeaderFields(str(i), k, seq=i) for i, k in enumerate(ks)]
+
+
+@pytest.mark.parametrize("header_mod", ["qpsk", "bpsk-x2"])
+def test_tx_output_is_bit_identical_to_the_library_build(header_mod):
+    """The TX block's samples for a fixed input are exactly (not approximately) those of
+    sing.phy.tx.build_frames on all frames at once without a workspace: batching, the reused
+    build buffers (several batches of one k, then other k, then the first k again) and the kept
+    thread state change no bit."""
+    ks = [256] * 70 + [1000, 48, 4096, 256, 7] * 3 + [256] * 66
+    got, zs, heads = _tx_output(ks, 0.37, 11, header_mod)
+    want, _ = build_frames(OfdmParams(header_mod=header_mod), zs, heads, gap=11, gain=0.37)
+    assert got.size == want.size + 2048
+    assert np.array_equal(got[:want.size], want)
+
+
+def test_frame_workspace_reuse_is_bit_identical():
+    """build_frames with a reused FrameWorkspace = without, exactly, over batches of changing size,
+    k, gap and gain (more shapes than the workspace keeps, so buffers are dropped and remade)."""
+    from sing.phy.tx import FrameWorkspace
+    p = OfdmParams()
+    rng = np.random.default_rng(9)
+    ws = FrameWorkspace(max_shapes=2)
+    for it in range(12):
+        k = int(rng.choice([48, 256, 300, 1000]))
+        B = int(rng.integers(1, 20))
+        Z = ref_symbols(it, 0, B * k).reshape(B, k)
+        heads = [HeaderFields(str(i), k, seq=i) for i in range(B)]
+        gap, gain = int(rng.integers(0, 30)), float(rng.choice([1.0, 0.5]))
+        a, la = build_frames(p, Z, heads, gap=gap, gain=gain)
+        b, lb = build_frames(p, Z, heads, gap=gap, gain=gain, workspace=ws)
+        assert la == lb and np.array_equal(a, b)
+    assert len(ws._bufs) <= 2
+
+
+def test_thread_state_hold_is_balanced_in_a_thread():
+    """ThreadStateHold: hold twice = once, release gives it back, a second release does nothing;
+    the thread then exits normally (a thread state left held would not be freed)."""
+    import threading
+    from gnuradio.sing.thread_state import ThreadStateHold
+    h = ThreadStateHold()
+    seen = []
+
+    def body():
+        h.hold()
+        h.hold()
+        seen.append(len(h._held))
+        h.release()
+        h.release()
+        seen.append(len(h._held))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(5)
+    assert not t.is_alive() and seen == [1, 0]
+
+
+@pytest.mark.parametrize("i", range(len(PDU_METAS)))
+def test_tx_symbols_by_address_match_the_serialised_symbols(i, monkeypatch):
+    """read_pdu's usual path (metadata from the dict alone, symbols copied from the vector's
+    address) gives the same header and exactly the same symbols as parse_pdu's serialisation,
+    and declines (falls back) the same PDUs."""
+    from gnuradio.sing import ofdm_pmt
+    assert ofdm_pmt.c32_address is not None          # this GNU Radio: the fast path is in use
+    z = ref_symbols(9, i, 7)
+    msg = pmt.cons(PDU_METAS[i], c32_pmt(z))
+    src, n, h, hint = tx_mod.read_pdu(msg, 5)
+    blob, h2, hint2 = tx_mod.parse_pdu(msg, 5)
+    assert n == 7 and (h, hint) == (h2, hint2)
+    got = np.empty(n, np.complex64)
+    if i < 3:
+        assert not isinstance(src, bytes)
+        ofdm_pmt.c32_copy(got.ctypes.data, src, n)
+    else:
+        assert isinstance(src, bytes)
+        got[:] = np.frombuffer(src, ">c8")
+    assert got.tobytes() == np.frombuffer(blob, ">c8").astype(np.complex64).tobytes() == z.astype(np.complex64).tobytes()
+
+
+def test_tx_drops_nan_pdu_and_sends_the_rest_exactly():
+    """A PDU with a NaN symbol among good ones of mixed k (one batch) is dropped and counted; the
+    others go out bit for bit as build_frames makes them."""
+    ks = [256, 100, 256, 48]
+    tb = gr.top_block()
+    tx = sing.ofdm_jscc_tx(gap=5)
+    sink = blocks.vector_sink_c()
+    tb.connect(tx, sink)
+    post = tx.framer.to_basic_block()._post
+    zs = [ref_symbols(11, i, k) for i, k in enumerate(ks)]
+    zs[1] = zs[1].copy()
+    zs[1][17] = np.nan
+    for i, (k, z) in enumerate(zip(ks, zs)):
+        post(pmt.intern("in"), pmt.cons(pmt.to_pmt({"image_id": str(i), "k": k, "seq": i}), c32_pmt(z)))
+    post(pmt.intern("system"), DONE)
+    _run(tb)
+    good = [0, 2, 3]
+    want, _ = build_frames(OfdmParams(), [zs[i] for i in good],
+                           [HeaderFields(str(i), ks[i], seq=i) for i in good], gap=5)
+    got = np.asarray(sink.data(), np.complex64)
+    assert tx.framer.dropped == 1 and tx.framer.sent == 3
+    assert np.array_equal(got[:want.size], want) and not np.any(got[want.size:])

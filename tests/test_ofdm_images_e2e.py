@@ -52,7 +52,8 @@ def _stop(p, sig=signal.SIGINT, timeout=30):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Tiny 32×32 RGB DeepJSCC at BCR 1/12 (k = 256), N_IMAGES images, a worker, compiled graphs."""
+    """Tiny 32×32 RGB DeepJSCC at BCR 1/12, N_IMAGES 40×36 images (sent at that size, k = 360), a
+    worker, compiled graphs."""
     if shutil.which("grcc") is None:
         pytest.skip("grcc not installed")
     d = tmp_path_factory.mktemp("ota")
@@ -96,7 +97,7 @@ def _check_summary(out: Path, ids: list[str]):
     from PIL import Image
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == N_IMAGES
-    assert all(np.asarray(Image.open(p)).shape == (32, 32, 3) for p in pngs)
+    assert all(np.asarray(Image.open(p)).shape == (40, 36, 3) for p in pngs)   # size policy native
     return summ
 
 
@@ -153,6 +154,7 @@ def test_images_through_zmq_two_processes(setup):
         seq, crc = r["image_id"][len("ota/"):].split("-")
         assert r["image_id"].startswith("ota/") and crc == r["image_id_crc32"]
         assert crcs[crc] == int(seq) == r["seq"]               # the source numbers files in order
-        assert r["model_id"] == mid and r["bcr"] == "1/12" and r["k"] == 256
+        assert r["model_id"] == mid and r["bcr"] == "1/12" and r["k"] == 40 * 36 * 3 // 12
+        assert (r["height"], r["width"], r["channels"]) == (40, 36, 3)      # from the frame header
         assert r["snr_source"] == "estimated" and 16 < r["snr_db"] < 23, r["snr_db"]
     _check_summary(out, [r["image_id"] for r in recs])

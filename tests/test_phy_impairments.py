@@ -240,6 +240,22 @@ def test_small_impairment_benchmark_with_gnuradio_blocks():
     assert idle["counters"]["detections"] == 0 and idle["frames"] == 0
 
 
+def test_clock_offset_resampler_is_a_clean_clock_and_matches_channel_models_convention():
+    """The benchmark's clock offset (pfb_arb_resampler_ccf) keeps every data subcarrier within
+    0.01 dB and its error 60 dB below the tone, where channel_model's epsilon interpolator loses
+    more than 2 dB at the band edge; both give y[n] = x(n·(1 + SRO))."""
+    pytest.importorskip("gnuradio.filter")
+    import bench_impairments as bi
+    pf = bi.resampler_response("pfb", n=120_000, subcarriers=(1, 13, 21, 26))
+    assert min(pf["min_gain_db"]) > -0.01 and max(pf["error_db"]) < -60, pf
+    cm = bi.resampler_response("channel_model", n=120_000, subcarriers=(26,))
+    assert cm["min_gain_db"][0] < -2.0, cm
+    cv = bi.convention_check(sro=1e-3, n=60_000)
+    for name in ("pfb", "channel_model"):
+        assert abs(cv[name]["tone"] - cv["expected_tone"]) < 1e-6, cv
+        assert abs(cv[name]["length_ratio"] - cv["expected_length_ratio"]) < 1e-3, cv
+
+
 def iq_imbalance(r, gain_db, phase_deg):
     """An unbalanced quadrature mixer: y = μ r + ν r*, Q branch with gain g and phase error φ."""
     g, ph = 10 ** (gain_db / 20), np.deg2rad(phase_deg)

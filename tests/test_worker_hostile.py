@@ -94,8 +94,8 @@ def test_huge_meta_integers_are_refused_and_reply_headers_fit(procs, tiny_jscc):
     # the largest meta that is accepted still gives a reply header within the limit
     worst = "\U0001F600" * P.MAX_ID_LEN                 # 12 bytes per character once JSON-escaped
     meta = {"image_id": worst, "bcr": worst, "model_id": worst, "snr_source": worst,
-            "k": P.MAX_META_INT, "height": -P.MAX_META_INT, "width": P.MAX_META_INT,
-            "channels": P.MAX_META_INT, "snr_db": -1.2345678901234567e-300}
+            "k": P.MAX_META_INT, "height": 16, "width": 16,      # the image size: validated (the
+            "channels": 3, "snr_db": -1.2345678901234567e-300}   # tiny model's 16×16, k = 64)
     s.send_multipart([b"", json.dumps(request_header(rid="worst-meta", meta=meta)).encode(), payload])
     frames, rh = _answer(s)
     assert rh["type"] == "reply" and len(frames[1]) <= P.MAX_HEADER_BYTES, (rh.get("type"), len(frames[1]))
@@ -196,7 +196,7 @@ def test_many_frame_messages_are_refused_and_memory_returned(procs, tiny_jscc):
         c.restore(symbols(64), 0.0, "deepjscc")
     rss0 = rss(proc.pid)
     s = raw_dealer(endpoint, timeout_ms=20000)
-    frame = b"\0" * (P.MAX_REQUEST_BYTES - 64)
+    frame = b"\0" * (min(P.MAX_REQUEST_BYTES, 2**19) - 64)   # each frame under the per-frame limit
     for i in range(4):                                  # 4 × 128 × ½ MiB = 256 MiB sent
         s.send_multipart([b"", json.dumps(request_header(rid=f"m-{i}")).encode()] + [frame] * 128)
         assert _answer(s)[1]["code"] == P.TOO_LARGE

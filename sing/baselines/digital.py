@@ -221,10 +221,7 @@ def digital_separation(x01: torch.Tensor, k: int, snr_db, codec: str = "jpeg",
             if best is None or p > best[0]:
                 best = (p, q, sub, data, counted, rec)
         lost = best is None
-        if lost:
-            out[b] = 0
-        else:
-            out[b] = best[5]
+        out[b] = 0 if lost else best[5]
         info.append({
             "codec": codec, "quality": None if lost else best[1],
             "subsampling": None if lost else (best[2] or "4:2:0") if C == 3 else "grey",

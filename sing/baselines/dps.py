@@ -65,7 +65,12 @@ def _check_pair(prior, jscc, shape: tuple[int, int] | None = None):
         raise InputError(f"the prior generates {prior_shape(prior)} images but the DeepJSCC model "
                          f"{jscc.model_id} encodes {c.channels}-channel images: use a prior with the "
                          f"JSCC's channel count")
-    hw = (c.image_size, c.image_size) if shape is None else tuple(int(v) for v in shape)
+    if shape is not None:
+        hw = tuple(int(v) for v in shape)
+    elif isinstance(prior.image_size, (tuple, list)):        # a prior already sized (sing.prior.tiles)
+        hw = tuple(int(v) for v in prior.image_size)
+    else:
+        hw = (c.image_size, c.image_size)
     return at_size(prior, hw)
 
 
@@ -111,12 +116,34 @@ def dps_restore(prior, jscc, y: torch.Tensor, snr_db, steps: int = 50, eta: floa
                     (B,) for the returned images, "unet_evals": S, "start": "noise"}.
     Returns x01 (B, C, H, W) float32 in [0, 1] on the prior's device (and info).
     """
+    check_symbols(y, "received symbols")
+    if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta >= 0):
+        raise InputError(f"zeta (the DPS step size) must be a finite number ≥ 0, got {zeta!r}")
+    prior = _check_pair(prior, jscc, shape)
+    k = jscc.k_at(*prior_shape(prior)[1:])
+    if y.shape[1] != k:
+        raise InputError(f"model {jscc.model_id} sends k={k} symbols per image, got {y.shape[1]}: "
+                         f"the symbols come from another BCR, model or image size")
     # The guidance needs autograd even when the caller runs under no_grad / inference_mode (the
     # worker's Engine.restore is @torch.no_grad): gradients are switched on here, w.r.t. x_t only.
-    check_symbols(y, "received symbols")
     with torch.inference_mode(False), torch.enable_grad():
-        return _dps(prior, jscc, y.clone(), snr_db, steps, eta, zeta, generators, progress,
-                    encoder_snr_db, clip_x0, return_info, shape)
+        batch = y.shape[0]
+        snr_enc = snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
+                             "snr_db" if encoder_snr_db is None else "encoder_snr_db", "cpu").detach().clone()
+        y_ri = torch.view_as_real(y.clone().to(torch.complex64)).to(torch.device(prior.device))
+        corr = DPSGradient(jscc, y_ri, snr_enc, float(zeta), return_info)
+        x = sample(prior, batch, steps, eta, generators, corr, clip_x0=clip_x0,
+                   progress=progress)                              # from x_T ~ N(0, I)
+        x01 = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+        if not return_info:
+            return x01
+        with torch.no_grad():
+            r_out = _residual_norm(jscc, x01, y_ri, snr_enc).cpu()
+        S = len(prior.ddim_timesteps(int(steps)))
+        info = {"residual": torch.stack(corr.hist) if corr.hist else torch.empty(0, batch),
+                "residual_out": r_out, "unet_evals": S, "start": "noise", "zeta": float(zeta),
+                "eta": float(eta), "steps": S}
+        return x01, info
 
 
 class DPSGradient(Correction):
@@ -142,31 +169,3 @@ class DPSGradient(Correction):
         x = super().update(x0, eps, z, step)                                      # DDIM
         return x - self.zeta * self.grad.to(x.dtype) if self.zeta > 0 else x      # DPS Alg. 1 line 7
 
-
-def _dps(prior, jscc, y, snr_db, steps, eta, zeta, generators, progress, encoder_snr_db, clip_x0,
-         return_info, shape=None):
-    if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta >= 0):
-        raise InputError(f"zeta (the DPS step size) must be a finite number ≥ 0, got {zeta!r}")
-    check_symbols(y, "received symbols")
-    prior = _check_pair(prior, jscc, shape)
-    k = jscc.k if shape is None else jscc.k_at(*prior_shape(prior)[1:])
-    if y.shape[1] != k:
-        raise InputError(f"model {jscc.model_id} sends k={k} symbols per image, got {y.shape[1]}: "
-                         f"the symbols come from another BCR, model or image size")
-    batch = y.shape[0]
-    snr_enc = snr_vector(snr_db if encoder_snr_db is None else encoder_snr_db, batch,
-                         "snr_db" if encoder_snr_db is None else "encoder_snr_db", "cpu").detach().clone()
-    device = torch.device(prior.device)
-    y_ri = torch.view_as_real(y.to(torch.complex64)).to(device)
-    corr = DPSGradient(jscc, y_ri, snr_enc, float(zeta), return_info)
-    x = sample(prior, batch, steps, eta, generators, corr, clip_x0=clip_x0, progress=progress)  # from x_T ~ N(0, I)
-    x01 = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
-    if not return_info:
-        return x01
-    with torch.no_grad():
-        r_out = _residual_norm(jscc, x01, y_ri, snr_enc).cpu()
-    S = len(prior.ddim_timesteps(int(steps)))
-    info = {"residual": torch.stack(corr.hist) if corr.hist else torch.empty(0, batch),
-            "residual_out": r_out, "unet_evals": S, "start": "noise", "zeta": float(zeta),
-            "eta": float(eta), "steps": S}
-    return x01, info

@@ -36,18 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def available_methods(args) -> tuple[list[str], dict]:
     """deepjscc always; the diffusion methods when their models are shipped."""
     from ..methods import model_dir_for, prior_dir_for
-    jdir = model_dir_for(args.data, args.bcr)
-    pdir = prior_dir_for(args.data)
+    jdir, pdir = model_dir_for(args.data, args.bcr), prior_dir_for(args.data)
     have_prior = (pdir / "config.json").exists()
     methods = ["deepjscc"]
     paths = {"jscc": jdir, "prior": pdir if have_prior else None, "calibration": None, "inn": None}
-    if have_prior and (jdir / "calibration" / "config.json").exists():
-        methods += ["sing-zero"]
-        paths["calibration"] = jdir / "calibration"
-    inn = jdir.parent / (jdir.name + "-inn")
-    if have_prior and (inn / "config.json").exists():
-        methods.append("sing-inn")
-        paths["inn"] = inn
+    for method, part, d in (("sing-zero", "calibration", jdir / "calibration"),
+                            ("sing-inn", "inn", jdir.parent / (jdir.name + "-inn"))):
+        if have_prior and (d / "config.json").exists():
+            methods.append(method)
+            paths[part] = d
     return methods, paths
 
 

@@ -133,10 +133,9 @@ class Calibrator:
         for s in grid:
             gens = [generator_for(seed, f"inn-calib:{i}:{s}") for i in ids]
             snr = torch.full((len(ids),), float(s), device=dev)
-            xs = []
-            for j in range(0, len(ids), 32):
-                xs.append(make_pairs(jscc, x01[j:j + 32].to(dev), snr[j:j + 32], gens[j:j + 32]).cpu())
-            self.pairs.append(torch.cat(xs))
+            self.pairs.append(torch.cat([
+                make_pairs(jscc, x01[j:j + 32].to(dev), snr[j:j + 32], gens[j:j + 32]).cpu()
+                for j in range(0, len(ids), 32)]))
 
     @torch.no_grad()
     def __call__(self, inn: InvertibleDegradation) -> dict:

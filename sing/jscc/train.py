@@ -21,7 +21,7 @@ from ..channel import awgn_per_sample, generator_for
 from ..checkpoint import (has_train_state, load_config, load_into, load_state, load_train_state,
                           save_model, save_train_state, write_json)
 from ..errors import InputError
-from .model import JSCCConfig, build_jscc
+from .model import KIND, JSCCConfig, build_jscc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,7 +90,7 @@ def train(args) -> Path:
     step, history = 0, []
     run_dir = out / "run"
     if has_train_state(run_dir):
-        prev = JSCCConfig.from_dict(load_config(out, kind="sing.jscc"))
+        prev = JSCCConfig.from_dict(load_config(out, kind=KIND))
         if prev.to_dict() | {"notes": {}} != cfg.to_dict() | {"notes": {}}:
             raise InputError(f"{out} holds a run with another configuration; use a new --out or the "
                              f"same arguments to resume")

@@ -6,6 +6,14 @@ declares it (what each method is, its parameters and how it runs live there, onc
 the worker and the demo all call it. `dps` conditions on the received symbols, not on x̂, so it is
 reached through `restore` only. The digital methods are bounds, not receivers: they need the
 original image, so `restore` refuses them and `sing eval` calls `bound(method, x, k, snr_db)`.
+
+Image size (docs/ALGORITHMS.md §2, "Any image size"): `shape=(H, W)` decodes the symbols of an
+H×W image (the transmitter's metadata and the OFDM header carry it; None: the model's native size).
+A method built on the prior then restores x̂ at H×W: when H×W differs from the prior's own size, the
+method gets the prior through `prior_at` (sing.prior.tiles.at_size: the UNet on the whole image up to
+a size bound, whole-image tiles with overlap above it; bounded memory). The per-size parts carry
+over (docs/ALGORITHMS.md §3–5): a spectral SING-Zero calibration is resampled over frequency, SING-INN
+is convolutional, DPS encodes at the image's size.
 """
 from __future__ import annotations
 
@@ -79,16 +87,36 @@ class Receiver:
     @torch.no_grad()
     def decode(self, y: torch.Tensor, snr_db, model_id: str | None = None,
                shape: tuple[int, int] | None = None) -> torch.Tensor:
+        """Symbols (B, k) of H×W images (`shape`; None: the model's size) → x̂ (B, C, H, W)."""
         m = self.model(model_id)
         dev = next(m.parameters()).device
         return m.decode(y.to(dev), torch.as_tensor(snr_db, dtype=torch.float32, device=dev),
                         shape=shape).float()
 
+    def prior_at(self, h: int, w: int):
+        """The prior for H×W images: the loaded prior at its own size, else whole-image or tiled
+        (sing.prior.tiles.at_size; module doc)."""
+        if self.prior is None:
+            return None
+        from ..prior.tiles import at_size
+        return at_size(self.prior, (int(h), int(w)))
+
+    def size_factor(self, method: str, shape: tuple[int, int] | None) -> int:
+        """How many times a request of `method` on an H×W image costs what it costs at the prior's
+        size: the UNet work per image of `prior_at(H, W)` in passes at the prior's own size
+        (`native_passes`: whole-image ⌈pixels/native pixels⌉, tiled tiles × ⌈tile²/native²⌉), for
+        a method that needs the prior (1 otherwise, or at the prior's own size). The worker's budget
+        multiplies by it."""
+        m = get(method)
+        if shape is None or self.prior is None or "prior" not in m.needs:
+            return 1
+        return int(getattr(self.prior_at(*shape), "native_passes", 1))
+
     def restore(self, method: str, y: torch.Tensor, snr_db, ids: Sequence[str], seed: int = 0,
                 model_id: str | None = None, progress: bool = False,
                 shape: tuple[int, int] | None = None, **params) -> torch.Tensor:
-        """Decode received symbols y (B, k) and restore with `method`; images (B, C, H, W) in [0, 1].
-        shape: the sent images' (H, W) (None: the model's native size)."""
+        """Decode received symbols y (B, k) of H×W images (`shape`, None: the model's size) and
+        restore with `method`; images (B, C, H, W) in [0, 1]."""
         m = get(method)
         snr = snr_vector(snr_db, y.shape[0]).clone()
         if len(ids) != y.shape[0]:
@@ -101,7 +129,7 @@ class Receiver:
             p = m.resolve(params)
             # the symbols go to the prior's device; the SNR stays as given (the sampler places it)
             return self._run(m, p, ids, seed, Inputs(y=y.to(self.prior.device), snr_db=snr,
-                                                     jscc=self.model(model_id), shape=shape), progress)
+                                                     jscc=self.model(model_id), shape=shape), progress, shape)
         x_hat = self.decode(y, snr, model_id, shape)
         if m.run is None:
             m.resolve(params)
@@ -128,12 +156,13 @@ class Receiver:
                 raise InputError(f"no {part} for JSCC model {model_id!r}: it needs {PARTS[part]}")
         dev = self.prior.device
         return self._run(m, p, ids, seed, Inputs(x_hat=x_hat.to(dev), snr_db=snr_db.to(dev),
-                                                 model_id=model_id, **parts), progress)
+                                                 model_id=model_id, **parts), progress,
+                         tuple(x_hat.shape[2:]))
 
     def _run(self, m: Method, p: dict, ids: Sequence[str], seed: int, inputs: Inputs,
-             progress: bool) -> torch.Tensor:
+             progress: bool, shape: tuple[int, int] | None = None) -> torch.Tensor:
         from ..channel import generator_for
-        inputs.prior, inputs.progress = self.prior, progress
+        inputs.prior, inputs.progress = self.prior if shape is None else self.prior_at(*shape), progress
         inputs.generators = [generator_for(seed, f"restore:{i}") for i in ids]
         return m.run(inputs, p).float().clamp(0, 1).cpu()
 

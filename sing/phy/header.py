@@ -19,7 +19,12 @@ Identifiers over the air (docs/over_the_air.md, "Image and model ids"):
   given the candidate ids (``image_ids``) maps the CRC back to the original string.
 - model_id travels as CRC32(model_id); the receiver maps it back through the model ids it knows
   (given directly or read from model directories), else reports "#xxxxxxxx".
-- bcr is not sent: the receiver takes it from the known model's config, else k / (H·W·C).
+- bcr is not sent: the receiver takes it from the known model's config, else k / (H·W·C) (C the
+  image's channels: for a greyscale image through an RGB model that is 3× the model's BCR; give
+  the receiver the model directories for the right one).
+- height, width, channels: the sent image's size and its own channels (1 grey, 3 colour), so the
+  receiver decodes an image of any size (sing.jscc.model: 8 … 1024 per side, well inside the 12-bit
+  fields) and writes it at that shape with no side information; 0 = not given (the model's own size).
 """
 from __future__ import annotations
 

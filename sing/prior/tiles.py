@@ -139,6 +139,12 @@ class WholeImagePrior(_SizedPrior):
         self.padded = (-(-h // s) * s, -(-w // s) * s)
         self.per_call = max(1, int(max_call_pixels) // (self.padded[0] * self.padded[1]))
 
+    @property
+    def native_passes(self) -> int:
+        """UNet work per image and step in passes at the prior's native size (a cost unit)."""
+        nh, nw = _native(self.prior)
+        return -(-(self.padded[0] * self.padded[1]) // (nh * nw))
+
     def eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         self.check_images(x_t)
         B = x_t.shape[0]
@@ -267,6 +273,12 @@ class TiledPrior:
     @property
     def tiles_per_image(self) -> int:
         return len(self.ys) * len(self.xs)
+
+    @property
+    def native_passes(self) -> int:
+        """UNet work per image and step in passes at the prior's native size (a cost unit)."""
+        nh, nw = _native(self.prior)
+        return self.tiles_per_image * -(-(self.tile * self.tile) // (nh * nw))
 
     def check_images(self, x: torch.Tensor) -> None:
         want = (self.channels, *self.image_size)

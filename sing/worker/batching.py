@@ -30,21 +30,16 @@ class Batcher:
     def __init__(self, max_batch: int = 16, max_wait_s: float = 0.0, max_queue: int = 256):
         if max_batch < 1 or max_wait_s < 0 or max_queue < 1:
             raise ValueError("max_batch ≥ 1, max_wait_s ≥ 0 and max_queue ≥ 1 are required")
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.max_queue = max_queue
+        self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
         self._groups: "OrderedDict[tuple, deque[Pending]]" = OrderedDict()
         self._n = 0
 
     def __len__(self) -> int:
         return self._n
 
-    def full(self) -> bool:
-        return self._n >= self.max_queue
-
     def add(self, key: tuple, item: Any, now: float | None = None) -> bool:
         """Queue an item; False when the queue is full (the caller replies 'busy')."""
-        if self.full():
+        if self._n >= self.max_queue:
             return False
         self._groups.setdefault(key, deque()).append(
             Pending(key, item, time.monotonic() if now is None else now))
@@ -57,14 +52,14 @@ class Batcher:
             return None
         return min(q[0].t_arrival for q in self._groups.values()) + self.max_wait_s
 
-    def ready(self, now: float | None = None, flush: bool = False) -> list[Pending]:
+    def ready(self, now: float | None = None) -> list[Pending]:
         """The batch to run now that the compute thread is idle (one group, oldest first, at most
-        max_batch), or [] if nothing is due. A group is due when it holds max_batch items, when its
-        oldest waited max_wait_s (0: at once), or on `flush`."""
+        max_batch), or [] if nothing is due. A group is due when it holds max_batch items or when
+        its oldest waited max_wait_s (0: at once)."""
         now = time.monotonic() if now is None else now
         best = None
         for key, q in self._groups.items():
-            due = flush or len(q) >= self.max_batch or now - q[0].t_arrival >= self.max_wait_s
+            due = len(q) >= self.max_batch or now - q[0].t_arrival >= self.max_wait_s
             if due and (best is None or q[0].t_arrival < self._groups[best][0].t_arrival):
                 best = key
         if best is None:

@@ -151,7 +151,7 @@ def _stats(ts: list[float], batch: int) -> dict:
             "spread_pct": 100.0 * float(a.max() - a.min()) / med, "samples": [round(float(t), 6) for t in a]}
 
 
-def _device(args, engine) -> dict:
+def _device(engine) -> dict:
     from .engine import device_name
     d = {"name": device_name(engine.device), "host": platform.node(), "os_cpus": os.cpu_count(),
          "platform": platform.platform()}
@@ -165,21 +165,18 @@ def _device(args, engine) -> dict:
     return d
 
 
-def _setup_record(a: dict, engine, mid: str, info) -> dict:
+def _setup_record(a: dict, mid: str, info) -> dict:
     """What was served: model paths (or "stand-in"), ids and shapes."""
-    stand = " ".join(a["stand_ins"])
-    rec = {"jscc": _rel(a["jscc"]) if not any(s.startswith("jscc") for s in a["stand_ins"]) else "stand-in",
-           "model_id": mid, "k": info.k, "image": list(info.shape),
-           "prior": _rel(a["prior"]) if a["prior"] and "prior" not in stand
-           else ("stand-in" if a["prior"] else None),
-           "prior_model_id": getattr(engine.receiver.prior, "model_id", None),
-           "calibration": _rel(a["calibration"]) if a["calibration"] and "calibration" not in stand
-           else ("stand-in" if a["calibration"] else None),
-           "stand_ins": a["stand_ins"], "snr_db": 0.0, "seed": 0}
-    if a["prior"]:
-        from ..checkpoint import model_id as dir_model_id
-        rec["prior_model_id"] = dir_model_id(a["prior"])
-    return rec
+    from ..checkpoint import model_id as dir_model_id
+
+    def source(part: str) -> str | None:
+        if not a[part]:
+            return None
+        return "stand-in" if any(s.startswith(part) for s in a["stand_ins"]) else _rel(a[part])
+
+    return {"jscc": source("jscc"), "model_id": mid, "k": info.k, "image": list(info.shape),
+            "prior": source("prior"), "prior_model_id": dir_model_id(a["prior"]) if a["prior"] else None,
+            "calibration": source("calibration"), "stand_ins": a["stand_ins"], "snr_db": 0.0, "seed": 0}
 
 
 def _worker_args(args, a: dict) -> list[str]:
@@ -317,8 +314,8 @@ def run(args) -> int:
         engine = Engine([a["jscc"]], a["prior"], a["calibration"], None, args.device,
                         discover_parts=False)
         mid, info = next(iter(engine.info.items()))
-        result["device"] = _device(args, engine)
-        result["setup"] = _setup_record(a, engine, mid, info)
+        result["device"] = _device(engine)
+        result["setup"] = _setup_record(a, mid, info)
         ys = _symbols(max(args.batches), info.k)
         try:
             clients = _start_servers(args, _worker_args(args, a), procs)
@@ -394,9 +391,3 @@ def _render_file(path: Path) -> int:
     md.write_text(render_markdown(r, _rel(path)) + "\n")
     print(f"wrote {md}")
     return 0
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_arguments(p)
-    sys.exit(run(p.parse_args()))

@@ -23,6 +23,7 @@ SIGTERM/SIGINT: every request held is answered `unavailable` and the broker exit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
@@ -306,10 +307,8 @@ class Broker:
                 for key in keys:
                     self._requeue(key, f"worker {w.name} made no progress")
         for key in [k for k, r in self.reqs.items() if now - r.t0 > self.req_timeout]:
-            try:
+            with contextlib.suppress(ValueError):           # not queued: held by a worker
                 self.queue.remove(key)
-            except ValueError:
-                pass
             self._fail(key, P.UNAVAILABLE, f"no worker answered within {self.req_timeout:.0f}s "
                                            f"({len(self.workers)} worker(s) connected)")
 
@@ -372,9 +371,8 @@ class Broker:
 
 
 def run(args) -> int:
-    b = Broker(args.frontend, args.backend, args.heartbeat_s, args.liveness, args.max_attempts,
-               args.request_timeout_s, args.max_queue, args.curve_secret, args.curve_clients,
-               args.curve_workers, args.progress_timeout_s, args.max_cost)
+    from ..cli import call_with_options
+    b = call_with_options(Broker, args)
     signal.signal(signal.SIGTERM, b.stop)
     signal.signal(signal.SIGINT, b.stop)
     return b.serve()

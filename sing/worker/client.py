@@ -29,6 +29,7 @@ Imports numpy and pyzmq only (no torch): it runs on the radio host.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -139,9 +140,8 @@ class WorkerClient:
     def ping(self, timeout_s: float | None = None) -> dict:
         """Health/status of the worker (or of the broker and its workers)."""
         rid = "ping-" + uuid.uuid4().hex
-        fut = self._submit(rid, P.control_frames("ping", id=rid), "ping",
-                           timeout_s=timeout_s, retries=0)
-        return fut.result()
+        return self._submit(rid, P.control_frames("ping", id=rid), "ping", timeout_s=timeout_s,
+                            retries=0).result()
 
     def close(self) -> None:
         if self._closed:
@@ -249,10 +249,8 @@ class WorkerClient:
 
     @staticmethod
     def _send(sock, frames) -> None:
-        try:
+        with contextlib.suppress(zmq.Again):      # not connected / queue full: the timeout re-sends
             sock.send_multipart([b""] + list(frames), zmq.NOBLOCK)
-        except zmq.Again:
-            pass                      # not connected / queue full: the timeout re-sends
 
     def _on_message(self, msg, pending: dict) -> None:
         _, body = P.split_envelope(msg, 0)

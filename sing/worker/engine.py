@@ -57,13 +57,6 @@ class ModelInfo:
     shape: tuple[int, int, int]       # (C, H, W)
 
 
-def _cfg(model, name, default=None):
-    cfg = getattr(model, "config", None)
-    if isinstance(cfg, dict):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
-
-
 def _as_list(x) -> list[str]:
     if x is None:
         return []
@@ -116,8 +109,7 @@ class Engine:
         self.parts: dict[str, dict] = {}
         for mid in self.receiver.model_ids():
             m = self.receiver.model(mid)
-            k = int(_cfg(m, "k"))
-            c, s = int(_cfg(m, "channels", 3)), int(_cfg(m, "image_size", 64))
+            k, c, s = m.config.k, m.config.channels, m.config.image_size      # a JSCCConfig
             self.info[mid] = ModelInfo(mid, k, (c, s, s))
             cal, inn_ = (self._part(self.receiver.calibration, mid),
                          self._part(self.receiver.inn, mid))
@@ -125,32 +117,49 @@ class Engine:
             self.parts[mid] = {"calibration": cal is not None, "inn": inn_ is not None}
             log.info("loaded JSCC %s (k=%d, %dx%dx%d): methods %s", mid, k, c, s, s,
                      self.views[mid].methods())
-        self.has = {"prior": prior is not None, "max_cost": max_cost}
-        self.max_cost = max_cost
+        self.has_prior, self.max_cost = prior is not None, max_cost
 
     @staticmethod
     def _part(obj, mid):
         return obj.get(mid) if isinstance(obj, dict) else obj
 
+    def k_for(self, model_id: str, shape: tuple[int, int] | None) -> int:
+        """Symbols per image of `shape` (H, W) through this model (sing.jscc.model.k_for_shape;
+        None: the model's own size). Raises ProtocolError(BAD_REQUEST) for a size it cannot take."""
+        if shape is None:
+            return self.info[model_id].k
+        try:
+            return int(self.receiver.model(model_id).k_at(*shape))
+        except InputError as e:
+            raise P.ProtocolError(P.BAD_REQUEST, str(e)) from None
+
     def methods(self) -> list[str]:
-        """Methods offered for at least one model."""
-        out: list[str] = []
-        for v in self.views.values():
-            out += [m for m in v.methods() if m not in out]
-        return out
+        """Methods offered for at least one model (in order, once each)."""
+        return list(dict.fromkeys(m for v in self.views.values() for m in v.methods()))
 
     def methods_for(self, model_id: str) -> list[str]:
         return list(self.views[model_id].methods())
 
     def admit(self, req: P.Request) -> None:
-        """Refuse a request over the cost budget (ProtocolError too_expensive) before it queues."""
-        P.check_cost(req.method, req.params, self.max_cost, req.id)
+        """Refuse a request over the cost budget (ProtocolError too_expensive) before it queues.
+        An image larger than the prior costs its cost × the tiles the prior runs on
+        (Receiver.size_factor): the budget bounds the work, whatever the image size."""
+        cost = P.check_cost(req.method, req.params, self.max_cost, req.id)
+        n = self.views[req.model].size_factor(req.method, req.shape) if req.model in self.views else 1
+        if n > 1 and self.max_cost is not None and cost * n > self.max_cost:
+            raise P.ProtocolError(P.TOO_EXPENSIVE, f"{req.method} on a {req.shape[0]}×{req.shape[1]} image "
+                                                   f"runs the prior on {n} tiles: {cost} × {n} = {cost * n} "
+                                                   f"network passes, over the limit here ({self.max_cost}); "
+                                                   f"send a smaller image, fewer steps, or raise --max-cost",
+                                  req.id)
 
     @torch.no_grad()
     def run(self, model_id: str, method: str, y: torch.Tensor, snr_db: torch.Tensor,
-            ids: list[str], seed: int = 0, params: dict | None = None) -> tuple[torch.Tensor, dict]:
-        """Restore one batch; also returns {decode_ms, restore_ms} (decode_ms None for a method
-        that decodes inside, i.e. dps)."""
+            ids: list[str], seed: int = 0, params: dict | None = None,
+            shape: tuple[int, int] | None = None) -> tuple[torch.Tensor, dict]:
+        """Restore one batch of H×W images (`shape` from the request meta; None: the model's
+        size); also returns {decode_ms, restore_ms} (decode_ms None for a method that decodes
+        inside, i.e. dps)."""
         from ..methods import get
         rx = self.views[model_id]
         params = dict(params or {})
@@ -158,12 +167,12 @@ class Engine:
         m = get(method)
         if m.input == "x_hat" and m.run is not None:
             snr = torch.as_tensor(snr_db, dtype=torch.float32)
-            x_hat = rx.decode(y, snr, model_id)
+            x_hat = rx.decode(y, snr, model_id, shape)
             t1 = time.perf_counter()
             x = rx.restore_from(method, x_hat, snr, ids, seed=seed, model_id=model_id, **params)
             t2 = time.perf_counter()
             return x, {"decode_ms": round((t1 - t0) * 1e3, 3), "restore_ms": round((t2 - t1) * 1e3, 3)}
-        x = rx.restore(method, y, snr_db, ids, seed=seed, model_id=model_id, **params)
+        x = rx.restore(method, y, snr_db, ids, seed=seed, model_id=model_id, shape=shape, **params)
         t1 = time.perf_counter()
         ms = round((t1 - t0) * 1e3, 3)
         if m.input == "symbols":
@@ -177,4 +186,5 @@ class Engine:
     def status(self) -> dict:
         return {"models": {m: {"k": i.k, "shape": list(i.shape), "methods": self.methods_for(m),
                                **self.parts[m]} for m, i in self.info.items()},
-                "methods": self.methods(), "device": device_name(self.device), **self.has}
+                "methods": self.methods(), "device": device_name(self.device), "prior": self.has_prior,
+                "max_cost": self.max_cost}

@@ -59,25 +59,25 @@ def write_keypair(directory: str | os.PathLike, name: str, force: bool = False) 
     return pub_f, sec_f
 
 
-def load_public(path: str | os.PathLike) -> bytes:
+def _load_certificate(path: str | os.PathLike, what: str) -> tuple[bytes, bytes | None]:
     import zmq.auth
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"CURVE key file {p} does not exist: create keys with `sing keys --out DIR`")
-    public, _ = zmq.auth.load_certificate(str(p))
+    if not Path(path).is_file():
+        raise InputError(f"CURVE {what} file {Path(path)} does not exist: create keys with "
+                         f"`sing keys --out DIR`")
+    return zmq.auth.load_certificate(str(path))
+
+
+def load_public(path: str | os.PathLike) -> bytes:
+    public, _ = _load_certificate(path, "key")
     if not public:
-        raise InputError(f"{p} holds no public key")
+        raise InputError(f"{Path(path)} holds no public key")
     return public
 
 
 def load_secret(path: str | os.PathLike) -> tuple[bytes, bytes]:
-    import zmq.auth
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"CURVE secret file {p} does not exist: create keys with `sing keys --out DIR`")
-    public, secret = zmq.auth.load_certificate(str(p))
+    public, secret = _load_certificate(path, "secret")
     if not secret:
-        raise InputError(f"{p} holds no secret key: pass the NAME.key_secret file, not NAME.key")
+        raise InputError(f"{Path(path)} holds no secret key: pass the NAME.key_secret file, not NAME.key")
     return public, secret
 
 

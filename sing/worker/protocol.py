@@ -33,8 +33,11 @@ VERSION = 1
 # Every one is checked before anything is allocated from a claimed size. The worker, the broker
 # and the client read these names; nothing else in the code base states a size limit of the wire.
 MAX_HEADER_BYTES = 16 * 1024          # JSON header frame, requests and replies alike
-MAX_K = 65536                         # complex symbols per request (64×64 RGB at BCR 1/12: 1024)
-MAX_IMAGE_SIDE = 1024
+MIN_IMAGE_SIDE = 8                    # image height/width in `meta` (= sing.jscc.model.MIN_SIDE,
+MAX_IMAGE_SIDE = 1024                 #   MAX_SIDE; tests/test_worker_protocol.py keeps them equal)
+IMAGE_CHANNELS = (1, 3)               # meta `channels`: the image's own (grey images ride RGB models)
+MAX_K = 3 * MAX_IMAGE_SIDE ** 2 // 12  # complex symbols per request: 262,144, the largest image
+#                                       (1024×1024 RGB) at the densest shipped BCR (1/12)
 MAX_ID_LEN = 128
 MAX_META_KEYS = 16
 MAX_META_INT = 2**31 - 1              # |integer| in a forwarded meta value
@@ -49,7 +52,7 @@ MAX_FRAMES = 8                        # body frames (header + arrays) kept from 
 MAX_MESSAGE_FRAMES = 1 + MAX_ROUTING + 1 + MAX_FRAMES   # + a worker id on the broker's worker port;
 #                                       frames past this are read and dropped (error too_large)
 MAX_REQUEST_BYTES = max(MAX_HEADER_BYTES, 8 * MAX_K)   # ZMQ_MAXMSGSIZE (per frame) where requests
-#                                       arrive: 512 KiB, the largest legal symbol frame
+#                                       arrive: 2 MiB, the largest legal symbol frame
 MAX_REPLY_BYTES = MAX_IMAGE_SIDE ** 2 * 4 * 2           # ZMQ_MAXMSGSIZE where replies arrive: the
 #                                       largest legal image (1024² × 4 channels × float16) = 8 MiB
 # libzmq delivers a multipart message whole, and has no limit on the number of frames: one message
@@ -314,10 +317,31 @@ class Request:
     symbols: np.ndarray                 # complex64 (k,), owned copy
     header: dict = field(repr=False, default_factory=dict)
     cost: int = 0                       # network passes (sing.methods.cost_of): budgets compare it
+    shape: tuple[int, int] | None = None   # (H, W) from meta height/width; None: the model's size
 
     def group_key(self) -> tuple:
-        """Requests with equal keys may be restored in one batch."""
-        return (self.model, self.method, self.out, json.dumps(self.params, sort_keys=True))
+        """Requests with equal keys may be restored in one batch (one image size per batch)."""
+        return (self.model, self.method, self.out, json.dumps(self.params, sort_keys=True), self.shape)
+
+
+def image_shape(meta: dict, rid: str | None = None) -> tuple[int, int] | None:
+    """(H, W) from validated meta (`clean_meta`): both `height` and `width` or neither (None: the
+    model's native size); each side in [MIN_IMAGE_SIDE, MAX_IMAGE_SIDE]; `channels`, when given, one
+    of IMAGE_CHANNELS. Raises ProtocolError(BAD_REQUEST) naming the field."""
+    c = meta.get("channels")
+    if c is not None and c not in IMAGE_CHANNELS:
+        raise ProtocolError(BAD_REQUEST, f"meta channels = {c} must be one of {list(IMAGE_CHANNELS)}", rid)
+    h, w = meta.get("height"), meta.get("width")
+    if h is None and w is None:
+        return None
+    if h is None or w is None:
+        raise ProtocolError(BAD_REQUEST, "meta must carry both height and width (or neither, for "
+                                         "the model's own image size)", rid)
+    if not (MIN_IMAGE_SIDE <= h <= MAX_IMAGE_SIDE and MIN_IMAGE_SIDE <= w <= MAX_IMAGE_SIDE):
+        raise ProtocolError(TOO_LARGE if max(h, w) > MAX_IMAGE_SIDE else BAD_REQUEST,
+                            f"image size {h}×{w} in meta is outside [{MIN_IMAGE_SIDE}, "
+                            f"{MAX_IMAGE_SIDE}] per side", rid)
+    return int(h), int(w)
 
 
 def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
@@ -352,14 +376,15 @@ def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
     params = check_params(h.get("params"), rid, method)
     cost = check_cost(method, params, None, rid)
     meta = clean_meta(h.get("meta"), rid)
+    shape = image_shape(meta, rid)
     if h.get("dtype") != "complex64":
         raise ProtocolError(BAD_PAYLOAD, f"dtype must be 'complex64' (little-endian), got "
                                          f"{str(h.get('dtype'))[:32]!r}", rid)
-    shape = h.get("shape")
-    if not (isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0])):
+    arr_shape = h.get("shape")
+    if not (isinstance(arr_shape, list) and len(arr_shape) == 1 and _is_int(arr_shape[0])):
         raise ProtocolError(BAD_PAYLOAD, "shape must be [k]", rid)
-    if shape[0] != k:
-        raise ProtocolError(BAD_PAYLOAD, f"shape {shape} disagrees with k = {k}", rid)
+    if arr_shape[0] != k:
+        raise ProtocolError(BAD_PAYLOAD, f"shape {arr_shape} disagrees with k = {k}", rid)
     if len(arrays) != 1:
         raise ProtocolError(BAD_PAYLOAD, f"a request carries exactly one array frame, got "
                                          f"{len(arrays)}", rid)
@@ -371,7 +396,7 @@ def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
     if not np.isfinite(y.view(np.float32)).all():
         raise ProtocolError(BAD_PAYLOAD, "symbols contain NaN or Inf: check the equaliser / SNR "
                                          "estimate upstream", rid)
-    return Request(rid, model, method, k, float(snr), src, params, out, meta, y, h, cost)
+    return Request(rid, model, method, k, float(snr), src, params, out, meta, y, h, cost, shape)
 
 
 # ---- builders ----------------------------------------------------------------------------------

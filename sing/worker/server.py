@@ -2,14 +2,14 @@
 """`sing worker`: serve decoding + restoration over ZeroMQ (protocol: docs/PROTOCOL.md).
 
 Two threads. The I/O thread owns the socket: it validates every message (errors are replies),
-answers pings, queues requests in the Batcher and sends replies and heartbeats. The compute
-thread runs one batch at a time (`Engine.run`), so a long restoration never delays a
-heartbeat or a ping; and since a heartbeat says nothing about progress, the I/O thread watches
-the running batch: one running longer than --stuck-s is reported, its requests are answered
-`unavailable` (a broker re-queues them elsewhere) and the worker takes no work until it is back. Continuous batching (batching.py): an idle compute thread gets a request at
-once; what arrives while it is busy is batched (≤ --max-batch per group) for its next turn.
-Several JSCC models: each with its own calibration/INN (engine.py: explicit or found next to
-the --jscc dirs). Modes:
+answers pings, queues requests in the Batcher and sends replies and heartbeats. The compute thread
+runs one batch at a time (`Engine.run`), so a long restoration never delays a heartbeat or a ping;
+and since a heartbeat says nothing about progress, the I/O thread watches the running batch: one
+running longer than --stuck-s is reported, its requests are answered `unavailable` (a broker
+re-queues them elsewhere) and the worker takes no work until it is back. Continuous batching
+(batching.py): an idle compute thread gets a request at once; what arrives while it is busy is
+batched (≤ --max-batch per group) for its next turn. Several JSCC models: each with its own
+calibration/INN (engine.py: explicit or found next to the --jscc dirs). Modes:
 
 - `--bind tcp://127.0.0.1:5555`: a ROUTER that clients (REQ or DEALER) talk to directly;
 - `--connect tcp://BROKER:5556`: a DEALER to a `sing broker` backend (ready/heartbeat/disconnect).
@@ -20,6 +20,7 @@ batch --drain-s (default 0.5 s) to finish, answer it `unavailable` otherwise, ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
@@ -159,10 +160,8 @@ class _Compute(threading.Thread):
             self.ring()
 
     def ring(self) -> None:
-        try:
+        with contextlib.suppress(OSError):   # doorbell full (the I/O thread reads it) or closed
             os.write(self._bell_w, b"!")
-        except OSError:                  # doorbell full (the I/O thread reads it) or closed
-            pass
 
     def _run(self, job: Running) -> list[Outcome]:
         import torch
@@ -180,7 +179,7 @@ class _Compute(threading.Thread):
             ids = [str(r.meta.get("image_id") or r.id) for r in reqs]
             params = dict(r0.params)
             seed = int(params.pop("seed", 0))
-            x, tm = self.engine.run(r0.model, r0.method, y, snr, ids, seed, params)
+            x, tm = self.engine.run(r0.model, r0.method, y, snr, ids, seed, params, r0.shape)
             x = x.detach().float().cpu()
             if x.dim() != 4 or x.shape[0] != len(reqs) or not torch.isfinite(x).all():
                 raise RuntimeError(f"restoration returned {tuple(x.shape)} with NaN/Inf or the "
@@ -298,12 +297,11 @@ class Worker:
         self._send([b""], P.control_frames(type_, **fields))
 
     def status(self) -> dict:
-        st = {"worker": self.name, "pid": os.getpid(), "queue": len(self.batcher), "busy": self.busy,
-              "stuck": self.stuck, "max_batch": self.batcher.max_batch,
-              "max_wait_ms": self.batcher.max_wait_s * 1e3,
-              "uptime_s": round(time.monotonic() - self.t_start, 3), **asdict(self.stats)}
-        st.update(self.engine.status())
-        return st
+        return {"worker": self.name, "pid": os.getpid(), "queue": len(self.batcher), "busy": self.busy,
+                "stuck": self.stuck, "max_batch": self.batcher.max_batch,
+                "max_wait_ms": self.batcher.max_wait_s * 1e3,
+                "uptime_s": round(time.monotonic() - self.t_start, 3), **asdict(self.stats),
+                **self.engine.status()}
 
     def stop(self, *_):
         self._stop.set()
@@ -361,9 +359,11 @@ class Worker:
                    f" for model {req.model} (it has no calibration/INN here)")
             raise P.ProtocolError(P.UNKNOWN_METHOD, f"method {req.method!r} is not served here{why}; "
                                                     f"available: {offered}", req.id)
-        if req.k != info[req.model].k:
+        want = self.engine.k_for(req.model, req.shape)
+        if req.k != want:
+            size = "its own size" if req.shape is None else "%d×%d" % req.shape
             raise P.ProtocolError(P.BAD_REQUEST, f"k = {req.k} but model {req.model} takes "
-                                                 f"k = {info[req.model].k} symbols", req.id)
+                                                 f"k = {want} symbols for an image of {size}", req.id)
         self.engine.admit(req)
 
     # ---- the pieces of the main loop ----
@@ -383,11 +383,9 @@ class Worker:
         P.drain(self.sock, handle)             # bounded burst, then serve others
 
     def _collect_results(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):          # empty the doorbell
             while os.read(self.compute.bell_r, 4096):
                 pass
-        except BlockingIOError:
-            pass
         while True:
             try:
                 number, outcomes = self.compute.results.get_nowait()
@@ -512,10 +510,8 @@ class Worker:
                 if self.connect and t_stop is None:
                     self._keep_alive(now, poller)
         finally:
-            try:
+            with contextlib.suppress(queue.Full):
                 self.compute.jobs.put_nowait(None)
-            except queue.Full:
-                pass
             self.compute.join(timeout=0.2)
             self.sock.close(linger=500)        # the `unavailable` answers leave; a dead peer
             if self._auth is not None:         # cannot hold the exit longer than this
@@ -526,6 +522,7 @@ class Worker:
 
 
 def run(args) -> int:
+    from ..cli import call_with_options
     from .engine import Engine
     if args.threads:
         import torch
@@ -536,11 +533,7 @@ def run(args) -> int:
         P.check_bind(args.bind, args.curve_secret is not None)   # before loading any model
     engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device,
                     discover_parts=not args.no_discover, autocast=args.autocast, max_cost=args.max_cost)
-    w = Worker(engine, bind=args.bind, connect=args.connect, max_batch=args.max_batch,
-               max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, heartbeat_s=args.heartbeat_s,
-               liveness=args.liveness, drain_s=args.drain_s, stuck_s=args.stuck_s, name=args.name,
-               curve_secret=args.curve_secret, curve_clients=args.curve_clients,
-               curve_server_public=args.curve_server_public)
+    w = call_with_options(Worker, args, engine)
     signal.signal(signal.SIGTERM, w.stop)
     signal.signal(signal.SIGINT, w.stop)
     rc = w.serve()
