@@ -6,14 +6,15 @@
 
     PYTHONPATH=. python sim/size_eval.py run --methods deepjscc deepjscc-perceptual digital-jpeg \
         digital-webp sing-zero sing-inn                          # one `sing eval` per method, 34 images
-    PYTHONPATH=. python sim/size_eval.py run --methods ddnm-avgpool dps --n-images 17 --batch 4
+    PYTHONPATH=. python sim/size_eval.py run --methods ddnm-avgpool --batch 4
+    PYTHONPATH=. python sim/size_eval.py run --methods dps --n-images 17 --batch 4
     PYTHONPATH=. python sim/size_eval.py table                   # table.json / table.md from the files
     PYTHONPATH=. python sim/size_eval.py grid                    # grid.png (original | DeepJSCC | SING-Zero)
 
 34 images = the first two views of each of the 17 test photographs (the whole photograph, then a
-crop); the chains from pure noise (DDNM-avgpool: 50 UNet passes; DPS: 50 forward + backward) at
-256×256 cost 40–100 CPU-seconds per image, so on the 2-core machine shared with other jobs they ran
-on the first 17 (each photograph once, whole) and are paired with DeepJSCC on those.
+crop); DPS (50 UNet forward + backward passes from pure noise, ~95 CPU-seconds per 256×256 image)
+ran on the first 17 only (each photograph once, whole) on the 2-core machine shared with other
+jobs, and is paired with DeepJSCC on those.
 
 `run` writes one `sing.eval/1` file per method (OUT/natural-256_<method>_1-48_awgn_0dB.json), so a
 partial run keeps every method that finished; a method whose file exists is skipped. Method
@@ -133,8 +134,8 @@ def table(args) -> int:
                   f"{lr['ratio']:.3f} [{lr['lo']:.3f}, {lr['hi']:.3f}] | {pd['diff']:+.2f} [{pd['lo']:+.2f}, {pd['hi']:+.2f}] | "
                   f"{r['seconds_per_image']:.2f} | {r['unet_evals_per_image']} | {json.dumps(r['settings'], sort_keys=True) if r['settings'] else ''} |")
     md += ["", "s/image: wall seconds per image inside `sing eval` on the 2-core machine shared with other jobs "
-           "(2–4× the CPU time; sim/results/size/bench.md has CPU times). Rows with 17 images are the whole-"
-           "photograph views (one per photograph); their ratio and difference are paired with DeepJSCC on "
+           "(2–4× the CPU time; sim/results/size/bench.md has CPU times). A row with 17 images (DPS) holds the "
+           "whole-photograph views (one per photograph); its ratio and difference are paired with DeepJSCC on "
            "those 17. DPS runs at ζ = 10, tuned on the 64×64 val split, not re-tuned at 256×256 (k = 4096)."]
     if "sing-zero" in {r["method"] for r in rows}:
         z = next(r for r in rows if r["method"] == "sing-zero")
