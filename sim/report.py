@@ -21,6 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+# result folders whose table.md another command writes (with paired bootstrap CIs): left alone here
+OWN_TABLES = {"size": "sim/size_eval.py table"}
+
+
 def load(folder: Path) -> list[dict]:
     rows = []
     for f in sorted(folder.glob("*.json")):
@@ -296,6 +300,9 @@ def main(argv=None) -> int:
     done = 0
     all_rows = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name in OWN_TABLES:        # its table has CIs and is made by its own command
+            print(f"{folder}: skipped (table made by `{OWN_TABLES[folder.name]}`)")
+            continue
         rows = load(folder)
         if not rows:
             continue
