@@ -6,7 +6,9 @@
    prior / calibration / INN where they are shipped);
 2. compiles `flowgraphs/loopback_awgn_no_gui.grc` with `grcc` and runs it once per available method
    (image source → PDU channel, AWGN 0 dB, seeded → SING receiver → PNG per image);
-3. writes a side-by-side grid (original | DeepJSCC | SING-Zero | SING-INN) and a metrics table.
+3. writes a side-by-side grid (original | DeepJSCC | SING-Zero | SING-INN) and a metrics table;
+4. sends one whole test photograph at 256×256 (`natural-256`, k = 4096) through the same flowgraph
+   with DeepJSCC and SING-Zero (`--photo256 0` skips it) → <out>/photo256/{grid.png,metrics.md}.
 
 Falls back to the in-process path (`sing demo --path direct`) where GNU Radio is not installed.
 """
@@ -36,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="natural")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--photo256", type=int, default=1,
+                    help="whole 256×256 test photographs (natural-256) also sent, DeepJSCC and SING-Zero (0: none)")
     args = ap.parse_args(argv)
     args.path = "radio"
 
@@ -80,12 +84,37 @@ def main(argv=None) -> int:
             summary = json.loads((rdir / "summary.json").read_text())
             results[m] = read_outputs(rdir, names, x.shape[1])
             print(f"  {m}: {summary['counts'] if 'counts' in summary else ''} through the flowgraph in {time.time() - t1:.1f} s")
+        photo = photo256(args, methods, paths, script, endpoint, out, work) if args.photo256 > 0 else None
     finally:
         stop_worker(worker)
         shutil.rmtree(work, ignore_errors=True)
     write_outputs(out, x, ids, results, args, "radio (GNU Radio loopback_awgn_no_gui + worker process)",
                   time.time() - t0)
+    if photo is not None:
+        x2, ids2, res2, secs = photo
+        write_outputs(out / "photo256", x2, ids2, res2, argparse.Namespace(**{**vars(args), "data": "natural-256"}),
+                      "radio (GNU Radio loopback_awgn_no_gui + worker process), photographs at their size",
+                      secs, zoom=1)
     return 0
+
+
+def photo256(args, methods, paths, script, endpoint, out: Path, work: Path):
+    """The first `args.photo256` natural-256 test views (whole photographs, 256×256, k = 4096 at BCR
+    1/48) through the same flowgraph and worker, DeepJSCC and SING-Zero where available: the image
+    source sends them at their own size, the receiver restores at that size (docs/ALGORITHMS.md §3)."""
+    from sing import data as D
+    t0 = time.time()
+    x, ids = D.load_split("natural-256", "test", n=args.photo256, progress=False)   # view 0s: whole photos
+    imgs = work / "images256"
+    names = write_images(x, ids, imgs)
+    res = {}
+    for m in [m for m in ("deepjscc", "sing-zero") if m in methods]:
+        run_flowgraph(script, {"snr_db": args.snr_db, "method": m, "images": imgs, "jscc": paths["jscc"],
+                               "endpoint": endpoint, "out_dir": out / "radio256", "seed": args.seed,
+                               "interval": 0.01, "worker_timeout": 600})
+        res[m] = read_outputs(out / "radio256" / m, names, x.shape[1])
+        print(f"  {m} at 256×256: {len(names)} photograph(s) through the flowgraph")
+    return x, ids, res, time.time() - t0
 
 
 if __name__ == "__main__":

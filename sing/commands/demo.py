@@ -93,7 +93,7 @@ def paths_note(args) -> str:
             f"{t.get('hours', '?')} h on {t.get('device', '?')} — see its model card; SING's quality is bounded by it.")
 
 
-def write_outputs(out: Path, x, ids, results: dict, args, path_used: str, seconds: float) -> dict:
+def write_outputs(out: Path, x, ids, results: dict, args, path_used: str, seconds: float, zoom: int = 3) -> dict:
     from PIL import Image
     from ..metrics import compute_metrics, load_lpips
     from ..prior.sample import image_grid
@@ -102,7 +102,7 @@ def write_outputs(out: Path, x, ids, results: dict, args, path_used: str, second
     table = {m: {k: float(v.mean()) for k, v in compute_metrics(r, x, lp).items()} for m, r in results.items()}
     cols = [x] + [results[m] for m in results]
     grid = torch.stack(cols, 1).flatten(0, 1)  # rows = images, columns = original + methods
-    canvas = image_grid(torch.nn.functional.interpolate(grid, scale_factor=3, mode="nearest"), len(cols),
+    canvas = image_grid(torch.nn.functional.interpolate(grid, scale_factor=zoom, mode="nearest"), len(cols),
                         pad=4, rgb=False)
     Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas).save(out / "grid.png")
     settings = {m: method_settings(args, m) for m in results if m in ("sing-zero", "sing-inn")}
