@@ -161,16 +161,16 @@ def _folder_train_array(name: str, progress: bool = True) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Image files
 def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
-    """Read an image file as uint8 (H, W, channels)."""
-    from PIL import Image
+    """Read an image file as uint8 (H, W, channels). The header is checked first with the
+    transmitter's guards (sing.images: missing, corrupt, 0-sized, decompression bomb); the pixels
+    are then PIL's plain RGB / L conversion (the data sets' rule, unchanged)."""
+    from .images import open_image
+    _, im = open_image(path)
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
-            a = np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError as e:
-        raise DataError(f"image file {path} not found") from e
+        with im:
+            a = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
     except OSError as e:
-        raise DataError(f"{path} is not a readable image ({e})") from e
+        raise DataError(f"{path} is not a readable image ({e}); re-save it as PNG or JPEG, or remove it") from e
     return a[..., None] if a.ndim == 2 else a
 
 

@@ -128,8 +128,9 @@ def _fail(path, what: str, todo: str) -> DataError:
     return DataError(f"{path}: {what}; {todo}")
 
 
-def _open(path):
-    """PIL image opened lazily (header only), with the size checks done before decoding."""
+def open_image(path):
+    """(path, PIL image) opened lazily (header only), with the size checks done before decoding:
+    missing, corrupt, 0-sized, over MAX_DECODE_PIXELS → DataError saying what to do."""
     from PIL import Image, UnidentifiedImageError
     p = Path(os.path.expanduser(str(path)))
     with warnings.catch_warnings():
@@ -223,7 +224,7 @@ def load_image(path: str | os.PathLike, model_channels: int = 3, policy: SizePol
     policy = policy or SizePolicy()
     if model_channels not in (1, 3):
         raise InputError(f"model_channels must be 1 or 3, got {model_channels}")
-    p, im = _open(path)
+    p, im = open_image(path)
     notes: list[str] = []
     try:
         n_frames = int(getattr(im, "n_frames", 1) or 1)

@@ -165,3 +165,18 @@ def test_to_channels():
     assert to_channels(a, 1).shape == (4, 5, 1) and (to_channels(a, 1) == 11).all()
     assert to_channels(a[..., :1], 3).shape == (4, 5, 3)
     assert to_channels(a, 3) is a
+
+
+def test_data_sets_read_with_the_same_header_guards(tmp_path):
+    """`sing.data.read_image` (folder data sets, `sing eval`) keeps its pixel rule (PIL's RGB / L) but
+    refuses what the transmitter refuses, before decoding: a bomb, a corrupt file, a missing one."""
+    from sing import data as D
+    a = (np.arange(12 * 10 * 3) % 251).astype(np.uint8).reshape(12, 10, 3)
+    Image.fromarray(a).save(tmp_path / "ok.png")
+    assert (D.read_image(tmp_path / "ok.png") == a).all()
+    assert D.read_image(tmp_path / "ok.png", 1).shape == (12, 10, 1)
+    png_header_only(tmp_path / "bomb.png", 20000, 20000, idat=zlib.compress(b"\0" * 100))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    for name, what in [("bomb.png", "decompression bomb"), ("bad.png", "re-save"), ("missing.png", "not found")]:
+        with pytest.raises(DataError, match=what):
+            D.read_image(tmp_path / name)

@@ -142,13 +142,13 @@ class Engine:
 
     def admit(self, req: P.Request) -> None:
         """Refuse a request over the cost budget (ProtocolError too_expensive) before it queues.
-        An image larger than the prior costs its cost × the tiles the prior runs on
-        (Receiver.size_factor): the budget bounds the work, whatever the image size."""
+        An image larger than the prior costs its cost × the UNet work per step in passes at the
+        prior's own size (Receiver.size_factor): the budget bounds the work, whatever the image size."""
         cost = P.check_cost(req.method, req.params, self.max_cost, req.id)
         n = self.views[req.model].size_factor(req.method, req.shape) if req.model in self.views else 1
         if n > 1 and self.max_cost is not None and cost * n > self.max_cost:
             raise P.ProtocolError(P.TOO_EXPENSIVE, f"{req.method} on a {req.shape[0]}×{req.shape[1]} image "
-                                                   f"runs the prior on {n} tiles: {cost} × {n} = {cost * n} "
+                                                   f"costs {n} prior passes per step at its native size: {cost} × {n} = {cost * n} "
                                                    f"network passes, over the limit here ({self.max_cost}); "
                                                    f"send a smaller image, fewer steps, or raise --max-cost",
                                   req.id)
