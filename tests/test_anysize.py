@@ -142,7 +142,7 @@ def test_worker_budget_scales_with_the_tiles(tmp_path, tiny):
 
     eng.admit(req("ddnm-avgpool", 16, 16, steps=50))              # 51 passes
     eng.admit(req("ddnm-avgpool", 64, 64, steps=20))              # 21 × 16 = 336
-    with pytest.raises(P.ProtocolError, match=r"16 tiles.*max-cost") as e:
+    with pytest.raises(P.ProtocolError, match=r"16 prior passes.*max-cost") as e:
         eng.admit(req("ddnm-avgpool", 64, 64, steps=50))          # 51 × 16 = 816 > 600
     assert e.value.code == P.TOO_EXPENSIVE
     eng.admit(req("deepjscc", 1024, 1024))

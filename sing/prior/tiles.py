@@ -222,7 +222,7 @@ def window_1d(tile: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
     return w
 
 
-class TiledPrior:
+class TiledPrior(_SizedPrior):
     """A diffusion prior at image size (H, W) from overlapping T×T tiles (module doc); T is the
     prior's native size unless `tile` says otherwise (then each tile runs whole-image)."""
 
@@ -244,12 +244,8 @@ class TiledPrior:
             raise InputError(f"overlap must lie in [0, tile/2] = [0, {self.tile // 2}] pixels, got {overlap}")
         if int(max_batch) < 1:
             raise InputError(f"max_batch must be ≥ 1 tile per UNet call, got {max_batch}")
-        self.prior = prior
-        self.image_size = (h, w)
+        super().__init__(prior, (h, w))
         self.max_batch = int(max_batch)
-        self.channels = int(prior.channels)
-        self.num_train_timesteps = prior.num_train_timesteps
-        self.alphas_cumprod = prior.alphas_cumprod
         self._ph, self._pw = max(h, self.tile), max(w, self.tile)      # after padding short sides
         self.ys = tile_starts(self._ph, self.tile, self.overlap)
         self.xs = tile_starts(self._pw, self.tile, self.overlap)
@@ -257,18 +253,6 @@ class TiledPrior:
         wx = [window_1d(self.tile, self.overlap, j == 0, j == len(self.xs) - 1) for j in range(len(self.xs))]
         self._windows = {(i, j): torch.outer(wy[i], wx[j]).float()
                          for i in range(len(self.ys)) for j in range(len(self.xs))}
-
-    # -- what the sampler core reads -------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return self.prior.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.prior.dtype
-
-    def ddim_timesteps(self, steps: int) -> torch.Tensor:
-        return self.prior.ddim_timesteps(steps)
 
     @property
     def tiles_per_image(self) -> int:
@@ -280,23 +264,13 @@ class TiledPrior:
         nh, nw = _native(self.prior)
         return self.tiles_per_image * -(-(self.tile * self.tile) // (nh * nw))
 
-    def check_images(self, x: torch.Tensor) -> None:
-        want = (self.channels, *self.image_size)
-        if not torch.is_tensor(x) or x.ndim != 4 or tuple(x.shape[1:]) != want:
-            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise InputError(f"this tiled prior takes (B, {want[0]}, {want[1]}, {want[2]}) images, got "
-                             f"{got}: build a TiledPrior for that size")
-
     def eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """ε for (B, C, H, W) x_t, tile-wise and blended (module doc); x_t's dtype and device.
         Differentiable (DPS takes gradients through it)."""
         self.check_images(x_t)
         B = x_t.shape[0]
         H, W = self.image_size
-        tt = torch.as_tensor(t, dtype=torch.long).cpu()
-        tt = tt.expand(B) if tt.ndim == 0 else tt
-        if tuple(tt.shape) != (B,):
-            raise InputError(f"t must be an int or a LongTensor of shape ({B},), got {tuple(tt.shape)}")
+        tt = self._tt(t, B)
         x = x_t
         if (self._ph, self._pw) != (H, W):                 # a side shorter than the tile
             mode = "reflect" if self._ph - H < H and self._pw - W < W else "replicate"
@@ -319,9 +293,6 @@ class TiledPrior:
                 acc[b, :, y0:y0 + T, x0:x0 + T] += win * e[n]
         out = acc / wsum
         return out[:, :, :H, :W] if (self._ph, self._pw) != (H, W) else out
-
-    def __call__(self, x_t, t):
-        return self.eps(x_t, t)
 
 
 def tiled(prior, image_size: tuple[int, int] | int, overlap: int | None = None, max_batch: int = 16):
