@@ -8,9 +8,6 @@ in the PDU metadata and in the OFDM frame header: the receivers are given nothin
 among them are skipped with a warning and the flowgraph goes on; CMYK, alpha, animated and
 16-bit files are converted (docs/CONVENTIONS.md, "Images") and restored at their shape."""
 import json
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,6 @@ import pytest
 pytestmark = pytest.mark.gnuradio
 pytest.importorskip("gnuradio.gr")
 ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
 SIZES = [(37, 53), (64, 64), (256, 256), (300, 200)]
 
 from gr_shim import gr_sing as _gr_sing  # noqa: E402
@@ -27,12 +23,7 @@ from gr_shim import gr_sing as _gr_sing  # noqa: E402
 sing = _gr_sing()
 from gnuradio import blocks, channels, gr  # noqa: E402
 from gnuradio.sing import qa_helpers as qa  # noqa: E402
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_worker_helpers import Procs, ep  # noqa: E402
 
 
 def _photo(h, w, seed):
@@ -73,20 +64,12 @@ def setup(tmp_path_factory):
     (imgs / "empty.png").write_bytes(b"")                                        # 0 bytes
     from test_images import png_header_only
     png_header_only(imgs / "bomb.png", 20000, 20000, idat=b"x" * 64)             # 400 Mpixel claimed
-    port = _free_port()
-    w = subprocess.Popen([PY, "-m", "sing.cli", "worker", "--bind", f"tcp://127.0.0.1:{port}", "--jscc",
-                          str(jd), "--device", "cpu", "--threads", "1"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    endpoint, procs = ep(), Procs()
     try:
-        for line in w.stdout:
-            if line.startswith("READY"):
-                break
-        assert w.poll() is None, "worker did not start"
-        yield d, jd, imgs, want, f"tcp://127.0.0.1:{port}"
+        procs.start("worker", "--bind", endpoint, "--jscc", str(jd), "--device", "cpu", "--threads", "1")
+        yield d, jd, imgs, want, endpoint
     finally:
-        w.kill()
-        w.wait(timeout=10)
-        w.stdout.close()
+        procs.close()
 
 
 def _check_out(out: Path, want: dict) -> dict:
@@ -183,28 +166,22 @@ def test_pdu_loopback_prior_method_on_images_larger_than_the_prior(setup, tmp_pa
     torch.manual_seed(0)
     pr = tiny_prior(16, 3)
     save_prior(tmp_path / "prior", pr, pr.config)
-    port = _free_port()
-    w = subprocess.Popen([PY, "-m", "sing.cli", "worker", "--bind", f"tcp://127.0.0.1:{port}", "--jscc",
-                          str(jd), "--prior", str(tmp_path / "prior"), "--device", "cpu", "--threads", "1"],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    endpoint, procs = ep(), Procs()
     try:
-        for line in w.stdout:
-            if line.startswith("READY"):
-                break
+        procs.start("worker", "--bind", endpoint, "--jscc", str(jd), "--prior", str(tmp_path / "prior"),
+                    "--device", "cpu", "--threads", "1")
         out = tmp_path / "out"
         tb = gr.top_block()
         src = sing.jscc_image_source(str(jd), str(few), snr_db=10.0, interval_s=0.0, finish_delay_s=0.3)
         ch = sing.pdu_channel("awgn", 10.0, seed=7)
-        rx = sing.sing_receiver(f"tcp://127.0.0.1:{port}", "ddnm-avgpool", str(out), jscc_dir="",
+        rx = sing.sing_receiver(endpoint, "ddnm-avgpool", str(out), jscc_dir="",
                                 timeout_s=60, steps=2)
         tb.msg_connect(src, "pdus", ch, "pdus")
         tb.msg_connect(ch, "pdus", rx, "pdus")
         tb.msg_connect(src, "image", rx, "sent")
         qa.run_with_timeout(tb, 120)
     finally:
-        w.kill()
-        w.wait(timeout=10)
-        w.stdout.close()
+        procs.close()
     got = _check_out(out, {"c40x56.png": (40, 56, 3), "g64x64.png": (64, 64)})
     side = json.loads((out / "folder_c40x56.json").read_text())
     assert side["method_used"] == "ddnm-avgpool" == side["worker"]["method"]

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ SHIM = ROOT / ".cache" / "gr-shim"
 PY = sys.executable
 N_IMAGES = 5
 
+from test_worker_helpers import Procs, free_port  # noqa: E402
+
 
 def _env():
     d = SHIM / "gnuradio"
@@ -32,12 +33,6 @@ def _env():
         (d / "sing").symlink_to(ROOT / "sing_blocks", target_is_directory=True)
     return dict(os.environ, PYTHONPATH=f"{SHIM}:{ROOT}:" + os.environ.get("PYTHONPATH", ""),
                 GRC_BLOCKS_PATH=str(ROOT / "sing_blocks" / "grc"), PYTHONUNBUFFERED="1")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(p, sig=signal.SIGINT, timeout=30):
@@ -73,20 +68,12 @@ def setup(tmp_path_factory):
         r = subprocess.run(["grcc", "-o", str(d), str(ROOT / "flowgraphs" / f"{name}.grc")], env=_env(),
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
-    port = _free_port()
-    w = subprocess.Popen([PY, "-m", "sing.cli", "worker", "--bind", f"tcp://127.0.0.1:{port}", "--jscc",
-                          str(jd), "--device", "cpu", "--threads", "1"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    endpoint, procs = f"tcp://127.0.0.1:{free_port()}", Procs()
     try:
-        for line in w.stdout:
-            if line.startswith("READY"):
-                break
-        assert w.poll() is None, "worker did not start"
-        yield d, jd, model_id(jd), f"tcp://127.0.0.1:{port}"
+        procs.start("worker", "--bind", endpoint, "--jscc", str(jd), "--device", "cpu", "--threads", "1")
+        yield d, jd, model_id(jd), endpoint
     finally:
-        w.kill()
-        w.wait(timeout=10)
-        w.stdout.close()
+        procs.close()
 
 
 def _check_summary(out: Path, ids: list[str]):
@@ -125,7 +112,7 @@ def test_images_through_zmq_two_processes(setup):
     ota/<seq>-<crc32 of the source id>, the model id as the real one, snr_db estimated."""
     d, jd, mid, ep = setup
     out, log = d / "zmq", d / "zmq_rx.jsonl"
-    addr = f"tcp://127.0.0.1:{_free_port()}"
+    addr = f"tcp://127.0.0.1:{free_port()}"
     rx = subprocess.Popen([PY, str(d / "zmq_rx.py"), "--address", addr, "--jscc", str(jd), "--endpoint", ep,
                            "--out-dir", str(out), "--method", "deepjscc", "--pdu-log", str(log)],
                           env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=d)
