@@ -71,8 +71,9 @@ def run_ofdm(work: Path, script: Path, kwargs: dict, taps, key: str, timeout_s: 
     if r.returncode != 0:
         print(r.stdout[-2000:], r.stderr[-4000:], file=sys.stderr)
         raise SystemExit(f"{GRC} ({key}) failed (exit {r.returncode})")
-    d = np.load(cfg["dump"], allow_pickle=True)
-    return list(d["y"]), json.loads(str(d["meta"])), json.loads(str(d["counters"])), r.stdout + r.stderr
+    d = np.load(cfg["dump"])                              # plain arrays: no pickle
+    ys = np.split(d["y"], np.cumsum(d["lengths"])[:-1]) if len(d["lengths"]) else []
+    return ys, json.loads(str(d["meta"])), json.loads(str(d["counters"])), r.stdout + r.stderr
 
 
 def main(argv=None) -> int:
@@ -268,9 +269,8 @@ def _flowgraph_child_impl(cfg: dict) -> int:
         metas.append({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                       for k, v in pmt.to_python(pmt.car(m)).items()})
         ys.append(np.asarray(pmt.c32vector_elements(pmt.cdr(m)), np.complex64))
-    yy = np.empty(len(ys), dtype=object)
-    yy[:] = ys
-    np.savez(cfg["dump"], y=yy, meta=json.dumps(metas),
+    np.savez(cfg["dump"], y=np.concatenate(ys) if ys else np.zeros(0, np.complex64),
+             lengths=np.array([len(y) for y in ys], np.int64), meta=json.dumps(metas),
              counters=json.dumps(tb.rx.counters(), default=str))
     return 0
 
