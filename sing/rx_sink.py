@@ -108,8 +108,9 @@ def check_symbols(meta: dict, y: np.ndarray, expect_k: int | None = None) -> Non
 def check_shape(meta: dict) -> dict:
     """meta with a valid image size, or BadImage("bad_meta"): `height`/`width` both in [MIN_IMAGE_SIDE,
     MAX_IMAGE_SIDE] (the wire's limits, = the models'), or both absent/0 (dropped: the model's own
-    size); `channels`, when given and not 0, 1 or 3 (0 or absent: the model's channels)."""
-    from sing.worker.protocol import IMAGE_CHANNELS, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
+    size); `channels`, when given and not 0, 1 or 3 (0 or absent: the model's channels). The rule
+    itself is the wire's (sing.worker.protocol.image_shape), so the worker never refuses what passes here."""
+    from sing.worker.protocol import ProtocolError, image_shape
     iid = meta.get("image_id")
     out = dict(meta)
     for key in ("height", "width", "channels"):
@@ -118,15 +119,10 @@ def check_shape(meta: dict) -> dict:
             raise BadImage("bad_meta", f"metadata {key}={v!r} is not a non-negative int", iid)
         if v == 0:
             out.pop(key)
-    h, w, c = out.get("height"), out.get("width"), out.get("channels")
-    if (h is None) != (w is None):
-        raise BadImage("bad_meta", "metadata carries only one of height/width; give both (or neither "
-                       "for the model's own size)", iid)
-    if h is not None and not (MIN_IMAGE_SIDE <= h <= MAX_IMAGE_SIDE and MIN_IMAGE_SIDE <= w <= MAX_IMAGE_SIDE):
-        raise BadImage("bad_meta", f"image size {h}×{w} is outside [{MIN_IMAGE_SIDE}, {MAX_IMAGE_SIDE}] "
-                       f"per side", iid)
-    if c is not None and c not in IMAGE_CHANNELS:
-        raise BadImage("bad_meta", f"metadata channels={c} must be one of {list(IMAGE_CHANNELS)}", iid)
+    try:
+        image_shape(out, iid)
+    except ProtocolError as e:
+        raise BadImage("bad_meta", str(e), iid) from None
     return out
 
 
