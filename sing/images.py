@@ -251,10 +251,11 @@ def load_image(path: str | os.PathLike, model_channels: int = 3, policy: SizePol
         raise _fail(p, f"a {h}×{w} image becomes {th}×{tw} under size policy {policy.mode!r}, outside "
                        f"the [{lo}, {hi}] pixels per side the models take",
                     "use size policy 'fit' or 'crop' (or another size)")
-    a = _resize(a, (sh, sw))
-    if (sh, sw) != (th, tw):
-        y0, x0 = (sh - th) // 2, (sw - tw) // 2
-        a = a[y0:y0 + th, x0:x0 + tw]
+    if policy.mode == "crop":                   # the data sets' rule itself (shorter side, centre crop)
+        from .data import fit_image
+        a = fit_image(a, th)
+    else:
+        a = _resize(a, (sh, sw))
     channels = a.shape[-1]
     if model_channels == 3 and channels == 1:
         a = np.repeat(a, 3, axis=-1)
