@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sing.errors import InputError
 from sing.prior import tiny_prior
-from sing.prior.tiles import (TiledPrior, WholeImagePrior, at_size, tile_side, tile_starts, tiled,
+from sing.prior.tiles import (TiledPrior, WholeImagePrior, at_size, tile_side, tile_starts,
                               whole_image_bound)
 from sing.zero.ddnm import restore
 from sing.zero.operators import make_operator
@@ -54,7 +54,6 @@ def test_one_tile_is_the_prior_exactly(prior16):
     x = torch.randn(3, 3, 16, 16)
     t = torch.tensor([10, 500, 999])
     assert torch.equal(tp.eps(x, t), prior16.eps(x, t))
-    assert tiled(prior16, 16) is prior16 and isinstance(tiled(prior16, (16, 24)), TiledPrior)
 
 
 def test_small_and_odd_sizes_and_bounded_batches(prior16):

@@ -173,7 +173,7 @@ def at_size(prior, image_size, overlap: int | None = None):
     h, w = _hw(image_size)
     if (h, w) == _native(prior):
         return prior
-    if isinstance(prior, (_SizedPrior, TiledPrior)):
+    if isinstance(prior, _SizedPrior):
         raise InputError(f"at_size takes the model's prior, not a prior already sized to {prior.image_size}")
     if not hasattr(prior, "stride"):          # a prior that cannot run at other sizes: tiles of its own
         return TiledPrior(prior, (h, w), overlap=overlap)
@@ -293,13 +293,3 @@ class TiledPrior(_SizedPrior):
                 acc[b, :, y0:y0 + T, x0:x0 + T] += win * e[n]
         out = acc / wsum
         return out[:, :, :H, :W] if (self._ph, self._pw) != (H, W) else out
-
-
-def tiled(prior, image_size: tuple[int, int] | int, overlap: int | None = None, max_batch: int = 16):
-    """`prior` itself when image_size is its native size, else a TiledPrior (module doc)."""
-    size = prior.image_size
-    native = (size, size) if isinstance(size, int) else tuple(size)
-    want = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if tuple(int(v) for v in want) == tuple(int(v) for v in native):
-        return prior
-    return TiledPrior(prior, want, overlap=overlap, max_batch=max_batch)

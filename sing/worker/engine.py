@@ -148,7 +148,8 @@ class Engine:
         n = self.views[req.model].size_factor(req.method, req.shape) if req.model in self.views else 1
         if n > 1 and self.max_cost is not None and cost * n > self.max_cost:
             raise P.ProtocolError(P.TOO_EXPENSIVE, f"{req.method} on a {req.shape[0]}×{req.shape[1]} image "
-                                                   f"costs {n} prior passes per step at its native size: {cost} × {n} = {cost * n} "
+                                                   f"costs {n} prior passes per step at its native size: "
+                                                   f"{cost} × {n} = {cost * n} "
                                                    f"network passes, over the limit here ({self.max_cost}); "
                                                    f"send a smaller image, fewer steps, or raise --max-cost",
                                   req.id)
