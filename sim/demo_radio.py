@@ -75,15 +75,7 @@ def main(argv=None) -> int:
         status = wait_ready(endpoint, worker)
         print(f"worker ready on {endpoint}: methods {status.get('methods')}")
         for m in methods:
-            rdir = out / "radio" / m          # the flowgraph writes to <out-dir>/<method>
-            shutil.rmtree(rdir, ignore_errors=True)
-            t1 = time.time()
-            run_flowgraph(script, {"snr_db": args.snr_db, "method": m, "images": imgs, "jscc": paths["jscc"],
-                                   "endpoint": endpoint, "out_dir": out / "radio", "seed": args.seed,
-                                   "interval": 0.01, "worker_timeout": 600})
-            summary = json.loads((rdir / "summary.json").read_text())
-            results[m] = read_outputs(rdir, names, x.shape[1])
-            print(f"  {m}: {summary['counts'] if 'counts' in summary else ''} through the flowgraph in {time.time() - t1:.1f} s")
+            results[m] = send(args, paths, script, endpoint, m, imgs, names, x.shape[1], out / "radio")
         photo = photo256(args, methods, paths, script, endpoint, out, work) if args.photo256 > 0 else None
     finally:
         stop_worker(worker)
@@ -107,14 +99,24 @@ def photo256(args, methods, paths, script, endpoint, out: Path, work: Path):
     x, ids = D.load_split("natural-256", "test", n=args.photo256, progress=False)   # view 0s: whole photos
     imgs = work / "images256"
     names = write_images(x, ids, imgs)
-    res = {}
-    for m in [m for m in ("deepjscc", "sing-zero") if m in methods]:
-        run_flowgraph(script, {"snr_db": args.snr_db, "method": m, "images": imgs, "jscc": paths["jscc"],
-                               "endpoint": endpoint, "out_dir": out / "radio256", "seed": args.seed,
-                               "interval": 0.01, "worker_timeout": 600})
-        res[m] = read_outputs(out / "radio256" / m, names, x.shape[1])
-        print(f"  {m} at 256×256: {len(names)} photograph(s) through the flowgraph")
+    res = {m: send(args, paths, script, endpoint, m, imgs, names, x.shape[1], out / "radio256")
+           for m in ("deepjscc", "sing-zero") if m in methods}
     return x, ids, res, time.time() - t0
+
+
+def send(args, paths, script, endpoint, method: str, imgs: Path, names: list[str], channels: int,
+         out_root: Path):
+    """The images in `imgs` once through the compiled loopback with `method`; the restored images
+    (read from <out_root>/<method>, where the flowgraph writes them) as a tensor."""
+    rdir = out_root / method
+    shutil.rmtree(rdir, ignore_errors=True)
+    t1 = time.time()
+    run_flowgraph(script, {"snr_db": args.snr_db, "method": method, "images": imgs, "jscc": paths["jscc"],
+                           "endpoint": endpoint, "out_dir": out_root, "seed": args.seed,
+                           "interval": 0.01, "worker_timeout": 600})
+    summary = json.loads((rdir / "summary.json").read_text())
+    print(f"  {method}: {summary.get('counts', '')} through the flowgraph in {time.time() - t1:.1f} s")
+    return read_outputs(rdir, names, channels)
 
 
 if __name__ == "__main__":
