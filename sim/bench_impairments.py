@@ -451,6 +451,11 @@ def plot(res: dict, path: Path):
     fig.savefig(path, dpi=110)
 
 
+def _gr_version() -> str:
+    from gnuradio import gr
+    return gr.version()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=40)
@@ -462,7 +467,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     ks = [int(v) for v in a.ks.split(",")]
     names = [c for c in CASES if not a.cases or c in a.cases.split(",")]
-    res = {"snr_db": a.snr_db, "frames": a.frames, "cases": [], "idle": [],
+    from sing.commands.eval import device_name, git_commit
+    res = {"command": "python " + " ".join(["sim/bench_impairments.py", *(argv if argv is not None else sys.argv[1:])]),
+           "commit": git_commit(), "device": device_name("cpu"), "gnuradio": _gr_version(),
+           "snr_db": a.snr_db, "frames": a.frames, "cases": [], "idle": [],
            "clock_offset": {"measured": "filter.pfb_arb_resampler_ccf, rate 1/(1 + SRO), %d filters, "
                                         "Kaiser prototype (clock_offset_taps)" % RESAMPLER_FILTERS,
                             "controls": {"control_channel_model": "channels.channel_model epsilon = 1 + SRO "

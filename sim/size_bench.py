@@ -132,7 +132,9 @@ def main(argv=None) -> int:
         "dps_step_256_over_64": ratio("dps-2steps@256", "dps-2steps@64"),
     }
     import torch
-    res = {"schema": "sing.size.bench/1", "device": f"cpu:{platform.processor() or platform.machine()}",
+    from sing.commands.eval import git_commit
+    res = {"schema": "sing.size.bench/1", "commit": git_commit(),
+           "device": f"cpu:{platform.processor() or platform.machine()}",
            "torch_threads": args.threads, "torch": torch.__version__, "cases": summary, "checks": checks,
            "runs": runs, "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
     out = Path(args.out)
