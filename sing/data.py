@@ -32,6 +32,7 @@ import glob
 import gzip
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -387,12 +388,20 @@ def _natural_cache(progress: bool = True) -> Path:
 
 
 class _NaturalTrain:
-    """Random 64×64 crops (random pyramid level, horizontal flip) from the train sources."""
+    """Random 64×64 crops (random pyramid level, horizontal flip) from the train sources; with
+    source_fraction f < 1 from the first ⌈f·S⌉ of the S train sources in a fixed shuffled order, so
+    smaller fractions are subsets of larger ones (for curves of quality against training-data size)."""
 
-    def __init__(self, progress: bool = True):
+    def __init__(self, progress: bool = True, source_fraction: float = 1.0):
+        if not 0 < source_fraction <= 1:
+            raise DataError(f"source_fraction must be in (0, 1], got {source_fraction}")
         d = _natural_cache(progress)
         z = np.load(d / "train.npz")
         self.data, self.offsets, self.shapes = z["data"], z["offsets"], z["shapes"]
+        if source_fraction < 1:
+            srcs = np.random.default_rng(0).permutation(np.unique(z["source"]))
+            keep = np.isin(z["source"], srcs[:math.ceil(source_fraction * len(srcs))])
+            self.offsets, self.shapes = self.offsets[keep], self.shapes[keep]
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         out = np.empty((n, CROP, CROP, 3), np.uint8)
@@ -700,13 +709,16 @@ def spread_subset(name: str, split: str, n: int, progress: bool = False) -> tupl
     return x[pick], [ids[j] for j in pick]
 
 
-def train_batches(name: str, batch_size: int, seed: int = 0,
-                  progress: bool = True) -> Iterator[torch.Tensor]:
-    """An endless stream of training batches (B, C, H, W) in [0, 1] (random crops + flips)."""
+def train_batches(name: str, batch_size: int, seed: int = 0, progress: bool = True,
+                  source_fraction: float = 1.0) -> Iterator[torch.Tensor]:
+    """An endless stream of training batches (B, C, H, W) in [0, 1] (random crops + flips);
+    `source_fraction` < 1 trains on a nested subset of the natural train sources (`_NaturalTrain`)."""
     info(name)
     rng = np.random.default_rng(seed)
+    if source_fraction != 1 and name != "natural":
+        raise DataError(f"source_fraction is defined for the natural train sources, not {name!r}")
     if name == "natural":
-        src = _NaturalTrain(progress)
+        src = _NaturalTrain(progress, source_fraction)
         while True:
             yield to_tensor(src.sample(rng, batch_size))
     elif name == "fmnist":

@@ -71,6 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-n", type=int, default=16)
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--unet-preset", default="base", help="tiny | small | small2 | base | wide")
+    p.add_argument("--source-fraction", type=float, default=1.0, help="train on this fraction of the "
+                   "natural train sources (nested subsets; for data-size curves)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--num-processes", type=int, default=1, help="spawn N local CPU processes "
@@ -293,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
     def batches(step: int):     # the data stream, re-seeded by (seed, rank, step)
         return sdata.train_batches(args.data, args.batch // world,
                                    seed=(args.seed * 1_000_003 + rank * 7919 + step) % (2 ** 32),
-                                   progress=acc.is_main_process and not args.no_progress)
+                                   progress=acc.is_main_process and not args.no_progress,
+                                   source_fraction=args.source_fraction)
 
     cfg, ckpt, init_from_export = _model_config(args, acc, run_dir, export, next(batches(0)))
     model, ema, opt, step, elapsed0 = _build(args, acc, cfg, ckpt, init_from_export)
@@ -307,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
               "device": str(acc.device), "unet_preset": args.unet_preset,
               "mixed_precision": args.mixed_precision,
               **({"low_t_fraction": args.low_t_fraction, "low_t_max": args.low_t_max}
-                 if args.low_t_fraction > 0 else {})}
+                 if args.low_t_fraction > 0 else {}),
+              **({"source_fraction": args.source_fraction} if args.source_fraction != 1 else {})}
 
     t_start = last_ckpt_t = time.time()
     it = batches(step)
