@@ -78,6 +78,7 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.9))
     presets = sorted({r["preset"] for r in res["points"]})
+    sources = sorted({r["train_sources"] for r in res["points"]})
     for ax, dec in zip(axes[:2], DECODERS):
         for p in presets:
             pts = sorted((r["train_sources"], r[f"lpips_{dec}"]) for r in res["points"]
@@ -92,7 +93,7 @@ def plot(res: dict, path: Path) -> None:
         if dec == "perceptual":
             ax.axhline(0.9 * ref["lpips"], color="g", ls=":", label="target 0.90× perceptual decoder")
         ax.set_title(f"on the {dec} decoder")
-        ax.set_xlabel("train source photographs")
+        ax.set_xlabel("train source photographs (log scale)")
         ax.set_ylabel("val LPIPS ↓")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -101,7 +102,10 @@ def plot(res: dict, path: Path) -> None:
                      if r["preset"] == p and r["steps"] == res["steps"])
         axes[2].plot(*zip(*pts), marker="o", label=f"{p} prior, t = 200")
     axes[2].set_title("the prior alone: one-step x̂₀ on noisy val")
-    axes[2].set_xlabel("train source photographs")
+    axes[2].set_xlabel("train source photographs (log scale)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sources, [str(s) for s in sources])
     axes[2].set_ylabel("x̂₀ PSNR (dB) ↑")
     axes[2].grid(alpha=0.3)
     axes[2].legend(fontsize=7)
