@@ -43,7 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import file_digest
 from .errors import DataError, InputError
+from .images import resize, short_side_shape
 
 MANIFEST = Path(__file__).with_name("natural_manifest.json")
 UNSEEN_MANIFEST = Path(__file__).with_name("unseen_manifest.json")
@@ -77,19 +79,13 @@ class DatasetInfo:
 
 
 def info(name: str) -> DatasetInfo:
-    if name in ("natural", "natural-unseen"):
-        return DatasetInfo(name, 64, 3)
-    if name == "natural-256":
-        return DatasetInfo(name, NATURAL_256, 3)
-    if name == "fmnist":
-        return DatasetInfo(name, 32, 1)
-    if name == "fmnist-rgb64":
-        return DatasetInfo(name, 64, 3)
-    if name == "natural-gray32":
-        return DatasetInfo(name, 32, 1)
+    sizes = {"natural": (CROP, 3), "natural-unseen": (CROP, 3), "natural-256": (NATURAL_256, 3),
+             "fmnist": (32, 1), "fmnist-rgb64": (64, 3), "natural-gray32": (32, 1)}     # (side, channels)
     if is_folder(name):
         return DatasetInfo(name, parse_folder(name)[1], 3)
-    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if name not in sizes:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DatasetInfo(name, *sizes[name])
 
 
 def is_folder(name: str) -> bool:
@@ -178,14 +174,8 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
 def fit_image(a: np.ndarray, size: int) -> np.ndarray:
     """The stated rule for images of any size: resize so the shorter side is `size` (area filter),
     then centre-crop to size×size. Returns uint8 (size, size, C)."""
-    import cv2
-    h, w = a.shape[:2]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    if (nh, nw) != (h, w):
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
-        r = cv2.resize(a, (nw, nh), interpolation=interp)
-        a = r[..., None] if r.ndim == 2 else r
+    a = _resize_short(a, size)
+    nh, nw = a.shape[:2]
     y0, x0 = (nh - size) // 2, (nw - size) // 2
     return np.ascontiguousarray(a[y0:y0 + size, x0:x0 + size])
 
@@ -317,7 +307,7 @@ def build_manifest(crops_per_source: dict | None = None, seed: int = 0) -> dict:
         if s["split"] == "train":
             continue
         a = _read_source(s)[0]
-        h, w = _scaled_shape(a.shape[:2], EVAL_SCALE)
+        h, w = short_side_shape(a.shape[:2], EVAL_SCALE)
         for i in range(per[s["split"]]):
             y, x = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
             crops[s["split"]].append({"id": f"{s['id']}#{i}", "source": s["id"], "scale": EVAL_SCALE,
@@ -327,17 +317,9 @@ def build_manifest(crops_per_source: dict | None = None, seed: int = 0) -> dict:
             "note": "split by source (photo or whole video); regenerate only with a new version name"}
 
 
-def _scaled_shape(hw, short: int) -> tuple[int, int]:
-    h, w = hw
-    s = short / min(h, w)
-    return max(short, round(h * s)), max(short, round(w * s))
-
-
 def _resize_short(a: np.ndarray, short: int) -> np.ndarray:
-    import cv2
-    h, w = _scaled_shape(a.shape[:2], short)
-    interp = cv2.INTER_AREA if short < min(a.shape[:2]) else cv2.INTER_CUBIC
-    return cv2.resize(a, (w, h), interpolation=interp)
+    """`a` scaled so that its shorter side is `short` (sing.images: area shrinking, bicubic enlarging)."""
+    return resize(a, short_side_shape(a.shape[:2], short))
 
 
 def load_manifest() -> dict:
@@ -501,18 +483,10 @@ UNSEEN_GRID = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75
 #   crop origins as fractions (of H − 64, of W − 64): the centre, then a 2×2 grid inset by a quarter
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def unseen_crop_origins(hw: tuple[int, int]) -> list[tuple[int, int]]:
     """The fixed crop rule: the (y, x) origins of the 64×64 crops of a photo resized to shorter
     side UNSEEN_SCALE (UNSEEN_GRID)."""
-    h, w = _scaled_shape(hw, UNSEEN_SCALE)
+    h, w = short_side_shape(hw, UNSEEN_SCALE)
     return [(round(fy * (h - CROP)), round(fx * (w - CROP))) for fy, fx in UNSEEN_GRID]
 
 
@@ -526,7 +500,7 @@ def build_unseen_manifest() -> dict:
         _need(path, f"photograph {stem} (Debian package {pkg})")
         a = read_image(path, 3)
         sid = f"{pkg}/{stem}"
-        sources.append({"id": sid, "package": pkg, "path": path, "sha256": _sha256(path),
+        sources.append({"id": sid, "package": pkg, "path": path, "sha256": file_digest(path, 64),
                         "size": [int(a.shape[1]), int(a.shape[0])]})
         per_photo.append([{"id": f"{sid}#{i}", "source": sid, "scale": UNSEEN_SCALE, "y": y, "x": x}
                           for i, (y, x) in enumerate(unseen_crop_origins(a.shape[:2]))])
@@ -559,7 +533,7 @@ def _unseen_cache(progress: bool = True) -> Path:
     cut: dict[str, np.ndarray] = {}
     for s in tqdm(man["sources"], desc="natural-unseen: cutting crops", disable=not progress):
         _need(s["path"], f"photograph {s['id']} (Debian package {s['package']})")
-        if _sha256(s["path"]) != s["sha256"]:
+        if file_digest(s["path"], 64) != s["sha256"]:
             raise DataError(f"{s['path']} differs from the file the unseen-source manifest was made from "
                             f"(sha256 mismatch): this package version ships another photo; the split "
                             f"would not be the committed one")
@@ -600,7 +574,7 @@ def import_unseen(src: str | os.PathLike) -> Path | None:
                         f"this code expects {load_unseen_manifest()['version']!r}: bundle them again")
     d = cache_dir() / "data" / meta["version"]
     d.mkdir(parents=True, exist_ok=True)
-    for f in ("test.npy", "test_ids.json", "done.json"):       # done.json last: it marks the cache complete
+    for f in UNSEEN_FILES:                          # done.json last: it marks the cache complete
         shutil.copyfile(src / f"unseen-{f}", d / f)
     return d
 
@@ -656,16 +630,10 @@ def load_split(name: str, split: str = "test", n: int | None = None,
         if split != "test":
             raise DataError(f"natural-unseen is an evaluation-only set (photograph collections no model "
                             f"was trained or tuned on): its one split is test, not {split!r}")
-        d = _unseen_cache(progress)
-        arr, ids = np.load(d / "test.npy"), json.loads((d / "test_ids.json").read_text())
-        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-        return to_tensor(arr), ids
-    if name == "natural-256":
-        d = _natural_256_cache(split, progress)
-        arr, ids = np.load(d / f"{split}.npy"), json.loads((d / f"{split}_ids.json").read_text())
-        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-        return to_tensor(arr), ids
-    if name in ("natural", "natural-gray32"):
+        arr, ids = _cached_split(_unseen_cache(progress), split)
+    elif name == "natural-256":
+        arr, ids = _cached_split(_natural_256_cache(split, progress), split)
+    elif name in ("natural", "natural-gray32"):
         if split == "all":
             raise DataError("split 'all' is only for folder: data sets")
         if split == "train":
@@ -673,23 +641,23 @@ def load_split(name: str, split: str = "test", n: int | None = None,
             m = n or 256
             arr, ids = _NaturalTrain(progress).sample(rng, m), [f"natural/train-crop/{i}" for i in range(m)]
         else:
-            d = _natural_cache(progress)
-            arr = np.load(d / f"{split}.npy")
-            ids = json.loads((d / f"{split}_ids.json").read_text())
-        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-        x = to_tensor(arr)
-        if name == "natural-gray32":
-            x = F.interpolate(x.mean(1, keepdim=True), size=32, mode="area")
-            ids = [i.replace("natural", "natural-gray32", 1) for i in ids]
-        return x, ids
-    # Fashion-MNIST family
-    arr, ids = _fmnist("test" if split == "all" else split)
+            arr, ids = _cached_split(_natural_cache(progress), split)
+    else:                                                   # the Fashion-MNIST family
+        arr, ids = _fmnist("test" if split == "all" else split)
     arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
     x = to_tensor(arr)
-    if name == "fmnist-rgb64":
+    if name == "natural-gray32":
+        x = F.interpolate(x.mean(1, keepdim=True), size=32, mode="area")
+        ids = [i.replace("natural", "natural-gray32", 1) for i in ids]
+    elif name == "fmnist-rgb64":
         x = F.interpolate(x, size=64, mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
         ids = [i.replace("fmnist", "fmnist-rgb64", 1) for i in ids]
     return x, ids
+
+
+def _cached_split(d: Path, split: str) -> tuple[np.ndarray, list[str]]:
+    """A split cut into a cache folder: `<split>.npy` (uint8 N, H, W, C) and `<split>_ids.json`."""
+    return np.load(d / f"{split}.npy"), json.loads((d / f"{split}_ids.json").read_text())
 
 
 def spread_subset(name: str, split: str, n: int, progress: bool = False) -> tuple[torch.Tensor, list[str]]:

@@ -27,18 +27,6 @@ from ..channel import snr_vector
 from ..errors import InputError
 from .registry import PARTS, REGISTRY, Inputs, Method, get
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-
-
-def model_dir_for(dataset: str, bcr: str, perceptual: bool = False) -> Path:
-    """The shipped JSCC model for a data set (mismatch sets use the other domain's model)."""
-    domain = "fmnist32" if dataset in ("fmnist", "natural-gray32") else "natural64"
-    return MODELS_DIR / f"jscc-{domain}-bcr{bcr.replace('/', '_')}{'-perceptual' if perceptual else ''}"
-
-
-def prior_dir_for(dataset: str) -> Path:
-    return MODELS_DIR / ("prior-fmnist-32" if dataset in ("fmnist", "natural-gray32") else "prior-natural-64")
-
 
 @dataclass
 class Receiver:
@@ -70,7 +58,7 @@ class Receiver:
                              f"receiver offers: {', '.join(self.methods())}")
 
     @staticmethod
-    def _for_model(obj, model_id: str | None):
+    def for_model(obj, model_id: str | None):
         """A per-model part (calibration, INN): one object, or a dict keyed by JSCC model id."""
         return obj.get(model_id) if isinstance(obj, dict) else obj
 
@@ -150,7 +138,7 @@ class Receiver:
             raise InputError(f"{method!r} is not a restoration method; choose one of {', '.join(restorers)}")
         self._check_offered(m)
         p = m.resolve(params)
-        parts = {part: self._for_model(getattr(self, part), model_id) for part in ("calibration", "inn")}
+        parts = {part: self.for_model(getattr(self, part), model_id) for part in ("calibration", "inn")}
         for part in m.needs:
             if part in parts and parts[part] is None:
                 raise InputError(f"no {part} for JSCC model {model_id!r}: it needs {PARTS[part]}")
