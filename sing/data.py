@@ -120,10 +120,12 @@ def folder_files(name: str, split: str) -> list[Path]:
     return [f for f in files if _split_of(str(f.name)) == split] or files
 
 
-def _fit_files(files: list[Path], size: int, out: np.ndarray, progress: bool, desc: str) -> np.ndarray:
-    """Decode + fit `files` into out[i] (uint8 (N, size, size, 3)), several files at a time."""
+def _fit_files(files: list[Path], size: int, progress: bool, desc: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Decode + fit `files` into out[i] (uint8 (N, size, size, 3); default: a new array), several
+    files at a time."""
     from concurrent.futures import ThreadPoolExecutor
     from tqdm import tqdm
+    out = np.empty((len(files), size, size, 3), np.uint8) if out is None else out
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as ex, \
             tqdm(total=len(files), desc=desc, disable=not progress or len(files) < 256, mininterval=5) as bar:
         for i, a in enumerate(ex.map(lambda f: fit_image(read_image(f, 3), size), files)):
@@ -140,14 +142,14 @@ def _folder_train_array(name: str, progress: bool = True) -> np.ndarray:
     files = folder_files(name, "train")
     shape = (len(files), size, size, 3)
     if int(np.prod(shape)) <= _FOLDER_MEM_LIMIT:
-        return _fit_files(files, size, np.empty(shape, np.uint8), progress, f"{name}: decoding")
+        return _fit_files(files, size, progress, f"{name}: decoding")
     stamp = [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     key = hashlib.sha256(json.dumps([str(root.resolve()), size, stamp]).encode()).hexdigest()[:16]
     d = cache_dir() / "data" / "folder" / key
     if not (d / "done.json").exists():
         d.mkdir(parents=True, exist_ok=True)
         arr = np.lib.format.open_memmap(d / "train.npy", mode="w+", dtype=np.uint8, shape=shape)
-        _fit_files(files, size, arr, progress, f"{name}: caching {len(files)} train images at {size}×{size}")
+        _fit_files(files, size, progress, f"{name}: caching {len(files)} train images at {size}×{size}", arr)
         arr.flush()
         del arr
         (d / "done.json").write_text(json.dumps({"data": name, "root": str(root.resolve()), "size": size,
@@ -620,11 +622,8 @@ def load_split(name: str, split: str = "test", n: int | None = None,
     if n is not None and n < 1:
         raise InputError(f"n must be ≥ 1, got {n}")
     if is_folder(name):
-        files = folder_files(name, split)
-        files = files[:n] if n else files
-        size = parse_folder(name)[1]
-        arr = _fit_files(files, size, np.empty((len(files), size, size, 3), np.uint8), progress,
-                         f"{name}: decoding {split}")
+        files = folder_files(name, split)[:n]
+        arr = _fit_files(files, parse_folder(name)[1], progress, f"{name}: decoding {split}")
         return to_tensor(arr), [f"folder/{f.name}" for f in files]
     if name == "natural-unseen":
         if split != "test":
@@ -644,8 +643,7 @@ def load_split(name: str, split: str = "test", n: int | None = None,
             arr, ids = _cached_split(_natural_cache(progress), split)
     else:                                                   # the Fashion-MNIST family
         arr, ids = _fmnist("test" if split == "all" else split)
-    arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-    x = to_tensor(arr)
+    x, ids = to_tensor(arr[:n]), ids[:n]                    # n None: all
     if name == "natural-gray32":
         x = F.interpolate(x.mean(1, keepdim=True), size=32, mode="area")
         ids = [i.replace("natural", "natural-gray32", 1) for i in ids]

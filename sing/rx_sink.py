@@ -235,8 +235,8 @@ class RxSink:
         self._names: set[str] = set()
         self._refs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._ref_bytes = 0
-        self._lpips, self._lpips_failed = None, False
-        self.lpips_unavailable: str | None = None     # why not, and the fix (images carry it too)
+        self._lpips = None
+        self.lpips_unavailable: str | None = None     # why not, and the fix (images carry it too); set once
 
     # ---- accounting ---------------------------------------------------------------------------
     def counts(self) -> dict:
@@ -533,7 +533,7 @@ class RxSink:
         from sing.metrics import psnr
         a, b = to_tensor(img[None]), to_tensor(ref[None])
         p, lp = float(psnr(a, b)[0]), None
-        if not self._lpips_failed:
+        if self.lpips_unavailable is None:
             try:
                 from sing.metrics import load_lpips
                 self._lpips = self._lpips or load_lpips("alex")
@@ -543,7 +543,6 @@ class RxSink:
                         lp = float(self._lpips(a, b)[0])
             except Exception as e:                 # weights missing: PSNR only, said once
                 from sing.metrics.lpips_weights import INSTALL_HINT
-                self._lpips_failed = True
                 self.lpips_unavailable = (f"LPIPS unavailable ({str(e).split(': ')[0]}), PSNR only. "
                                           "To get the weights: python3 -m sing.metrics.lpips_weights "
                                           "install")

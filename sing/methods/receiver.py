@@ -186,13 +186,13 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
     ids = list(models)
     only = ids[0] if len(ids) == 1 else None
 
-    def keyed(arg, what: str, load):
-        """Load each directory in `arg` ((path, model id it records, object) from `load`), keyed
-        by that JSCC model id (the docstring above)."""
+    def keyed(arg, what: str, load, key: str):
+        """Load each directory in `arg` with `load`, keyed by the JSCC model id that the object
+        records in its attribute `key` (the docstring above)."""
         out: dict[str, Any] = {}
         for path in [] if arg is None else [Path(arg)] if isinstance(arg, (str, Path)) else map(Path, arg):
-            mid, obj = load(path)
-            mid = mid or only
+            obj = load(path)
+            mid = getattr(obj, key) or only
             if not mid:
                 raise CheckpointError(f"{what} {path} does not record which JSCC model it belongs to; "
                                       f"with several models ({', '.join(ids)}) it cannot be matched")
@@ -209,17 +209,15 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
 
     def calibration_at(path):
         from ..zero import load_calibration
-        obj = load_calibration(path, model_id=only)
-        return obj.model_id, obj
+        return load_calibration(path, model_id=only)
 
     def inn_at(path):
         from ..inn import load_inn
-        obj = load_inn(path, device=device, jscc_model_id=only)
-        return obj.jscc_model_id, obj
+        return load_inn(path, device=device, jscc_model_id=only)
 
     prior = None
     if prior_dir is not None:
         from ..prior import load_prior
         prior = load_prior(prior_dir, device=device).set_autocast(autocast)
-    return Receiver(models, prior=prior, calibration=keyed(calibration, "calibration", calibration_at),
-                    inn=keyed(inn_dir, "INN", inn_at))
+    return Receiver(models, prior=prior, calibration=keyed(calibration, "calibration", calibration_at, "model_id"),
+                    inn=keyed(inn_dir, "INN", inn_at, "jscc_model_id"))
