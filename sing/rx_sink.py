@@ -422,17 +422,13 @@ class RxSink:
             if not inflight:
                 continue
             done, _ = wait([f for _, _, f, _ in inflight], timeout=0.05, return_when=FIRST_COMPLETED)
-            keep = []
-            for item in inflight:
-                if item[2] in done:
-                    try:
-                        self._finish(*item)
-                    except Exception as e:
-                        self.drop(item[0].get("image_id"), "internal", f"{type(e).__name__}: {e}")
-                    self._q.task_done()
-                else:
-                    keep.append(item)
-            inflight = keep
+            for item in [i for i in inflight if i[2] in done]:
+                try:
+                    self._finish(*item)
+                except Exception as e:
+                    self.drop(item[0].get("image_id"), "internal", f"{type(e).__name__}: {e}")
+                self._q.task_done()
+            inflight = [i for i in inflight if i[2] not in done]
         for meta, _, fut, _ in inflight:          # drain deadline passed with requests outstanding
             fut.cancel()
             self.drop(meta.get("image_id"), "shutdown", "no worker reply before the drain timeout")

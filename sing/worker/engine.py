@@ -112,10 +112,9 @@ class Engine:
             m = self.receiver.model(mid)
             k, c, s = m.config.k, m.config.channels, m.config.image_size      # a JSCCConfig
             self.info[mid] = ModelInfo(mid, k, (c, s, s))
-            cal, inn_ = (self.receiver.for_model(self.receiver.calibration, mid),
-                         self.receiver.for_model(self.receiver.inn, mid))
-            self.views[mid] = replace(self.receiver, jscc={mid: m}, calibration=cal, inn=inn_)
-            self.parts[mid] = {"calibration": cal is not None, "inn": inn_ is not None}
+            own = {p: self.receiver.for_model(getattr(self.receiver, p), mid) for p in ("calibration", "inn")}
+            self.views[mid] = replace(self.receiver, jscc={mid: m}, **own)
+            self.parts[mid] = {p: v is not None for p, v in own.items()}
             log.info("loaded JSCC %s (k=%d, %dx%dx%d): methods %s", mid, k, c, s, s,
                      self.views[mid].methods())
         self.has_prior, self.max_cost = prior is not None, max_cost
