@@ -72,7 +72,7 @@ class SizePolicy:
     def target(self, h: int, w: int, model_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """((scaled H, W), (final H, W)) for an h×w image: the size it is resized to, then the
         size after the centre crop (equal except for ``crop``)."""
-        lo, hi = side_limits()
+        hi = side_limits()[1]
         if self.mode == "native":
             cap = self.size or hi
             s = min(1.0, cap / max(h, w))

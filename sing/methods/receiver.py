@@ -57,10 +57,10 @@ class Receiver:
             raise InputError(f"method {m.name!r} needs {' and '.join(PARTS[p] for p in m.needs)}; this "
                              f"receiver offers: {', '.join(self.methods())}")
 
-    @staticmethod
-    def for_model(obj, model_id: str | None):
-        """A per-model part (calibration, INN): one object, or a dict keyed by JSCC model id."""
-        return obj.get(model_id) if isinstance(obj, dict) else obj
+    def parts_for(self, model_id: str | None) -> dict[str, Any]:
+        """A JSCC model's own parts {calibration, inn} (each held as one object, or a dict keyed by model id)."""
+        held = {part: getattr(self, part) for part in ("calibration", "inn")}
+        return {part: v.get(model_id) if isinstance(v, dict) else v for part, v in held.items()}
 
     def model(self, model_id: str | None = None):
         if model_id is None:
@@ -138,7 +138,7 @@ class Receiver:
             raise InputError(f"{method!r} is not a restoration method; choose one of {', '.join(restorers)}")
         self._check_offered(m)
         p = m.resolve(params)
-        parts = {part: self.for_model(getattr(self, part), model_id) for part in ("calibration", "inn")}
+        parts = self.parts_for(model_id)
         for part in m.needs:
             if part in parts and parts[part] is None:
                 raise InputError(f"no {part} for JSCC model {model_id!r}: it needs {PARTS[part]}")

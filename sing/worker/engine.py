@@ -112,7 +112,7 @@ class Engine:
             m = self.receiver.model(mid)
             k, c, s = m.config.k, m.config.channels, m.config.image_size      # a JSCCConfig
             self.info[mid] = ModelInfo(mid, k, (c, s, s))
-            own = {p: self.receiver.for_model(getattr(self.receiver, p), mid) for p in ("calibration", "inn")}
+            own = self.receiver.parts_for(mid)
             self.views[mid] = replace(self.receiver, jscc={mid: m}, **own)
             self.parts[mid] = {p: v is not None for p, v in own.items()}
             log.info("loaded JSCC %s (k=%d, %dx%dx%d): methods %s", mid, k, c, s, s,
