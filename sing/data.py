@@ -43,7 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import file_digest
 from .errors import DataError, InputError
+from .images import resize, short_side_shape
 
 MANIFEST = Path(__file__).with_name("natural_manifest.json")
 UNSEEN_MANIFEST = Path(__file__).with_name("unseen_manifest.json")
@@ -77,19 +79,13 @@ class DatasetInfo:
 
 
 def info(name: str) -> DatasetInfo:
-    if name in ("natural", "natural-unseen"):
-        return DatasetInfo(name, 64, 3)
-    if name == "natural-256":
-        return DatasetInfo(name, NATURAL_256, 3)
-    if name == "fmnist":
-        return DatasetInfo(name, 32, 1)
-    if name == "fmnist-rgb64":
-        return DatasetInfo(name, 64, 3)
-    if name == "natural-gray32":
-        return DatasetInfo(name, 32, 1)
+    sizes = {"natural": (CROP, 3), "natural-unseen": (CROP, 3), "natural-256": (NATURAL_256, 3),
+             "fmnist": (32, 1), "fmnist-rgb64": (64, 3), "natural-gray32": (32, 1)}     # (side, channels)
     if is_folder(name):
         return DatasetInfo(name, parse_folder(name)[1], 3)
-    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if name not in sizes:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DatasetInfo(name, *sizes[name])
 
 
 def is_folder(name: str) -> bool:
@@ -124,10 +120,12 @@ def folder_files(name: str, split: str) -> list[Path]:
     return [f for f in files if _split_of(str(f.name)) == split] or files
 
 
-def _fit_files(files: list[Path], size: int, out: np.ndarray, progress: bool, desc: str) -> np.ndarray:
-    """Decode + fit `files` into out[i] (uint8 (N, size, size, 3)), several files at a time."""
+def _fit_files(files: list[Path], size: int, progress: bool, desc: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Decode + fit `files` into out[i] (uint8 (N, size, size, 3); default: a new array), several
+    files at a time."""
     from concurrent.futures import ThreadPoolExecutor
     from tqdm import tqdm
+    out = np.empty((len(files), size, size, 3), np.uint8) if out is None else out
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as ex, \
             tqdm(total=len(files), desc=desc, disable=not progress or len(files) < 256, mininterval=5) as bar:
         for i, a in enumerate(ex.map(lambda f: fit_image(read_image(f, 3), size), files)):
@@ -144,14 +142,14 @@ def _folder_train_array(name: str, progress: bool = True) -> np.ndarray:
     files = folder_files(name, "train")
     shape = (len(files), size, size, 3)
     if int(np.prod(shape)) <= _FOLDER_MEM_LIMIT:
-        return _fit_files(files, size, np.empty(shape, np.uint8), progress, f"{name}: decoding")
+        return _fit_files(files, size, progress, f"{name}: decoding")
     stamp = [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     key = hashlib.sha256(json.dumps([str(root.resolve()), size, stamp]).encode()).hexdigest()[:16]
     d = cache_dir() / "data" / "folder" / key
     if not (d / "done.json").exists():
         d.mkdir(parents=True, exist_ok=True)
         arr = np.lib.format.open_memmap(d / "train.npy", mode="w+", dtype=np.uint8, shape=shape)
-        _fit_files(files, size, arr, progress, f"{name}: caching {len(files)} train images at {size}×{size}")
+        _fit_files(files, size, progress, f"{name}: caching {len(files)} train images at {size}×{size}", arr)
         arr.flush()
         del arr
         (d / "done.json").write_text(json.dumps({"data": name, "root": str(root.resolve()), "size": size,
@@ -178,14 +176,8 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
 def fit_image(a: np.ndarray, size: int) -> np.ndarray:
     """The stated rule for images of any size: resize so the shorter side is `size` (area filter),
     then centre-crop to size×size. Returns uint8 (size, size, C)."""
-    import cv2
-    h, w = a.shape[:2]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    if (nh, nw) != (h, w):
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
-        r = cv2.resize(a, (nw, nh), interpolation=interp)
-        a = r[..., None] if r.ndim == 2 else r
+    a = _resize_short(a, size)
+    nh, nw = a.shape[:2]
     y0, x0 = (nh - size) // 2, (nw - size) // 2
     return np.ascontiguousarray(a[y0:y0 + size, x0:x0 + size])
 
@@ -317,7 +309,7 @@ def build_manifest(crops_per_source: dict | None = None, seed: int = 0) -> dict:
         if s["split"] == "train":
             continue
         a = _read_source(s)[0]
-        h, w = _scaled_shape(a.shape[:2], EVAL_SCALE)
+        h, w = short_side_shape(a.shape[:2], EVAL_SCALE)
         for i in range(per[s["split"]]):
             y, x = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
             crops[s["split"]].append({"id": f"{s['id']}#{i}", "source": s["id"], "scale": EVAL_SCALE,
@@ -327,17 +319,9 @@ def build_manifest(crops_per_source: dict | None = None, seed: int = 0) -> dict:
             "note": "split by source (photo or whole video); regenerate only with a new version name"}
 
 
-def _scaled_shape(hw, short: int) -> tuple[int, int]:
-    h, w = hw
-    s = short / min(h, w)
-    return max(short, round(h * s)), max(short, round(w * s))
-
-
 def _resize_short(a: np.ndarray, short: int) -> np.ndarray:
-    import cv2
-    h, w = _scaled_shape(a.shape[:2], short)
-    interp = cv2.INTER_AREA if short < min(a.shape[:2]) else cv2.INTER_CUBIC
-    return cv2.resize(a, (w, h), interpolation=interp)
+    """`a` scaled so that its shorter side is `short` (sing.images: area shrinking, bicubic enlarging)."""
+    return resize(a, short_side_shape(a.shape[:2], short))
 
 
 def load_manifest() -> dict:
@@ -501,18 +485,10 @@ UNSEEN_GRID = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75
 #   crop origins as fractions (of H − 64, of W − 64): the centre, then a 2×2 grid inset by a quarter
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def unseen_crop_origins(hw: tuple[int, int]) -> list[tuple[int, int]]:
     """The fixed crop rule: the (y, x) origins of the 64×64 crops of a photo resized to shorter
     side UNSEEN_SCALE (UNSEEN_GRID)."""
-    h, w = _scaled_shape(hw, UNSEEN_SCALE)
+    h, w = short_side_shape(hw, UNSEEN_SCALE)
     return [(round(fy * (h - CROP)), round(fx * (w - CROP))) for fy, fx in UNSEEN_GRID]
 
 
@@ -526,7 +502,7 @@ def build_unseen_manifest() -> dict:
         _need(path, f"photograph {stem} (Debian package {pkg})")
         a = read_image(path, 3)
         sid = f"{pkg}/{stem}"
-        sources.append({"id": sid, "package": pkg, "path": path, "sha256": _sha256(path),
+        sources.append({"id": sid, "package": pkg, "path": path, "sha256": file_digest(path, 64),
                         "size": [int(a.shape[1]), int(a.shape[0])]})
         per_photo.append([{"id": f"{sid}#{i}", "source": sid, "scale": UNSEEN_SCALE, "y": y, "x": x}
                           for i, (y, x) in enumerate(unseen_crop_origins(a.shape[:2]))])
@@ -559,7 +535,7 @@ def _unseen_cache(progress: bool = True) -> Path:
     cut: dict[str, np.ndarray] = {}
     for s in tqdm(man["sources"], desc="natural-unseen: cutting crops", disable=not progress):
         _need(s["path"], f"photograph {s['id']} (Debian package {s['package']})")
-        if _sha256(s["path"]) != s["sha256"]:
+        if file_digest(s["path"], 64) != s["sha256"]:
             raise DataError(f"{s['path']} differs from the file the unseen-source manifest was made from "
                             f"(sha256 mismatch): this package version ships another photo; the split "
                             f"would not be the committed one")
@@ -600,7 +576,7 @@ def import_unseen(src: str | os.PathLike) -> Path | None:
                         f"this code expects {load_unseen_manifest()['version']!r}: bundle them again")
     d = cache_dir() / "data" / meta["version"]
     d.mkdir(parents=True, exist_ok=True)
-    for f in ("test.npy", "test_ids.json", "done.json"):       # done.json last: it marks the cache complete
+    for f in UNSEEN_FILES:                          # done.json last: it marks the cache complete
         shutil.copyfile(src / f"unseen-{f}", d / f)
     return d
 
@@ -646,26 +622,17 @@ def load_split(name: str, split: str = "test", n: int | None = None,
     if n is not None and n < 1:
         raise InputError(f"n must be ≥ 1, got {n}")
     if is_folder(name):
-        files = folder_files(name, split)
-        files = files[:n] if n else files
-        size = parse_folder(name)[1]
-        arr = _fit_files(files, size, np.empty((len(files), size, size, 3), np.uint8), progress,
-                         f"{name}: decoding {split}")
+        files = folder_files(name, split)[:n]
+        arr = _fit_files(files, parse_folder(name)[1], progress, f"{name}: decoding {split}")
         return to_tensor(arr), [f"folder/{f.name}" for f in files]
     if name == "natural-unseen":
         if split != "test":
             raise DataError(f"natural-unseen is an evaluation-only set (photograph collections no model "
                             f"was trained or tuned on): its one split is test, not {split!r}")
-        d = _unseen_cache(progress)
-        arr, ids = np.load(d / "test.npy"), json.loads((d / "test_ids.json").read_text())
-        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-        return to_tensor(arr), ids
-    if name == "natural-256":
-        d = _natural_256_cache(split, progress)
-        arr, ids = np.load(d / f"{split}.npy"), json.loads((d / f"{split}_ids.json").read_text())
-        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-        return to_tensor(arr), ids
-    if name in ("natural", "natural-gray32"):
+        arr, ids = _cached_split(_unseen_cache(progress), split)
+    elif name == "natural-256":
+        arr, ids = _cached_split(_natural_256_cache(split, progress), split)
+    elif name in ("natural", "natural-gray32"):
         if split == "all":
             raise DataError("split 'all' is only for folder: data sets")
         if split == "train":
@@ -673,23 +640,22 @@ def load_split(name: str, split: str = "test", n: int | None = None,
             m = n or 256
             arr, ids = _NaturalTrain(progress).sample(rng, m), [f"natural/train-crop/{i}" for i in range(m)]
         else:
-            d = _natural_cache(progress)
-            arr = np.load(d / f"{split}.npy")
-            ids = json.loads((d / f"{split}_ids.json").read_text())
-        arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-        x = to_tensor(arr)
-        if name == "natural-gray32":
-            x = F.interpolate(x.mean(1, keepdim=True), size=32, mode="area")
-            ids = [i.replace("natural", "natural-gray32", 1) for i in ids]
-        return x, ids
-    # Fashion-MNIST family
-    arr, ids = _fmnist("test" if split == "all" else split)
-    arr, ids = (arr[:n], ids[:n]) if n else (arr, ids)
-    x = to_tensor(arr)
-    if name == "fmnist-rgb64":
+            arr, ids = _cached_split(_natural_cache(progress), split)
+    else:                                                   # the Fashion-MNIST family
+        arr, ids = _fmnist("test" if split == "all" else split)
+    x, ids = to_tensor(arr[:n]), ids[:n]                    # n None: all
+    if name == "natural-gray32":
+        x = F.interpolate(x.mean(1, keepdim=True), size=32, mode="area")
+        ids = [i.replace("natural", "natural-gray32", 1) for i in ids]
+    elif name == "fmnist-rgb64":
         x = F.interpolate(x, size=64, mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
         ids = [i.replace("fmnist", "fmnist-rgb64", 1) for i in ids]
     return x, ids
+
+
+def _cached_split(d: Path, split: str) -> tuple[np.ndarray, list[str]]:
+    """A split cut into a cache folder: `<split>.npy` (uint8 N, H, W, C) and `<split>_ids.json`."""
+    return np.load(d / f"{split}.npy"), json.loads((d / f"{split}_ids.json").read_text())
 
 
 def spread_subset(name: str, split: str, n: int, progress: bool = False) -> tuple[torch.Tensor, list[str]]:

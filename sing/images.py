@@ -72,7 +72,7 @@ class SizePolicy:
     def target(self, h: int, w: int, model_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """((scaled H, W), (final H, W)) for an h×w image: the size it is resized to, then the
         size after the centre crop (equal except for ``crop``)."""
-        lo, hi = side_limits()
+        hi = side_limits()[1]
         if self.mode == "native":
             cap = self.size or hi
             s = min(1.0, cap / max(h, w))
@@ -80,9 +80,7 @@ class SizePolicy:
             s = (self.size or model_size) / max(h, w)
         else:
             n = self.size or model_size
-            s = n / min(h, w)
-            scaled = (max(n, round(h * s)), max(n, round(w * s)))
-            return scaled, (n, n)
+            return short_side_shape((h, w), n), (n, n)
         scaled = (max(1, round(h * s)), max(1, round(w * s)))
         if self.mode == "fit":         # the longest side is exactly N
             n = self.size or model_size
@@ -206,7 +204,15 @@ def _pixels(p: Path, im, model_channels: int, notes: list[str]) -> np.ndarray:
     return a
 
 
-def _resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def short_side_shape(hw: tuple[int, int], n: int) -> tuple[int, int]:
+    """(H, W) of an image scaled so that its shorter side is n, aspect kept (each side ≥ n)."""
+    h, w = hw
+    s = n / min(h, w)
+    return max(n, round(h * s)), max(n, round(w * s))
+
+
+def resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, C) resized to hw (module doc: area filter shrinking, bicubic enlarging)."""
     import cv2
     h, w = a.shape[:2]
     if (h, w) == tuple(hw):
@@ -255,7 +261,7 @@ def load_image(path: str | os.PathLike, model_channels: int = 3, policy: SizePol
         from .data import fit_image
         a = fit_image(a, th)
     else:
-        a = _resize(a, (sh, sw))
+        a = resize(a, (sh, sw))
     channels = a.shape[-1]
     if model_channels == 3 and channels == 1:
         a = np.repeat(a, 3, axis=-1)

@@ -14,6 +14,9 @@ wins (docs/gnuradio.md, "Models by name"):
 
 A name that is found nowhere raises one ``CheckpointError`` that names the model, every folder
 searched and the command that makes (or installs) it.
+
+A JSCC model's own parts sit next to it (`parts_of`): SING-Zero's calibration in ``<jscc>/calibration``,
+SING-INN in ``<jscc>-inn``. The checkout's shipped models per data set: `model_dir_for`, `prior_dir_for`.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from .errors import CheckpointError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+MODELS_DIR = PACKAGE_DIR.parent / "models"          # the checkout's shipped models
 SHARE_SUBDIR = Path("share") / "gr-sing" / "models"
 KIND_PREFIXES = ("jscc-", "prior-")
 # Written by `make install` next to the installed copy of this package: the install prefix.
@@ -50,7 +54,7 @@ def model_search_path() -> list[Path]:
     """The folders a model name is looked up in, in order (module docstring)."""
     dirs = [Path(p).expanduser() for p in os.environ.get("SING_MODEL_PATH", "").split(os.pathsep) if p]
     if (PACKAGE_DIR.parent / "pyproject.toml").is_file():      # running from a checkout
-        dirs.append(PACKAGE_DIR.parent / "models")
+        dirs.append(MODELS_DIR)
     dirs.append(user_model_dir())
     dirs += installed_model_dirs()
     return list(dict.fromkeys(dirs))
@@ -106,3 +110,20 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     raise CheckpointError(
         f"model '{s}' not found; looked in: {', '.join(map(str, searched))} "
         f"(set SING_MODEL_PATH to add a folder). {make_hint(s)}")
+
+
+def parts_of(jscc_dir: str | os.PathLike) -> dict[str, Path]:
+    """Where a JSCC model's own parts live (module doc): {"calibration": <jscc>/calibration,
+    "inn": <jscc>-inn}."""
+    d = Path(jscc_dir)
+    return {"calibration": d / "calibration", "inn": d.parent / (d.name + "-inn")}
+
+
+def model_dir_for(dataset: str, bcr: str, perceptual: bool = False) -> Path:
+    """The shipped JSCC model for a data set (mismatch sets use the other domain's model)."""
+    domain = "fmnist32" if dataset in ("fmnist", "natural-gray32") else "natural64"
+    return MODELS_DIR / f"jscc-{domain}-bcr{bcr.replace('/', '_')}{'-perceptual' if perceptual else ''}"
+
+
+def prior_dir_for(dataset: str) -> Path:
+    return MODELS_DIR / ("prior-fmnist-32" if dataset in ("fmnist", "natural-gray32") else "prior-natural-64")

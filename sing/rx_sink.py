@@ -235,8 +235,8 @@ class RxSink:
         self._names: set[str] = set()
         self._refs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._ref_bytes = 0
-        self._lpips, self._lpips_failed = None, False
-        self.lpips_unavailable: str | None = None     # why not, and the fix (images carry it too)
+        self._lpips = None
+        self.lpips_unavailable: str | None = None     # why not, and the fix (images carry it too); set once
 
     # ---- accounting ---------------------------------------------------------------------------
     def counts(self) -> dict:
@@ -422,17 +422,13 @@ class RxSink:
             if not inflight:
                 continue
             done, _ = wait([f for _, _, f, _ in inflight], timeout=0.05, return_when=FIRST_COMPLETED)
-            keep = []
-            for item in inflight:
-                if item[2] in done:
-                    try:
-                        self._finish(*item)
-                    except Exception as e:
-                        self.drop(item[0].get("image_id"), "internal", f"{type(e).__name__}: {e}")
-                    self._q.task_done()
-                else:
-                    keep.append(item)
-            inflight = keep
+            for item in [i for i in inflight if i[2] in done]:
+                try:
+                    self._finish(*item)
+                except Exception as e:
+                    self.drop(item[0].get("image_id"), "internal", f"{type(e).__name__}: {e}")
+                self._q.task_done()
+            inflight = [i for i in inflight if i[2] not in done]
         for meta, _, fut, _ in inflight:          # drain deadline passed with requests outstanding
             fut.cancel()
             self.drop(meta.get("image_id"), "shutdown", "no worker reply before the drain timeout")
@@ -533,7 +529,7 @@ class RxSink:
         from sing.metrics import psnr
         a, b = to_tensor(img[None]), to_tensor(ref[None])
         p, lp = float(psnr(a, b)[0]), None
-        if not self._lpips_failed:
+        if self.lpips_unavailable is None:
             try:
                 from sing.metrics import load_lpips
                 self._lpips = self._lpips or load_lpips("alex")
@@ -543,7 +539,6 @@ class RxSink:
                         lp = float(self._lpips(a, b)[0])
             except Exception as e:                 # weights missing: PSNR only, said once
                 from sing.metrics.lpips_weights import INSTALL_HINT
-                self._lpips_failed = True
                 self.lpips_unavailable = (f"LPIPS unavailable ({str(e).split(': ')[0]}), PSNR only. "
                                           "To get the weights: python3 -m sing.metrics.lpips_weights "
                                           "install")

@@ -142,7 +142,7 @@ def test_unseen_split_holds_whole_collections_no_model_saw():
     for s in srcs.values():
         assert s["path"] not in seen_paths and not any(s["path"].startswith(d + "/") for d in seen_dirs)
         assert s["package"] in D.PACKAGE_FOR[D.BACKGROUNDS_DIR].split()
-        assert D._sha256(s["path"]) == s["sha256"]
+        assert D.file_digest(s["path"], 64) == s["sha256"]
         assert s["path"] not in m["excluded"]
     crops = m["crops"]["test"]
     assert len(crops) >= 64 and len({c["id"] for c in crops}) == len(crops)
@@ -198,7 +198,7 @@ def test_natural_256_views_are_of_eval_photographs_only():
     assert {i.split("#")[0] for i in ids[:n_src]} == {i.split("#")[0] for i in ids}
     src = next(s for s in man["sources"] if s["id"] == ids[0].split("#")[0])
     a = D._read_source(src)[0]                                                    # the stated rule:
-    h, w = D._scaled_shape(a.shape[:2], 256)                                      # shorter side 256,
+    h, w = D.short_side_shape(a.shape[:2], 256)                                   # shorter side 256,
     y0, x0 = round(0.5 * (h - 256)), round(0.5 * (w - 256))                       # the centre
     whole = D._resize_short(a, 256)[y0:y0 + 256, x0:x0 + 256]
     assert np.array_equal(D.to_uint8(x[:1])[0], whole)

@@ -35,16 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def available_methods(args) -> tuple[list[str], dict]:
     """deepjscc always; the diffusion methods when their models are shipped."""
-    from ..methods import model_dir_for, prior_dir_for
+    from ..paths import model_dir_for, parts_of, prior_dir_for
     jdir, pdir = model_dir_for(args.data, args.bcr), prior_dir_for(args.data)
     have_prior = (pdir / "config.json").exists()
     methods = ["deepjscc"]
     paths = {"jscc": jdir, "prior": pdir if have_prior else None, "calibration": None, "inn": None}
-    for method, part, d in (("sing-zero", "calibration", jdir / "calibration"),
-                            ("sing-inn", "inn", jdir.parent / (jdir.name + "-inn"))):
-        if have_prior and (d / "config.json").exists():
+    near = parts_of(jdir)
+    for method, part in (("sing-zero", "calibration"), ("sing-inn", "inn")):
+        if have_prior and (near[part] / "config.json").exists():
             methods.append(method)
-            paths[part] = d
+            paths[part] = near[part]
     return methods, paths
 
 
@@ -65,7 +65,7 @@ def run_direct(args, methods, paths, x, ids) -> dict[str, torch.Tensor]:
 
 def method_settings(args, method: str) -> dict:
     """Explicit --operator/--sigma-scale, else (with --tuned) the val choice files of the sweeps."""
-    from ..methods import MODELS_DIR
+    from ..paths import MODELS_DIR
     kw = {}
     if getattr(args, "tuned", False):
         f = MODELS_DIR.parent / "sim" / "results" / f"tune-{'zero' if method == 'sing-zero' else 'inn'}-{args.data}" / "choice.json"
@@ -84,7 +84,7 @@ def method_settings(args, method: str) -> dict:
 def paths_note(args) -> str:
     """One line on the prior behind the diffusion methods: how long it trained (a weak prior makes
     SING look worse than DeepJSCC; see the model card)."""
-    from ..methods import prior_dir_for
+    from ..paths import prior_dir_for
     f = prior_dir_for(args.data) / "config.json"
     if not f.exists():
         return ""

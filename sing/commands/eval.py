@@ -18,7 +18,7 @@ import torch
 from ..errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
-DECODERS = ("mse", "perceptual")   # the shipped DeepJSCC models per data/BCR (sing.methods.model_dir_for)
+DECODERS = ("mse", "perceptual")   # the shipped DeepJSCC models per data/BCR (sing.paths.model_dir_for)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -133,13 +133,13 @@ def load_receiver_for(args, inf, method, remote: bool):
     both) and the parts the method needs or uses (registry), loaded unless a worker restores them:
     (Receiver, {part: path})."""
     from fractions import Fraction
-    from ..methods import load_receiver, model_dir_for, prior_dir_for
+    from ..methods import load_receiver
+    from ..paths import model_dir_for, parts_of, prior_dir_for
     decoder = decoder_of(args, method)
     jdir = Path(args.jscc) if args.jscc else model_dir_for(args.data, args.bcr, decoder == "perceptual")
-    paths = {"prior": Path(args.prior) if args.prior else prior_dir_for(args.data),
-             "calibration": Path(args.calibration) if args.calibration else jdir / "calibration",
-             "inn": Path(args.inn) if args.inn else jdir.parent / (jdir.name + "-inn")}
-    paths = {"jscc": jdir, **{k: v for k, v in paths.items() if k in method.needs + method.uses}}
+    default = {"prior": prior_dir_for(args.data), **parts_of(jdir)}      # --prior/--calibration/--inn win
+    paths = {"jscc": jdir, **{k: Path(getattr(args, k) or v) for k, v in default.items()
+                              if k in method.needs + method.uses}}
     make = {"calibration": f"sing calibrate --jscc {jdir} --out {paths.get('calibration')}",
             "inn": f"sing train-inn --jscc {jdir} --out {paths.get('inn')}"}
     for part in (q for q in method.needs if q in make and not paths[q].exists()):

@@ -27,18 +27,6 @@ from ..channel import snr_vector
 from ..errors import InputError
 from .registry import PARTS, REGISTRY, Inputs, Method, get
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-
-
-def model_dir_for(dataset: str, bcr: str, perceptual: bool = False) -> Path:
-    """The shipped JSCC model for a data set (mismatch sets use the other domain's model)."""
-    domain = "fmnist32" if dataset in ("fmnist", "natural-gray32") else "natural64"
-    return MODELS_DIR / f"jscc-{domain}-bcr{bcr.replace('/', '_')}{'-perceptual' if perceptual else ''}"
-
-
-def prior_dir_for(dataset: str) -> Path:
-    return MODELS_DIR / ("prior-fmnist-32" if dataset in ("fmnist", "natural-gray32") else "prior-natural-64")
-
 
 @dataclass
 class Receiver:
@@ -69,10 +57,10 @@ class Receiver:
             raise InputError(f"method {m.name!r} needs {' and '.join(PARTS[p] for p in m.needs)}; this "
                              f"receiver offers: {', '.join(self.methods())}")
 
-    @staticmethod
-    def _for_model(obj, model_id: str | None):
-        """A per-model part (calibration, INN): one object, or a dict keyed by JSCC model id."""
-        return obj.get(model_id) if isinstance(obj, dict) else obj
+    def parts_for(self, model_id: str | None) -> dict[str, Any]:
+        """A JSCC model's own parts {calibration, inn} (each held as one object, or a dict keyed by model id)."""
+        held = {part: getattr(self, part) for part in ("calibration", "inn")}
+        return {part: v.get(model_id) if isinstance(v, dict) else v for part, v in held.items()}
 
     def model(self, model_id: str | None = None):
         if model_id is None:
@@ -150,7 +138,7 @@ class Receiver:
             raise InputError(f"{method!r} is not a restoration method; choose one of {', '.join(restorers)}")
         self._check_offered(m)
         p = m.resolve(params)
-        parts = {part: self._for_model(getattr(self, part), model_id) for part in ("calibration", "inn")}
+        parts = self.parts_for(model_id)
         for part in m.needs:
             if part in parts and parts[part] is None:
                 raise InputError(f"no {part} for JSCC model {model_id!r}: it needs {PARTS[part]}")
@@ -198,13 +186,13 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
     ids = list(models)
     only = ids[0] if len(ids) == 1 else None
 
-    def keyed(arg, what: str, load):
-        """Load each directory in `arg` ((path, model id it records, object) from `load`), keyed
-        by that JSCC model id (the docstring above)."""
+    def keyed(arg, what: str, load, key: str):
+        """Load each directory in `arg` with `load`, keyed by the JSCC model id that the object
+        records in its attribute `key` (the docstring above)."""
         out: dict[str, Any] = {}
         for path in [] if arg is None else [Path(arg)] if isinstance(arg, (str, Path)) else map(Path, arg):
-            mid, obj = load(path)
-            mid = mid or only
+            obj = load(path)
+            mid = getattr(obj, key) or only
             if not mid:
                 raise CheckpointError(f"{what} {path} does not record which JSCC model it belongs to; "
                                       f"with several models ({', '.join(ids)}) it cannot be matched")
@@ -221,17 +209,15 @@ def load_receiver(jscc_dirs: Sequence[str | Path], prior_dir: str | Path | None 
 
     def calibration_at(path):
         from ..zero import load_calibration
-        obj = load_calibration(path, model_id=only)
-        return obj.model_id, obj
+        return load_calibration(path, model_id=only)
 
     def inn_at(path):
         from ..inn import load_inn
-        obj = load_inn(path, device=device, jscc_model_id=only)
-        return obj.jscc_model_id, obj
+        return load_inn(path, device=device, jscc_model_id=only)
 
     prior = None
     if prior_dir is not None:
         from ..prior import load_prior
         prior = load_prior(prior_dir, device=device).set_autocast(autocast)
-    return Receiver(models, prior=prior, calibration=keyed(calibration, "calibration", calibration_at),
-                    inn=keyed(inn_dir, "INN", inn_at))
+    return Receiver(models, prior=prior, calibration=keyed(calibration, "calibration", calibration_at, "model_id"),
+                    inn=keyed(inn_dir, "INN", inn_at, "jscc_model_id"))

@@ -106,7 +106,7 @@ class Method:
     on the received symbols) or "original" (a bound: needs the original image, never served).
     `needs`: Receiver parts it cannot run without; `uses`: parts loaded for it when present.
     `run(inputs, params)`: None = the decoder's output as is. `jscc`: which shipped DeepJSCC model
-    (sing.methods.model_dir_for) it goes with. `served`: offered by workers."""
+    (sing.paths.model_dir_for) it goes with. `served`: offered by workers."""
     name: str
     summary: str
     input: str = "x_hat"

