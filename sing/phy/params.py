@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,6 +34,9 @@ class OfdmParams:
                                     # samples before the window (the window starts backoff +
                                     # rx_taper early; see OfdmReceiver._demod)
     smooth_taps: int = 10           # delay-basis size for channel smoothing (<= CP)
+    n_data: ClassVar[int] = 48      # data subcarriers
+    ltf_cp: ClassVar[int] = 32      # LTF cyclic prefix (samples)
+    n_header_bits: ClassVar[int] = 864      # 27 codewords × 32
 
     def __post_init__(self):
         if self.fft_len != 64:
@@ -67,10 +71,6 @@ class OfdmParams:
         return self.backoff + self.rx_taper
 
     @property
-    def n_data(self):
-        return 48
-
-    @property
     def sym_len(self):
         return self.fft_len + self.cp_len
 
@@ -79,20 +79,12 @@ class OfdmParams:
         return 16 * self.stf_reps
 
     @property
-    def ltf_cp(self):
-        return 32
-
-    @property
     def ltf_len(self):
         return self.ltf_cp + 2 * self.fft_len
 
     @property
     def scale(self):
         return float(np.sqrt(self.fft_len / 52.0))
-
-    @property
-    def n_header_bits(self):
-        return 864                   # 27 codewords × 32
 
     @property
     def header_rep(self):

@@ -73,7 +73,7 @@ def ltf_timing(seg: np.ndarray, ref: np.ndarray, f_c: np.ndarray, shifts=(0,)) -
     inverse FFT."""
     n = ref.size
     B, S = seg.shape
-    nfft = 1 << int(np.ceil(np.log2(S)))
+    nfft = ltf_nfft(S)
     y = seg * np.exp(-2j * np.pi * f_c[:, None] * np.arange(S)[None, :]).astype(np.complex64)
     R = np.conj(scipy.fft.fft(ref.astype(np.complex64), nfft))
     Yf = scipy.fft.fft(y, nfft, axis=1)
