@@ -16,7 +16,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .pdu_util import BadPDU, parse_symbols_pdu, symbols_pdu
+from .pdu_util import BadPDU, message_ports, parse_symbols_pdu, symbols_pdu
 
 
 class pdu_channel(gr.basic_block):
@@ -32,9 +32,7 @@ class pdu_channel(gr.basic_block):
         self._seed = int(seed)
         self.n_passed = 0
         self.dropped: dict[str, int] = {}
-        self.message_port_register_in(pmt.intern("pdus"))
-        self.message_port_register_out(pmt.intern("pdus"))
-        self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
+        message_ports(self, {"pdus": self.handle_pdu}, outs=["pdus"])
 
     # GRC callbacks
     def set_snr_db(self, snr_db: float) -> None:

@@ -20,6 +20,18 @@ from .ofdm_pmt import c32_pmt, dict_pmt
 BadPDU = BadImage          # a PDU that cannot be used (reason, message, image_id): that image only
 
 
+def message_ports(block, ins: dict | None = None, outs=()) -> None:
+    """Register a block's message ports: `ins` {port: handler}, each handler a bound method (a
+    lambda fails at run time, gnuradio#6447; "system" is GNU Radio's own port: only its handler is
+    set), and the output ports named in `outs`."""
+    for name, handler in (ins or {}).items():
+        if name != "system":
+            block.message_port_register_in(pmt.intern(name))
+        block.set_msg_handler(pmt.intern(name), handler)
+    for name in outs:
+        block.message_port_register_out(pmt.intern(name))
+
+
 def meta_from_pmt(m: pmt.pmt_t) -> dict:
     if pmt.is_null(m):
         return {}
