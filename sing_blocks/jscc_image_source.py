@@ -90,8 +90,7 @@ class jscc_image_source(gr.basic_block):
         self.id_prefix = str(id_prefix)
         self.start_delay_s = max(0.0, float(start_delay_s))
         self.finish_delay_s = max(0.0, float(finish_delay_s))
-        self.n_sent = 0
-        self.n_failed = 0
+        self.n_sent = self.n_failed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         message_ports(self, outs=["pdus", "image"])

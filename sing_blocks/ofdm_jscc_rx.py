@@ -28,6 +28,7 @@ a flowgraph that is shutting down may no longer deliver); a summary line is logg
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -83,12 +84,10 @@ def known_models(model_dirs) -> tuple[list[str], dict]:
                                   f"model folder(s) the transmitter uses")
         mid = model_id(p)
         ids.append(mid)
-        try:
+        with contextlib.suppress(OSError, ValueError):
             b = json.loads((p / "config.json").read_text()).get("bcr")
             if b:
                 bcr[mid] = str(b)
-        except (OSError, ValueError):
-            pass
     return ids, bcr
 
 
@@ -168,16 +167,15 @@ class ofdm_jscc_rx(gr.hier_block2):
                  model_ids="", model_dirs="", image_dir="", max_cfo=0.135):
         gr.hier_block2.__init__(self, "sing_ofdm_jscc_rx",
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex), gr.io_signature(0, 0, 0))
-        self.message_port_register_hier_out("out")
-        self.message_port_register_hier_out("counters")
         self.deframer = ofdm_deframer(header_mod, samp_rate, detect_threshold, use_nulls, model_ids,
                                       model_dirs, image_dir, max_cfo)
+        for port in ("out", "counters"):
+            self.message_port_register_hier_out(port)
+            self.msg_connect(self.deframer, port, self, port)
         # The large buffer in front of the deframer (module doc: why skiphead, not copy).
         self.buffer = blocks.skiphead(gr.sizeof_gr_complex, 0)
         self.buffer.set_min_output_buffer(_BUFFER)
         self.connect(self, self.buffer, self.deframer)
-        self.msg_connect(self.deframer, "out", self, "out")
-        self.msg_connect(self.deframer, "counters", self, "counters")
 
     def counters(self) -> dict:
         return self.deframer.counters()

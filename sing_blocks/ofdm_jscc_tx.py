@@ -59,15 +59,13 @@ def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
     """An image PDU → (its symbols as big-endian '>c8' bytes, header fields, their header_int).
     Raises ValueError / InputError naming what is wrong (NaN/Inf symbols are checked per batch).
     `next_seq` numbers the image when its metadata has no integer `seq`."""
-    parts = pdu_parts(msg)                              # the usual PDU, read in one go
-    if parts is not None:
-        f, blob = parts
-    else:                                               # anything else: pmt's generic functions
+    parts = pdu_parts(msg)                              # the usual PDU, read off serialisations
+    if parts is None:                                   # anything else: pmt's generic functions
         if not pmt.is_pair(msg) or not pmt.is_c32vector(pmt.cdr(msg)):
             raise ValueError("not a PDU of complex symbols (pmt.cons(dict, c32vector))")
         meta = pmt.car(msg)
-        f = meta_from_pmt(meta) if pmt.is_dict(meta) else {}
-        blob = c32_bytes(pmt.cdr(msg))
+        parts = (meta_from_pmt(meta) if pmt.is_dict(meta) else {}), c32_bytes(pmt.cdr(msg))
+    f, blob = parts
     h, hint = _fields(f, len(blob) // 8, next_seq)
     return blob, h, hint
 
@@ -77,13 +75,12 @@ def read_pdu(msg, next_seq: int):
     itself (copied later by address: `ofdm_pmt.c32_copy`) for the usual PDU, or '>c8' bytes
     (`parse_pdu`) for anything else. Same errors as `parse_pdu`."""
     fast = pdu_meta_vector(msg)
-    if fast is not None:
-        f, v = fast
-        n = pmt.length(v)
-        h, hint = _fields(f, n, next_seq)
-        return v, n, h, hint
-    blob, h, hint = parse_pdu(msg, next_seq)
-    return blob, len(blob) // 8, h, hint
+    if fast is None:
+        blob, h, hint = parse_pdu(msg, next_seq)
+        return blob, len(blob) // 8, h, hint
+    f, v = fast
+    n = pmt.length(v)
+    return (v, n) + _fields(f, n, next_seq)
 
 
 class ofdm_framer(gr.sync_block):

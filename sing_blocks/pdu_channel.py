@@ -10,6 +10,7 @@ image; with ``csi="pilot"`` the receiver side estimates h and the SNR from ``n_p
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -36,10 +37,8 @@ class pdu_channel(gr.basic_block):
 
     # GRC callbacks
     def set_snr_db(self, snr_db: float) -> None:
-        from sing.channel import ChannelConfig
         with self._lock:
-            c = self._cfg
-            self._cfg = ChannelConfig(c.kind, float(snr_db), c.csi, c.n_pilots)
+            self._cfg = dataclasses.replace(self._cfg, snr_db=float(snr_db))   # validated again
 
     def set_seed(self, seed: int) -> None:
         self._seed = int(seed)
