@@ -64,7 +64,7 @@ class OfdmParams:
 
     @property
     def data_k(self):
-        return np.array([k for k in self.used_k if k not in (-21, -7, 7, 21)])
+        return np.setdiff1d(self.used_k, self.pilot_k)
 
     @property
     def fft_offset(self):           # samples the FFT window starts before the end of the CP
@@ -110,10 +110,9 @@ def tables(p: OfdmParams):
     t["used"] = _bins(p.used_k, n)
     t["pilot"] = _bins(p.pilot_k, n)
     t["data"] = _bins(p.data_k, n)
-    # positions of pilots/data inside the 52 used bins (for the smoothing projection)
-    used_list = list(p.used_k)
-    t["pilot_in_used"] = np.array([used_list.index(k) for k in p.pilot_k])
-    t["data_in_used"] = np.array([used_list.index(k) for k in p.data_k])
+    # positions of pilots/data inside the 52 used bins (for the smoothing projection; used_k is sorted)
+    t["pilot_in_used"] = np.searchsorted(p.used_k, p.pilot_k)
+    t["data_in_used"] = np.searchsorted(p.used_k, p.data_k)
     # STF: QPSK on multiples of 4 in ±24 -> period 16; scaled to unit mean power
     stf_k = np.r_[np.arange(-24, 0, 4), np.arange(4, 25, 4)]
     g = np.zeros(n, complex)

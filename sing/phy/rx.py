@@ -177,8 +177,7 @@ class OfdmReceiver:
             out += frames
             if trunc is not None:
                 self._drop("truncated", st, "frame truncated (pilots vanish in its last symbols)")
-                continue
-            if not ready:
+            elif not ready:
                 break
         self._trim()
         return out
