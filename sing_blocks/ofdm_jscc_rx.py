@@ -54,7 +54,7 @@ class BlockLog:
     """A GNU Radio block logger behind the `logging.Logger` calls sing.phy makes (`warning(msg,
     *args)` etc.): the gr logger has `warn`, not `warning`, and takes one finished string."""
 
-    _LEVELS = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}   # logging: gr
+    _LEVELS = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}   # logging → gr
 
     def __init__(self, gr_logger):
         self.gr_logger = gr_logger
