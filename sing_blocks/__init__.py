@@ -17,7 +17,6 @@ except ImportError as _e:              # pragma: no cover
     _logging.getLogger(__name__).info("gnuradio.sing: image_display unavailable (%s)", _e)
 
 
-
 def _import_ofdm() -> None:
     """Over-the-air PHY blocks (``ofdm_*.py``, written separately): each module ``ofdm_x`` that
     defines a block class ``ofdm_x`` is exported as ``gnuradio.sing.ofdm_x``; a module that fails

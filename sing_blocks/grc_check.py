@@ -75,12 +75,8 @@ def check(files: list[str | Path]) -> list[str]:
 def present_sing_blocks(tb) -> set[str]:
     """Block ids of the SING blocks a generated flowgraph made (``self.x = sing.<class>(…)``;
     a block's id is ``sing_<class>``, ``sing_receiver`` being its own class name)."""
-    out = set()
-    for o in vars(tb).values():
-        if type(o).__module__.startswith("gnuradio.sing."):
-            c = type(o).__name__
-            out.add(c if c.startswith("sing_") else "sing_" + c)
-    return out
+    names = {type(o).__name__ for o in vars(tb).values() if type(o).__module__.startswith("gnuradio.sing.")}
+    return {c if c.startswith("sing_") else "sing_" + c for c in names}
 
 
 def require_blocks(tb, expected: list[str] | str) -> None:

@@ -22,13 +22,12 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-import pmt
 from gnuradio import gr
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from sing.rx_sink import number
 
-from .pdu_util import BadPDU, parse_image_pdu
+from .pdu_util import BadPDU, message_ports, parse_image_pdu
 
 COLUMNS = ("sent", "deepjscc", "sing")
 SENT_BYTES = 32 << 20      # sent images kept until a receiver shows their id (at most 64 of them)
@@ -170,12 +169,7 @@ class image_display(gr.basic_block):
         self.n_shown = {c: 0 for c in COLUMNS}
         self._sent, self._sent_shown, self._rx_id = OrderedDict(), None, None
         self.sums = {c: {"n": 0, "psnr": 0.0, "lpips": 0.0, "n_lpips": 0} for c in COLUMNS}
-        for col in COLUMNS:
-            self.message_port_register_in(pmt.intern(col))
-        # bound methods only (a lambda fails at run time, gnuradio#6447)
-        self.set_msg_handler(pmt.intern("sent"), self.handle_sent)
-        self.set_msg_handler(pmt.intern("deepjscc"), self.handle_deepjscc)
-        self.set_msg_handler(pmt.intern("sing"), self.handle_sing)
+        message_ports(self, {"sent": self.handle_sent, "deepjscc": self.handle_deepjscc, "sing": self.handle_sing})
 
     def qwidget(self) -> QtWidgets.QWidget:
         return self._panel

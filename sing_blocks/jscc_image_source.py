@@ -38,7 +38,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .pdu_util import image_pdu, symbols_pdu
+from .pdu_util import image_pdu, message_ports, symbols_pdu
 
 
 SAMPLE_IMAGES = Path(__file__).resolve().parent / "sample_images"
@@ -90,12 +90,10 @@ class jscc_image_source(gr.basic_block):
         self.id_prefix = str(id_prefix)
         self.start_delay_s = max(0.0, float(start_delay_s))
         self.finish_delay_s = max(0.0, float(finish_delay_s))
-        self.n_sent = 0
-        self.n_failed = 0
+        self.n_sent = self.n_failed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.message_port_register_out(pmt.intern("pdus"))
-        self.message_port_register_out(pmt.intern("image"))
+        message_ports(self, outs=["pdus", "image"])
 
     def set_snr_db(self, snr_db: float) -> None:
         self.snr_db = float(snr_db)
@@ -118,11 +116,6 @@ class jscc_image_source(gr.basic_block):
                             f"more than a worker takes ({MAX_K}); send it smaller (size policy 'native' "
                             f"with a smaller size, or 'fit')")
         return img
-
-    def encode_file(self, f: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(the sent uint8 HWC image, complex64 (k,) unit-power symbols) for one file."""
-        img = self.load(f)
-        return img.image, self.encode(img)
 
     def encode(self, img) -> np.ndarray:
         import torch
@@ -161,20 +154,18 @@ class jscc_image_source(gr.basic_block):
                 except Exception as e:      # a bad file fails that image only
                     self.n_failed += 1
                     self.logger.warn(f"image {iid} skipped: {e}")
-                    if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0))):
-                        return
-                    continue
-                if src.notes:
-                    self.logger.info(f"image {iid}: {'; '.join(src.notes)}")
-                h, w, c = src.shape
-                bcr = getattr(self.model.config, "bcr", None) or Fraction(z.size, self.channels * h * w)
-                meta = {"image_id": iid, "k": int(z.size), "bcr": str(bcr),
-                        "model_id": str(self.model.model_id), "height": h, "width": w,
-                        "channels": c, "seq": seq, "source_path": str(f)}
-                self.message_port_pub(pmt.intern("image"), image_pdu(meta, src.image))
-                self.message_port_pub(pmt.intern("pdus"), symbols_pdu(meta, z))
-                self.n_sent += 1
-                seq += 1
+                else:
+                    if src.notes:
+                        self.logger.info(f"image {iid}: {'; '.join(src.notes)}")
+                    h, w, c = src.shape
+                    bcr = getattr(self.model.config, "bcr", None) or Fraction(z.size, self.channels * h * w)
+                    meta = {"image_id": iid, "k": int(z.size), "bcr": str(bcr),
+                            "model_id": str(self.model.model_id), "height": h, "width": w,
+                            "channels": c, "seq": seq, "source_path": str(f)}
+                    self.message_port_pub(pmt.intern("image"), image_pdu(meta, src.image))
+                    self.message_port_pub(pmt.intern("pdus"), symbols_pdu(meta, z))
+                    self.n_sent += 1
+                    seq += 1
                 if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0))):
                     return
             pass_no += 1

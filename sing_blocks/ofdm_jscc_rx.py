@@ -28,6 +28,7 @@ a flowgraph that is shutting down may no longer deliver); a summary line is logg
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -40,6 +41,7 @@ from gnuradio import blocks, gr
 from sing.phy import OfdmParams, OfdmReceiver
 
 from .ofdm_pmt import c32_pmt, dict_pmt
+from .pdu_util import message_ports
 
 _BATCH = 1 << 15           # samples: process at once from this many (≈ 20 frames of k = 256)
 _MAX_WAIT_S = 0.02         # ... or when the oldest waiting sample has waited this long
@@ -52,24 +54,16 @@ class BlockLog:
     """A GNU Radio block logger behind the `logging.Logger` calls sing.phy makes (`warning(msg,
     *args)` etc.): the gr logger has `warn`, not `warning`, and takes one finished string."""
 
+    _LEVELS = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}   # logging → gr
+
     def __init__(self, gr_logger):
         self.gr_logger = gr_logger
 
-    @staticmethod
-    def _text(msg, args) -> str:
-        return str(msg) % args if args else str(msg)
-
-    def debug(self, msg, *args):
-        self.gr_logger.debug(self._text(msg, args))
-
-    def info(self, msg, *args):
-        self.gr_logger.info(self._text(msg, args))
-
-    def warning(self, msg, *args):
-        self.gr_logger.warn(self._text(msg, args))
-
-    def error(self, msg, *args):
-        self.gr_logger.error(self._text(msg, args))
+    def __getattr__(self, level):
+        if level not in self._LEVELS:
+            raise AttributeError(level)
+        emit = getattr(self.gr_logger, self._LEVELS[level])
+        return lambda msg, *args: emit(str(msg) % args if args else str(msg))
 
 
 def _split(v) -> list[str]:
@@ -90,12 +84,10 @@ def known_models(model_dirs) -> tuple[list[str], dict]:
                                   f"model folder(s) the transmitter uses")
         mid = model_id(p)
         ids.append(mid)
-        try:
+        with contextlib.suppress(OSError, ValueError):
             b = json.loads((p / "config.json").read_text()).get("bcr")
             if b:
                 bcr[mid] = str(b)
-        except (OSError, ValueError):
-            pass
     return ids, bcr
 
 
@@ -117,10 +109,8 @@ class ofdm_deframer(gr.sync_block):
                                image_ids=known_images(image_dir), model_bcr=bcr,
                                logger=BlockLog(self.logger))
         self._waiting_since = None       # when the oldest unprocessed input arrived
-        self.port = pmt.intern("out")
-        self.message_port_register_out(self.port)
-        self.cport = pmt.intern("counters")
-        self.message_port_register_out(self.cport)
+        self.port, self.cport = pmt.intern("out"), pmt.intern("counters")
+        message_ports(self, outs=["out", "counters"])
         self._sent_counters, self._counters_at = None, 0.0
 
     def counters(self) -> dict:
@@ -177,16 +167,15 @@ class ofdm_jscc_rx(gr.hier_block2):
                  model_ids="", model_dirs="", image_dir="", max_cfo=0.135):
         gr.hier_block2.__init__(self, "sing_ofdm_jscc_rx",
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex), gr.io_signature(0, 0, 0))
-        self.message_port_register_hier_out("out")
-        self.message_port_register_hier_out("counters")
         self.deframer = ofdm_deframer(header_mod, samp_rate, detect_threshold, use_nulls, model_ids,
                                       model_dirs, image_dir, max_cfo)
+        for port in ("out", "counters"):
+            self.message_port_register_hier_out(port)
+            self.msg_connect(self.deframer, port, self, port)
         # The large buffer in front of the deframer (module doc: why skiphead, not copy).
         self.buffer = blocks.skiphead(gr.sizeof_gr_complex, 0)
         self.buffer.set_min_output_buffer(_BUFFER)
         self.connect(self, self.buffer, self.deframer)
-        self.msg_connect(self.deframer, "out", self, "out")
-        self.msg_connect(self.deframer, "counters", self, "counters")
 
     def counters(self) -> dict:
         return self.deframer.counters()

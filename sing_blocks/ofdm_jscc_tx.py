@@ -34,7 +34,7 @@ from sing.phy.header import header_int
 from sing.phy.tx import FrameWorkspace, build_frames, check_count
 
 from .ofdm_pmt import c32_bytes, c32_copy, pdu_meta_vector, pdu_parts
-from .pdu_util import meta_from_pmt
+from .pdu_util import message_ports, meta_from_pmt
 from .thread_state import ThreadStateHold
 
 _SOB, _EOB = pmt.intern("tx_sob"), pmt.intern("tx_eob")
@@ -59,15 +59,13 @@ def parse_pdu(msg, next_seq: int) -> tuple[bytes, HeaderFields, int]:
     """An image PDU → (its symbols as big-endian '>c8' bytes, header fields, their header_int).
     Raises ValueError / InputError naming what is wrong (NaN/Inf symbols are checked per batch).
     `next_seq` numbers the image when its metadata has no integer `seq`."""
-    parts = pdu_parts(msg)                              # the usual PDU, read in one go
-    if parts is not None:
-        f, blob = parts
-    else:                                               # anything else: pmt's generic functions
+    parts = pdu_parts(msg)                              # the usual PDU, read off serialisations
+    if parts is None:                                   # anything else: pmt's generic functions
         if not pmt.is_pair(msg) or not pmt.is_c32vector(pmt.cdr(msg)):
             raise ValueError("not a PDU of complex symbols (pmt.cons(dict, c32vector))")
         meta = pmt.car(msg)
-        f = meta_from_pmt(meta) if pmt.is_dict(meta) else {}
-        blob = c32_bytes(pmt.cdr(msg))
+        parts = (meta_from_pmt(meta) if pmt.is_dict(meta) else {}), c32_bytes(pmt.cdr(msg))
+    f, blob = parts
     h, hint = _fields(f, len(blob) // 8, next_seq)
     return blob, h, hint
 
@@ -77,13 +75,12 @@ def read_pdu(msg, next_seq: int):
     itself (copied later by address: `ofdm_pmt.c32_copy`) for the usual PDU, or '>c8' bytes
     (`parse_pdu`) for anything else. Same errors as `parse_pdu`."""
     fast = pdu_meta_vector(msg)
-    if fast is not None:
-        f, v = fast
-        n = pmt.length(v)
-        h, hint = _fields(f, n, next_seq)
-        return v, n, h, hint
-    blob, h, hint = parse_pdu(msg, next_seq)
-    return blob, len(blob) // 8, h, hint
+    if fast is None:
+        blob, h, hint = parse_pdu(msg, next_seq)
+        return blob, len(blob) // 8, h, hint
+    f, v = fast
+    n = pmt.length(v)
+    return (v, n) + _fields(f, n, next_seq)
 
 
 class ofdm_framer(gr.sync_block):
@@ -111,9 +108,7 @@ class ofdm_framer(gr.sync_block):
         self.done, self.flush = False, _FLUSH
         if idle == "wait":
             self.set_min_output_buffer(_BURST_BUFFER)
-        self.message_port_register_in(pmt.intern("in"))
-        self.set_msg_handler(pmt.intern("in"), self.handle)
-        self.set_msg_handler(pmt.intern("system"), self.handle_system)
+        message_ports(self, {"in": self.handle, "system": self.handle_system})
 
     def set_amplitude(self, a):
         self.amplitude = float(a)
@@ -162,7 +157,7 @@ class ofdm_framer(gr.sync_block):
             recs.append((src, n, h, hint))
         if not recs:
             return [], []
-        ks = [r[1] for r in recs]
+        ks, hints = [r[1] for r in recs], [r[3] for r in recs]
         total = sum(ks)
         if self.zbuf.size < total:
             self.zbuf = np.empty(total, np.complex64)
@@ -174,18 +169,17 @@ class ofdm_framer(gr.sync_block):
             else:
                 c32_copy(base + 8 * o, src, n)
             o += n
-        heads = [(h, hint) for _, _, h, hint in recs]
         # sing.phy.tx.check_symbols's NaN test, once for the whole batch (build_frames(checked=True))
         if not np.isfinite(z.view(np.float32)).all():       # rare: find and drop the bad ones
             zs = np.split(z, np.cumsum(ks)[:-1])
             good = [i for i, zi in enumerate(zs) if np.isfinite(zi.view(np.float32)).all()]
             for i in sorted(set(range(len(zs))) - set(good)):
-                self._drop(f"image {heads[i][0].image_id}",
+                self._drop(f"image {recs[i][2].image_id}",
                            InputError("symbols contain NaN or Inf; the encoder output is broken"))
-            return [zs[i] for i in good], [heads[i][1] for i in good]
+            return [zs[i] for i in good], [hints[i] for i in good]
         if min(ks) == max(ks):                              # the usual case: one (B, k) array
-            return z.reshape(len(ks), ks[0]), [hint for _, hint in heads]
-        return np.split(z, np.cumsum(ks)[:-1]), [hint for _, hint in heads]
+            return z.reshape(len(ks), ks[0]), hints
+        return np.split(z, np.cumsum(ks)[:-1]), hints
 
     def _next_batch(self) -> bool:
         """Build the next batch of queued PDUs into `cur`; False when nothing is left to send."""

@@ -19,6 +19,7 @@ import pmt
 from gnuradio import gr
 
 from .ofdm_test_source import test_symbols
+from .pdu_util import message_ports
 
 
 def read_records(path):
@@ -54,8 +55,7 @@ class ofdm_pdu_file_sink(gr.basic_block):
         self.f = open(path, "a", buffering=1)
         self.print_lines, self.ref_seed = bool(print_lines), int(ref_seed)
         self.n, self.snrs, self.evms, self._summarised = 0, [], [], False
-        self.message_port_register_in(pmt.intern("in"))
-        self.set_msg_handler(pmt.intern("in"), self.handle)
+        message_ports(self, {"in": self.handle})
 
     def _evm(self, meta: dict, z: np.ndarray) -> float | None:
         """EVM against the Test PDU Source's symbols of this id, when its seed is known."""

@@ -105,43 +105,32 @@ def c32_copy(dst_address: int, v, n: int) -> None:
     ctypes.memmove(dst_address, c32_address(v), 8 * n)
 
 
-def pdu_meta_vector(msg):
-    """(metadata dict, the c32vector PMT itself) of a PDU `cons(flat dict, c32vector)`, the dict
-    read off one serialisation of the dict alone, the symbols left in place for `c32_copy`; None
-    for any other shape or where `c32_address` is unavailable (then use `pdu_parts`)."""
-    if c32_address is None or not pmt.is_pair(msg):
+def _pdu_meta(msg):
+    """(flat metadata dict, read off one serialisation of the dict alone, c32vector PMT) of a PDU
+    `cons(flat dict, c32vector)`; None for any other shape."""
+    if not pmt.is_pair(msg):
         return None
     v = pmt.cdr(msg)
     if not pmt.is_c32vector(v):
         return None
     s = pmt.serialize_str(pmt.car(msg))
     parsed = _flat_dict(s, 0) if s else None
-    if parsed is None or parsed[1] != len(s):
-        return None
-    return parsed[0], v
+    return None if parsed is None or parsed[1] != len(s) else (parsed[0], v)
+
+
+def pdu_meta_vector(msg):
+    """(metadata dict, the c32vector PMT itself) of a PDU `cons(flat dict, c32vector)`, the dict
+    read off one serialisation of the dict alone, the symbols left in place for `c32_copy`; None
+    for any other shape or where `c32_address` is unavailable (then use `pdu_parts`)."""
+    return None if c32_address is None else _pdu_meta(msg)
 
 
 def pdu_parts(msg):
-    """(metadata dict, symbols as big-endian '>c8' bytes) of a PDU `cons(flat dict, c32vector)`
-    read off one serialisation (module doc); None when the PDU has any other shape (then use
+    """(metadata dict, symbols as big-endian '>c8' bytes) of a PDU `cons(flat dict, c32vector)`,
+    both read off serialisations (module doc); None when the PDU has any other shape (then use
     pmt's generic functions, which also give the precise error)."""
-    if _C32_PARTS is None:
-        return None
-    s = pmt.serialize_str(msg)
-    if len(s) < 2 or s[0] != 0x07:
-        return None
-    parsed = _flat_dict(s, 1)
-    if parsed is None:
-        return None
-    meta, i = parsed
-    lead, pad = _C32_PARTS
-    head = len(lead) + 4 + len(pad)
-    if s[i:i + len(lead)] != lead or s[i + len(lead) + 4:i + head] != pad:
-        return None
-    n = int.from_bytes(s[i + len(lead):i + len(lead) + 4], "big")
-    if len(s) != i + head + 8 * n:
-        return None
-    return meta, s[i + head:]
+    parts = None if _C32_PARTS is None else _pdu_meta(msg)
+    return None if parts is None else (parts[0], c32_bytes(parts[1]))
 
 
 def c32_bytes(v) -> bytes:

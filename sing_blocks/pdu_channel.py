@@ -10,13 +10,14 @@ image; with ``csi="pilot"`` the receiver side estimates h and the SNR from ``n_p
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
 import pmt
 from gnuradio import gr
 
-from .pdu_util import BadPDU, parse_symbols_pdu, symbols_pdu
+from .pdu_util import BadPDU, message_ports, parse_symbols_pdu, symbols_pdu
 
 
 class pdu_channel(gr.basic_block):
@@ -32,16 +33,12 @@ class pdu_channel(gr.basic_block):
         self._seed = int(seed)
         self.n_passed = 0
         self.dropped: dict[str, int] = {}
-        self.message_port_register_in(pmt.intern("pdus"))
-        self.message_port_register_out(pmt.intern("pdus"))
-        self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
+        message_ports(self, {"pdus": self.handle_pdu}, outs=["pdus"])
 
     # GRC callbacks
     def set_snr_db(self, snr_db: float) -> None:
-        from sing.channel import ChannelConfig
         with self._lock:
-            c = self._cfg
-            self._cfg = ChannelConfig(c.kind, float(snr_db), c.csi, c.n_pilots)
+            self._cfg = dataclasses.replace(self._cfg, snr_db=float(snr_db))   # validated again
 
     def set_seed(self, seed: int) -> None:
         self._seed = int(seed)

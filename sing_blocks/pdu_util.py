@@ -20,6 +20,19 @@ from .ofdm_pmt import c32_pmt, dict_pmt
 BadPDU = BadImage          # a PDU that cannot be used (reason, message, image_id): that image only
 
 
+def message_ports(block, ins: dict | None = None, outs=()) -> None:
+    """Register a block's message ports: `ins` {port: handler} and the output ports named in `outs`.
+    Each handler must be a method of the block: GNU Radio's Python gateway calls it by its __name__
+    (a lambda fails at run time, gnuradio#6447). "system" is GNU Radio's own port: only its handler
+    is set."""
+    for name, handler in (ins or {}).items():
+        if name != "system":
+            block.message_port_register_in(pmt.intern(name))
+        block.set_msg_handler(pmt.intern(name), handler)
+    for name in outs:
+        block.message_port_register_out(pmt.intern(name))
+
+
 def meta_from_pmt(m: pmt.pmt_t) -> dict:
     if pmt.is_null(m):
         return {}

@@ -4,6 +4,7 @@ ctest; not installed): tiny models, image folders, and running message blocks he
 (docs/GNURADIO.md: post, then ('system', done))."""
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -50,17 +51,12 @@ def post_and_run(block, port: str, msgs, out_port: str, timeout_s: float = 60.0)
     for m in msgs:
         block.to_basic_block()._post(pmt.intern(port), m)
     block.to_basic_block()._post(pmt.intern("system"), pmt.cons(pmt.intern("done"), pmt.from_long(1)))
-    tb.start()
-    t0 = time.monotonic()
-    tb.wait()
-    if time.monotonic() - t0 > timeout_s:
-        raise TimeoutError(f"flowgraph ran {time.monotonic() - t0:.0f} s")
+    run_with_timeout(tb, timeout_s)
     return dbg, tb
 
 
 def run_with_timeout(tb, timeout_s: float = 60.0) -> None:
     """tb.start(); tb.wait() that raises TimeoutError (after stopping it) instead of hanging."""
-    import threading
     tb.start()
     th = threading.Thread(target=tb.wait, daemon=True)
     th.start()

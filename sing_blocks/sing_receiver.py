@@ -19,9 +19,9 @@ import time
 import pmt
 from gnuradio import gr
 
-from sing.rx_sink import ImageRecord, RxConfig, RxSink, safe_name, scalars  # noqa: F401 (safe_name: API)
+from sing.rx_sink import ImageRecord, RxConfig, RxSink, scalars
 
-from .pdu_util import BadPDU, image_pdu, parse_image_pdu, parse_symbols_pdu
+from .pdu_util import BadPDU, image_pdu, message_ports, parse_image_pdu, parse_symbols_pdu
 
 
 class sing_receiver(gr.basic_block):
@@ -35,12 +35,8 @@ class sing_receiver(gr.basic_block):
         self.sink = RxSink(cfg, deliver=self._publish, log=lambda lvl, m: getattr(self.logger, lvl)(m),
                            on_tick=self._maybe_finish)
         self._done_msg, self._done_at = None, 0.0
-        self.message_port_register_in(pmt.intern("pdus"))
-        self.message_port_register_in(pmt.intern("sent"))
-        self.message_port_register_out(pmt.intern("images"))
-        self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
-        self.set_msg_handler(pmt.intern("sent"), self.handle_sent)
-        self.set_msg_handler(pmt.intern("system"), self.handle_system)
+        message_ports(self, {"pdus": self.handle_pdu, "sent": self.handle_sent, "system": self.handle_system},
+                      outs=["images"])
 
     # ---- the sink's API, for tests and GRC callbacks ------------------------------------------
     def counts(self) -> dict:

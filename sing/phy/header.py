@@ -34,6 +34,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
+import scipy.linalg
 
 from ..errors import InputError
 from .blas import matmul_rows
@@ -132,15 +133,7 @@ def rm_encode(bits: np.ndarray) -> np.ndarray:
     return ((u @ _G) % 2).astype(np.uint8).reshape(-1)
 
 
-def _hadamard32() -> np.ndarray:
-    """The 32×32 Walsh-Hadamard matrix H[a, j] = (-1)^{popcount(a&j)} (Sylvester order)."""
-    h = np.ones((1, 1), np.float32)
-    while h.shape[0] < 32:
-        h = np.block([[h, h], [h, -h]])
-    return h
-
-
-_H32 = _hadamard32()
+_H32 = scipy.linalg.hadamard(32).astype(np.float32)      # H[a, j] = (-1)^{popcount(a&j)} (Sylvester)
 # codeword index for (Hadamard row a, sign): correlation with codeword idx = ±W[a]
 _IDX_OF = np.zeros((32, 2), np.int64)
 for _i in range(64):

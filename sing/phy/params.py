@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,6 +34,9 @@ class OfdmParams:
                                     # samples before the window (the window starts backoff +
                                     # rx_taper early; see OfdmReceiver._demod)
     smooth_taps: int = 10           # delay-basis size for channel smoothing (<= CP)
+    n_data: ClassVar[int] = 48      # data subcarriers
+    ltf_cp: ClassVar[int] = 32      # LTF cyclic prefix (samples)
+    n_header_bits: ClassVar[int] = 864      # 27 codewords × 32
 
     def __post_init__(self):
         if self.fft_len != 64:
@@ -60,15 +64,11 @@ class OfdmParams:
 
     @property
     def data_k(self):
-        return np.array([k for k in self.used_k if k not in (-21, -7, 7, 21)])
+        return np.setdiff1d(self.used_k, self.pilot_k)
 
     @property
     def fft_offset(self):           # samples the FFT window starts before the end of the CP
         return self.backoff + self.rx_taper
-
-    @property
-    def n_data(self):
-        return 48
 
     @property
     def sym_len(self):
@@ -79,20 +79,12 @@ class OfdmParams:
         return 16 * self.stf_reps
 
     @property
-    def ltf_cp(self):
-        return 32
-
-    @property
     def ltf_len(self):
         return self.ltf_cp + 2 * self.fft_len
 
     @property
     def scale(self):
         return float(np.sqrt(self.fft_len / 52.0))
-
-    @property
-    def n_header_bits(self):
-        return 864                   # 27 codewords × 32
 
     @property
     def header_rep(self):
@@ -118,10 +110,9 @@ def tables(p: OfdmParams):
     t["used"] = _bins(p.used_k, n)
     t["pilot"] = _bins(p.pilot_k, n)
     t["data"] = _bins(p.data_k, n)
-    # positions of pilots/data inside the 52 used bins (for the smoothing projection)
-    used_list = list(p.used_k)
-    t["pilot_in_used"] = np.array([used_list.index(k) for k in p.pilot_k])
-    t["data_in_used"] = np.array([used_list.index(k) for k in p.data_k])
+    # positions of pilots/data inside the 52 used bins (for the smoothing projection; used_k is sorted)
+    t["pilot_in_used"] = np.searchsorted(p.used_k, p.pilot_k)
+    t["data_in_used"] = np.searchsorted(p.used_k, p.data_k)
     # STF: QPSK on multiples of 4 in ±24 -> period 16; scaled to unit mean power
     stf_k = np.r_[np.arange(-24, 0, 4), np.arange(4, 25, 4)]
     g = np.zeros(n, complex)

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.fft
 
 from . import chanest, cpe, snr, sync, tones
-from .header import decode_headers, fields_to_meta, symbols_from_idx
+from .header import crc32_str, decode_headers, fields_to_meta, symbols_from_idx
 from .params import OfdmParams, deinterleaver, pilots_for, tables
 
 log = logging.getLogger("sing.phy.rx")
@@ -117,7 +117,6 @@ class OfdmReceiver:
         payload uses, snr.py). max_cfo: the carrier offset searched, cycles/sample. max_sro: the
         sampling-clock offset tracked (fraction, 250e-6 = 250 ppm). iq_balance: blind receiver
         IQ-imbalance correction (sync.IqBalancer)."""
-        from .header import crc32_str
         self.p = p
         self.t = tables(p)
         self.thr = float(detect_threshold)
@@ -177,11 +176,8 @@ class OfdmReceiver:
             self._commit(events)
             out += frames
             if trunc is not None:
-                self.counters.truncated += 1
-                self.log.warning("OFDM RX: dropped image %s at sample %d: frame truncated (pilots "
-                                 "vanish in its last symbols)", st.meta["image_id"], st.d)
-                continue
-            if not ready:
+                self._drop("truncated", st, "frame truncated (pilots vanish in its last symbols)")
+            elif not ready:
                 break
         self._trim()
         return out
@@ -192,11 +188,14 @@ class OfdmReceiver:
         still waiting for its payload then is counted as truncated. Returns frames completed."""
         out = self.push(np.zeros(self.need_hdr + 64, np.complex64))
         if self.pending is not None:
-            self.counters.truncated += 1
-            self.log.warning("OFDM RX: dropped image %s at sample %d: the stream ended before the "
-                             "frame did", self.pending.meta["image_id"], self.pending.d)
+            self._drop("truncated", self.pending, "the stream ended before the frame did")
             self.pending = None
         return out
+
+    def _drop(self, counter: str, h: Header, why: str) -> None:
+        """A decoded frame that is not delivered: one more in `counter`, one log line."""
+        setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+        self.log.warning("OFDM RX: dropped image %s at sample %d: %s", h.meta["image_id"], h.d, why)
 
     # ---------------------------------------------------------------- input
     def _sanitize(self, x: np.ndarray) -> np.ndarray:
@@ -461,29 +460,23 @@ class OfdmReceiver:
     def _payloads(self, ready: list[Header]):
         """Equalise all complete frames (grouped by length). Returns (frames in order up to the
         first truncated one, index of that truncated frame or None)."""
-        results: list[RxFrame | None] = [None] * len(ready)
-        trunc_flags = [False] * len(ready)
-        dropped = [False] * len(ready)
         groups: dict[int, list[int]] = {}
         for i, st in enumerate(ready):
-            if self._overlaps_bad(st.d, st.end):
-                dropped[i] = True
-                continue
-            groups.setdefault(st.n, []).append(i)
+            if not self._overlaps_bad(st.d, st.end):
+                groups.setdefault(st.n, []).append(i)
+        results: dict[int, tuple[RxFrame, bool]] = {}            # index in ready → (frame, truncated)
         for n, ids in groups.items():
             frames, trunc = self._equalise_group(n, [ready[i] for i in ids])
-            for q, i in enumerate(ids):
-                trunc_flags[i], results[i] = bool(trunc[q]), frames[q]
+            results.update(zip(ids, zip(frames, trunc.tolist())))
         out = []
-        for i in range(len(ready)):
-            if dropped[i]:
-                self.counters.bad_input_frames += 1
-                self.log.warning("OFDM RX: dropped image %s at sample %d: it overlaps NaN/Inf or "
-                                 "absurd input samples", ready[i].meta["image_id"], ready[i].d)
+        for i, st in enumerate(ready):
+            if i not in results:
+                self._drop("bad_input_frames", st, "it overlaps NaN/Inf or absurd input samples")
                 continue
-            if trunc_flags[i]:
+            frame, truncated = results[i]
+            if truncated:
                 return out, i
-            out.append(results[i])
+            out.append(frame)
             self.counters.frames += 1
         return out, None
 
@@ -562,9 +555,7 @@ class OfdmReceiver:
         if span.max() > self.retrain_at:
             H, noise, err, flags = self._retrain(U, beta_lin)
         else:
-            noise = np.stack([s.train.noise for s in sts])
-            err = np.stack([s.train.err for s in sts])
-            flags = np.stack([s.train.interfered for s in sts])
+            noise, err, flags = (np.stack([getattr(s.train, a) for s in sts]) for a in ("noise", "err", "interfered"))
         if self.cancel_tones and flags.any() and sts[0].train.hdr_tx is not None:
             Y, noise, flags, n_cancel = self._cancel_tones(Y, H, noise, flags, starts + slip, sts)
         else:

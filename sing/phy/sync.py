@@ -73,7 +73,7 @@ def ltf_timing(seg: np.ndarray, ref: np.ndarray, f_c: np.ndarray, shifts=(0,)) -
     inverse FFT."""
     n = ref.size
     B, S = seg.shape
-    nfft = 1 << int(np.ceil(np.log2(S)))
+    nfft = ltf_nfft(S)
     y = seg * np.exp(-2j * np.pi * f_c[:, None] * np.arange(S)[None, :]).astype(np.complex64)
     R = np.conj(scipy.fft.fft(ref.astype(np.complex64), nfft))
     Yf = scipy.fft.fft(y, nfft, axis=1)
@@ -207,16 +207,11 @@ class IqBalancer:
         self.S2 = lam * self.S2 + complex(aa - bb, 2 * ab)        # Σ y²
         self.P = lam * self.P + aa + bb                            # Σ |y|²
         self.N = lam * self.N + x.size
-        if self.P <= 0 or self.N < B:
-            self.w = 0j
-            return self.w
-        c = self.S2 / self.P
+        c = self.S2 / self.P if self.P > 0 and self.N >= B else 0j
         a2 = abs(c) ** 2
-        if a2 >= 1:
-            self.w = 0j
-            return self.w
-        shrink = max(0.0, 1.0 - self.c * 2.0 / (self.N * a2)) if a2 > 0 else 0.0
-        w = c / (1.0 + np.sqrt(1.0 - a2)) * shrink
+        w = 0j                                 # nothing seen yet, c = 0, or |c| ≥ 1 (no imbalance)
+        if 0 < a2 < 1:
+            w = c / (1.0 + np.sqrt(1.0 - a2)) * max(0.0, 1.0 - self.c * 2.0 / (self.N * a2))
         self.w = w if abs(w) <= self.w_max else 0j
         return self.w
 

@@ -127,19 +127,15 @@ def _build_same_k(p: OfdmParams, Z: np.ndarray, hdr: np.ndarray, gap: int,
     n = gidx.size // p.fft_len
     pre = t["preamble"]
     L = pre.size + n * p.sym_len
+    widths = (H + k + tail.size, gidx.size, L + gap)
     if ws is None:
-        row = np.empty((B, H + k + tail.size), np.complex64)
-        grid = out = None
+        row, grid, out = (np.empty((B, w), np.complex64) for w in widths)
     else:
-        row, grid, out = ws.buffers((p, k, gap), B, (H + k + tail.size, gidx.size, L + gap))
+        row, grid, out = ws.buffers((p, k, gap), B, widths)
     row[:, :H] = hdr.reshape(B, H)
     row[:, H:H + k] = Z
     row[:, H + k:] = tail
-    if grid is None:
-        grid = row.take(gidx, axis=1)
-        out = np.empty((B, L + gap), np.complex64)
-    else:
-        np.take(row, gidx, axis=1, out=grid, mode="clip")      # indices valid: "clip" = unbuffered
+    np.take(row, gidx, axis=1, out=grid, mode="clip")          # indices valid: "clip" = unbuffered
     grid = grid.reshape(B, n, p.fft_len)
     out[:, :pre.size] = pre if gain == 1.0 else pre * np.float32(gain)
     out[:, L:] = 0
@@ -160,21 +156,20 @@ def build_frames(p: OfdmParams, zs, headers, gap: int = 0, gain: float = 1.0, ch
     if not checked:
         zs = [check_symbols(z, h.k) for z, h in zip(zs, headers)]
     hdr = encode_headers(p, headers)
-    if isinstance(zs, np.ndarray) and zs.ndim == 2:
-        out = _build_same_k(p, zs, hdr, gap, gain, workspace)
-        return out.reshape(-1), [out.shape[1] - gap] * zs.shape[0]
-    groups: dict[int, list[int]] = {}
-    for i, z in enumerate(zs):
-        groups.setdefault(z.size, []).append(i)
-    if len(groups) == 1:
-        out = _build_same_k(p, np.stack(zs), hdr, gap, gain, workspace)
-        return out.reshape(-1), [out.shape[1] - gap] * len(zs)
-    parts = [None] * len(zs)
-    for k, ids in groups.items():
-        o = _build_same_k(p, np.stack([zs[i] for i in ids]), hdr[ids], gap, gain)
-        for q, i in enumerate(ids):
-            parts[i] = o[q]
-    return np.concatenate(parts), [x.size - gap for x in parts]
+    if not (isinstance(zs, np.ndarray) and zs.ndim == 2):
+        groups: dict[int, list[int]] = {}
+        for i, z in enumerate(zs):
+            groups.setdefault(z.size, []).append(i)
+        if len(groups) > 1:
+            parts = [None] * len(zs)
+            for k, ids in groups.items():
+                o = _build_same_k(p, np.stack([zs[i] for i in ids]), hdr[ids], gap, gain)
+                for q, i in enumerate(ids):
+                    parts[i] = o[q]
+            return np.concatenate(parts), [x.size - gap for x in parts]
+        zs = np.stack(zs)
+    out = _build_same_k(p, zs, hdr, gap, gain, workspace)
+    return out.reshape(-1), [out.shape[1] - gap] * zs.shape[0]
 
 
 def build_frame(p: OfdmParams, z: np.ndarray, header: HeaderFields) -> np.ndarray:
