@@ -23,7 +23,7 @@ BadPDU = BadImage          # a PDU that cannot be used (reason, message, image_i
 def message_ports(block, ins: dict | None = None, outs=()) -> None:
     """Register a block's message ports: `ins` {port: handler} and the output ports named in `outs`.
     Each handler must be a method of the block: GNU Radio's Python gateway calls it by its __name__
-    (a lambda fails at run time, gnuradio#6447). "system" is GNU Radio's own port: only its handler
+    (a lambda or functools.partial fails at run time). "system" is GNU Radio's own port: only its handler
     is set."""
     for name, handler in (ins or {}).items():
         if name != "system":
