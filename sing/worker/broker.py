@@ -179,13 +179,12 @@ class Broker:
                 raise P.ProtocolError(P.BUSY, f"broker holds {self.max_queue} requests; retry later", rid)
             self.reqs[key] = _Req(env, body, rid, time.monotonic())
             self.queue.append(key)
-        except P.ProtocolError as e:
+        except Exception as e:  # noqa: BLE001 — whatever a client sends, the broker stays up
+            if not isinstance(e, P.ProtocolError):
+                log.exception("unexpected error handling a client message")
+                e = P.ProtocolError(P.INTERNAL, type(e).__name__, rid)
             self.stats.rejected += 1
             self._send(self.front, env + P.error_frames(e.code, str(e), e.request_id or rid))
-        except Exception as e:  # noqa: BLE001 — whatever a client sends, the broker stays up
-            log.exception("unexpected error handling a client message")
-            self.stats.rejected += 1
-            self._send(self.front, env + P.error_frames(P.INTERNAL, f"{type(e).__name__}", rid))
 
     # ---- backend ----
     def _on_worker(self, frames, truncated) -> None:
@@ -247,10 +246,9 @@ class Broker:
         if r is None:
             self.stats.late_replies += 1
             return
-        if w is not None:
-            w.inflight.discard(key)
-        if r.worker is not None and r.worker in self.workers:
-            self.workers[r.worker].inflight.discard(key)
+        for x in (w, self.workers.get(r.worker)):       # the answering worker, the one it was sent to
+            if x is not None:
+                x.inflight.discard(key)
         if h.get("type") == "error" and h.get("code") in (P.BUSY, P.UNAVAILABLE):
             self._requeue(key, f"worker said {h.get('code')}")          # try another worker
             return
