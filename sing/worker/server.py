@@ -313,7 +313,7 @@ class Worker:
             rid = P.request_id_of(h)
             t = h["type"]
             if t == "heartbeat" or t == "ready":
-                return                         # from the broker: liveness noted by the caller
+                return                         # from the broker: liveness noted above
             if t == "disconnect":
                 log.warning("broker asked to reconnect")
                 self._reconnect_due = True
