@@ -181,10 +181,9 @@ def _worker_args(args, a: dict) -> list[str]:
     wargs = ["--jscc", a["jscc"], "--device", args.device, "--threads", str(args.threads),
              "--max-batch", str(max(args.batches)), "--max-wait-ms", str(args.max_wait_ms),
              "--no-discover"]
-    if a["prior"]:
-        wargs += ["--prior", a["prior"]]
-    if a["calibration"]:
-        wargs += ["--calibration", a["calibration"]]
+    for part in ("prior", "calibration"):
+        if a[part]:
+            wargs += [f"--{part}", a[part]]
     return wargs
 
 
