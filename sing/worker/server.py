@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import zmq
 
+from ..errors import InputError, SingError
 from . import protocol as P
 from .batching import Batcher
 
@@ -163,7 +164,6 @@ class _Compute(threading.Thread):
 
     def _run(self, job: Running) -> list[Outcome]:
         import torch
-        from ..errors import SingError
         time.sleep(_test_hang_s(job.number))
         t0 = time.monotonic()
         jobs: list[Job] = [p.item for p in job.batch]
@@ -227,7 +227,6 @@ class Worker:
         if bind:
             P.check_bind(bind, curve_secret is not None)
         if connect and curve_server_public and not curve_secret:
-            from ..errors import InputError
             raise InputError("--curve-server-public needs --curve-secret (this worker's own key pair, "
                              "e.g. worker.key_secret from `sing keys`)")
         self.min_routing = 1 if bind else 0
