@@ -33,8 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .protocol import WorkerError
-
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = {"jscc": REPO / "models" / "jscc-natural64-bcr1_48", "prior": REPO / "models" / "prior-natural-64"}
 
@@ -183,10 +181,9 @@ def _worker_args(args, a: dict) -> list[str]:
     wargs = ["--jscc", a["jscc"], "--device", args.device, "--threads", str(args.threads),
              "--max-batch", str(max(args.batches)), "--max-wait-ms", str(args.max_wait_ms),
              "--no-discover"]
-    if a["prior"]:
-        wargs += ["--prior", a["prior"]]
-    if a["calibration"]:
-        wargs += ["--calibration", a["calibration"]]
+    for part in ("prior", "calibration"):
+        if a[part]:
+            wargs += [f"--{part}", a[part]]
     return wargs
 
 
@@ -213,32 +210,26 @@ def _start_servers(args, wargs: list[str], procs: list) -> dict:
     return clients
 
 
-class _Burst:
-    """One timed burst of `batch` concurrent requests (the same job on every setup)."""
+def _burst(engine, clients: dict, mid: str, method: str, ys: np.ndarray, b: int, params: dict):
+    """One timed burst of `b` concurrent requests (the same job on every setup): a function of the
+    setup's name returning (seconds, replies or None in-process)."""
+    import torch
+    y, snr, ids = torch.from_numpy(ys[:b]), torch.zeros(b), [f"b{b}-{i}" for i in range(b)]
 
-    def __init__(self, engine, clients: dict, mid: str, method: str, ys: np.ndarray, b: int, params: dict):
-        import torch
-        self.engine, self.clients, self.mid, self.method, self.params = engine, clients, mid, method, params
-        self.ys, self.b = ys, b
-        self.y, self.snr = torch.from_numpy(ys[:b]), torch.zeros(b)
-        self.ids = [f"b{b}-{i}" for i in range(b)]
-
-    def __call__(self, name: str):
+    def once(name: str):
         t0 = time.perf_counter()
         if name == "in_process":
-            self.engine.restore(self.mid, self.method, self.y, self.snr, self.ids, 0, self.params)
+            engine.restore(mid, method, y, snr, ids, 0, params)
             return time.perf_counter() - t0, None
-        c = self.clients[name]
-        futs = [c.submit(self.ys[i], 0.0, self.method, {"image_id": self.ids[i]}, params=self.params)
-                for i in range(self.b)]
+        futs = [clients[name].submit(ys[i], 0.0, method, {"image_id": ids[i]}, params=params) for i in range(b)]
         reps = [f.result() for f in futs]
         return time.perf_counter() - t0, reps
+    return once
 
 
-def _bench_batch(once: _Burst, names: list[str], rounds: int, loads: list) -> tuple[dict, dict]:
+def _bench_batch(once, b: int, names: list[str], rounds: int, loads: list) -> tuple[dict, dict]:
     """Warm-up, then `rounds` interleaved rounds in rotating order: (stats per setup, paired
     ratios per remote setup)."""
-    b = once.b
     for n in names:                               # warm-up
         once(n)
     ts = {n: [] for n in names}
@@ -279,8 +270,8 @@ def _bench_method(args, method: str, engine, clients: dict, mid: str, ys: np.nda
     params = {"steps": args.steps} if args.steps and method != "deepjscc" else {}
     res = {"params": params, **{n: {} for n in names}, "ratio": {}}
     for b in args.batches:
-        once = _Burst(engine, clients, mid, method, ys, b, params)
-        stats, ratios = _bench_batch(once, names, reps1 if b == 1 else args.repeats, loads)
+        once = _burst(engine, clients, mid, method, ys, b, params)
+        stats, ratios = _bench_batch(once, b, names, reps1 if b == 1 else args.repeats, loads)
         for n in names:
             res[n][str(b)] = stats[n]
         for n, v in ratios.items():
@@ -327,9 +318,6 @@ def run(args) -> int:
                                                           reps1, loads)
             for c in clients.values():
                 c.close()
-        except WorkerError as e:
-            result["error"] = str(e)
-            raise
         finally:
             for p in reversed(procs):
                 p.close()

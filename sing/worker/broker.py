@@ -179,36 +179,32 @@ class Broker:
                 raise P.ProtocolError(P.BUSY, f"broker holds {self.max_queue} requests; retry later", rid)
             self.reqs[key] = _Req(env, body, rid, time.monotonic())
             self.queue.append(key)
-        except P.ProtocolError as e:
+        except Exception as e:  # noqa: BLE001 — whatever a client sends, the broker stays up
+            if not isinstance(e, P.ProtocolError):
+                log.exception("unexpected error handling a client message")
+                e = P.ProtocolError(P.INTERNAL, type(e).__name__, rid)
             self.stats.rejected += 1
             self._send(self.front, env + P.error_frames(e.code, str(e), e.request_id or rid))
-        except Exception as e:  # noqa: BLE001 — whatever a client sends, the broker stays up
-            log.exception("unexpected error handling a client message")
-            self.stats.rejected += 1
-            self._send(self.front, env + P.error_frames(P.INTERNAL, f"{type(e).__name__}", rid))
 
     # ---- backend ----
     def _on_worker(self, frames, truncated) -> None:
+        """A worker's message; one it should not have sent (ProtocolError) is dropped and counted."""
         try:
             self._worker_message(frames, truncated)
-        except Exception:  # noqa: BLE001 — whatever a worker sends, the broker stays up
-            log.exception("unexpected error handling a worker message")
+        except Exception as e:  # noqa: BLE001 — whatever a worker sends, the broker stays up
+            if not isinstance(e, P.ProtocolError):
+                log.exception("unexpected error handling a worker message")
             self.stats.refused_worker_messages += 1
 
     def _worker_message(self, frames, truncated) -> None:
         if len(frames) < 2:
-            self.stats.refused_worker_messages += 1
-            return
+            raise P.ProtocolError(P.BAD_MESSAGE, "a worker's message is [b'', header, …]")
         wid, now = frames[0], time.monotonic()
         w = self.workers.get(wid)
         if w is not None:
             w.expiry = now + self.hb_s * self.liveness
         env, body = P.split_envelope(frames[1:], 0)
-        try:
-            h = P.read_header(body, truncated)
-        except P.ProtocolError:
-            self.stats.refused_worker_messages += 1
-            return
+        h = P.read_header(body, truncated)
         if len(env) == 1:                                      # control: [wid, b"", header]
             self._on_control(wid, w, h, now)
             return
@@ -231,13 +227,12 @@ class Broker:
             log.info("worker %s is draining", w.name)
             w.draining = True
         else:
-            self.stats.refused_worker_messages += 1
+            raise P.ProtocolError(P.BAD_MESSAGE, "control messages: ready, heartbeat, disconnect (if known)")
 
     def _on_answer(self, w: "_Worker | None", env: list, body: list, h: dict, now: float) -> None:
         key = (env[0], P.request_id_of(h))
         if h.get("type") not in ("reply", "error"):
-            self.stats.refused_worker_messages += 1
-            return
+            raise P.ProtocolError(P.BAD_MESSAGE, "a worker answers with reply or error")
         if w is not None:
             w.t_progress = now
             if w.stuck:
@@ -247,10 +242,9 @@ class Broker:
         if r is None:
             self.stats.late_replies += 1
             return
-        if w is not None:
-            w.inflight.discard(key)
-        if r.worker is not None and r.worker in self.workers:
-            self.workers[r.worker].inflight.discard(key)
+        for x in (w, self.workers.get(r.worker)):       # the answering worker, the one it was sent to
+            if x is not None:
+                x.inflight.discard(key)
         if h.get("type") == "error" and h.get("code") in (P.BUSY, P.UNAVAILABLE):
             self._requeue(key, f"worker said {h.get('code')}")          # try another worker
             return

@@ -30,7 +30,6 @@ Imports numpy and pyzmq only (no torch): it runs on the radio host.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import queue
 import threading
@@ -63,30 +62,19 @@ class Reply:
 
 @dataclass
 class _Send:
-    """A command from a caller's thread to the I/O thread: send this and wait for its answer."""
+    """A command from a caller's thread to the I/O thread: send this and wait for its answer. In
+    flight, the I/O thread keeps when its attempt expires and how many re-sends are left."""
     rid: str
     frames: list
     fut: Future
     timeout_s: float
     retries: int
     kind: str                # "request" | "ping"
-
-
-@dataclass
-class _Pending:
-    """A request in flight: when its attempt expires and how many re-sends are left."""
-    send: _Send
-    deadline: float
-    left: int
-
-    @property
-    def fut(self) -> Future:
-        return self.send.fut
+    deadline: float = 0.0
+    left: int = 0
 
 
 class WorkerClient:
-    _n = itertools.count()
-
     def __init__(self, endpoint: str, timeout_s: float = P.CLIENT_TIMEOUT_S,
                  retries: int = P.CLIENT_RETRIES, curve=None,
                  max_in_flight: int = 64, model: str | None = None):
@@ -98,11 +86,10 @@ class WorkerClient:
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._ctx = zmq.Context()
         self._cmds: "queue.Queue[_Send | None]" = queue.Queue()   # None: close
-        self._wake_addr = f"inproc://sing-client-{next(self._n)}-{uuid.uuid4().hex[:8]}"
-        self._wake_rx = self._ctx.socket(zmq.PULL)
-        self._wake_rx.bind(self._wake_addr)
+        self._wake_rx = self._ctx.socket(zmq.PULL)     # inproc names are per context: this
+        self._wake_rx.bind("inproc://wake")            # client's own, so a fixed name is unique
         self._wake_tx = self._ctx.socket(zmq.PUSH)
-        self._wake_tx.connect(self._wake_addr)
+        self._wake_tx.connect("inproc://wake")
         self._wake_lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, daemon=True, name="sing-client-io")
@@ -192,7 +179,7 @@ class WorkerClient:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_rx, zmq.POLLIN)
-        pending: dict[str, _Pending] = {}
+        pending: dict[str, _Send] = {}
         try:
             while True:
                 now = time.monotonic()
@@ -212,11 +199,7 @@ class WorkerClient:
 
     def _take_commands(self, sock, pending: dict) -> bool:
         """Send what callers submitted; False when asked to close."""
-        while True:
-            try:
-                self._wake_rx.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        P.drain(self._wake_rx, lambda *_: None)      # the wake-up tokens carry nothing
         while True:
             try:
                 cmd = self._cmds.get_nowait()
@@ -227,23 +210,24 @@ class WorkerClient:
             if cmd.rid in pending:
                 cmd.fut.set_exception(InputError(f"request id {cmd.rid!r} is already in flight"))
                 continue
-            pending[cmd.rid] = _Pending(cmd, time.monotonic() + cmd.timeout_s, cmd.retries)
+            cmd.deadline, cmd.left = time.monotonic() + cmd.timeout_s, cmd.retries
+            pending[cmd.rid] = cmd
             self._send(sock, cmd.frames)
 
     def _expire(self, sock, pending: dict, now: float) -> None:
         """Re-send what timed out (same id) while re-sends are left; then fail it."""
         for rid in [r for r, p in pending.items() if p.deadline <= now]:
             p = pending[rid]
-            t_s = p.send.timeout_s
+            t_s = p.timeout_s
             if p.left > 0:
                 p.left -= 1
                 p.deadline = now + t_s
                 log.info("no reply to %s from %s in %.1fs: re-sending", rid, self.endpoint, t_s)
-                self._send(sock, p.send.frames)
+                self._send(sock, p.frames)
             else:
                 del pending[rid]
                 p.fut.set_exception(WorkerUnavailable(
-                    f"no reply from {self.endpoint} for {rid} after {p.send.retries + 1} attempt(s) "
+                    f"no reply from {self.endpoint} for {rid} after {p.retries + 1} attempt(s) "
                     f"of {t_s:.1f}s: is the worker/broker running and reachable (and are the "
                     f"CURVE keys right)?"))
 
@@ -272,9 +256,9 @@ class WorkerClient:
                 code, message = str(h.get("code")), str(h.get("message"))
                 p.fut.set_exception(WorkerUnavailable(message, h) if code == P.UNAVAILABLE
                                     else WorkerError(code, message, h))
-            elif t == "pong" and p.send.kind == "ping":
+            elif t == "pong" and p.kind == "ping":
                 p.fut.set_result(h.get("status", {}))
-            elif t == "reply" and p.send.kind == "request":
+            elif t == "reply" and p.kind == "request":
                 p.fut.set_result(Reply(P.parse_reply_image(h, body[1:]), h))
             else:
                 p.fut.set_exception(WorkerError(P.BAD_MESSAGE, f"unexpected {t!r} reply", h))

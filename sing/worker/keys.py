@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+import zmq.auth
 
 from ..errors import InputError
 
@@ -60,7 +61,6 @@ def write_keypair(directory: str | os.PathLike, name: str, force: bool = False) 
 
 
 def _load_certificate(path: str | os.PathLike, what: str) -> tuple[bytes, bytes | None]:
-    import zmq.auth
     if not Path(path).is_file():
         raise InputError(f"CURVE {what} file {Path(path)} does not exist: create keys with "
                          f"`sing keys --out DIR`")
@@ -125,11 +125,6 @@ def apply_server(sock: zmq.Socket, secret_file: str | os.PathLike, role: str = C
     sock.curve_server = True
 
 
-def _public_keys(d: Path) -> set[bytes]:
-    import zmq.auth
-    return {zmq.auth.load_certificate(str(f))[0] for f in d.glob("*.key")}
-
-
 def start_authenticator(ctx: zmq.Context, allow: dict[str, str | os.PathLike | None]):
     """ZAP handler admitting, per role (CLIENTS, WORKERS), only the public keys in that role's
     directory. All None: no handler (anyone who completes the CURVE handshake gets in). Some but
@@ -149,7 +144,7 @@ def start_authenticator(ctx: zmq.Context, allow: dict[str, str | os.PathLike | N
         d = Path(d)
         if not d.is_dir():
             raise InputError(f"--curve-{role} {d} is not a directory of NAME.key public key files")
-        for k in _public_keys(d):
+        for k in {zmq.auth.load_certificate(str(f))[0] for f in d.glob("*.key")}:
             if k in seen:
                 raise InputError(f"the public key {k.decode()[:12]}… is in both the {seen[k]} and "
                                  f"the {role} allow-list: give each role its own key pairs")

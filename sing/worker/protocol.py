@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -202,8 +202,7 @@ def parse_header(frame: bytes) -> dict:
         raise ProtocolError(BAD_MESSAGE, f"header frame is not UTF-8 JSON ({str(e)[:80]})") from None
     if not isinstance(h, dict):
         raise ProtocolError(BAD_MESSAGE, "header frame must be a JSON object")
-    rid = h.get("id")
-    rid = rid if isinstance(rid, str) and ID_RE.match(rid) else None
+    rid = request_id_of(h)
     v = h.get("v")
     if type(v) is not int or v != VERSION:       # JSON true and 1.0 are not the integer 1
         raise ProtocolError(BAD_MESSAGE, f"protocol version {str(v)[:16]!r} is not supported; this "
@@ -315,8 +314,6 @@ class Request:
     out: str
     meta: dict
     symbols: np.ndarray                 # complex64 (k,), owned copy
-    header: dict = field(repr=False, default_factory=dict)
-    cost: int = 0                       # network passes (sing.methods.cost_of): budgets compare it
     shape: tuple[int, int] | None = None   # (H, W) from meta height/width; None: the model's size
 
     def group_key(self) -> tuple:
@@ -374,7 +371,7 @@ def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
     if out not in OUT_DTYPES:
         raise ProtocolError(BAD_REQUEST, f"out must be one of {list(OUT_DTYPES)}", rid)
     params = check_params(h.get("params"), rid, method)
-    cost = check_cost(method, params, None, rid)
+    check_cost(method, params, None, rid)       # parameters that cannot go together: bad_request
     meta = clean_meta(h.get("meta"), rid)
     shape = image_shape(meta, rid)
     if h.get("dtype") != "complex64":
@@ -396,7 +393,7 @@ def parse_request(h: dict, arrays: Sequence[bytes]) -> Request:
     if not np.isfinite(y.view(np.float32)).all():
         raise ProtocolError(BAD_PAYLOAD, "symbols contain NaN or Inf: check the equaliser / SNR "
                                          "estimate upstream", rid)
-    return Request(rid, model, method, k, float(snr), src, params, out, meta, y, h, cost, shape)
+    return Request(rid, model, method, k, float(snr), src, params, out, meta, y, shape)
 
 
 # ---- builders ----------------------------------------------------------------------------------
@@ -413,24 +410,20 @@ def request_frames(symbols: np.ndarray, snr_db: float, method: str, request_id: 
     return [dumps(h), y.tobytes()]
 
 
+def control_frames(type_: str, **fields) -> list[bytes]:
+    """One header frame: {"v", "type", then `fields` in order}; the other builders add to it."""
+    return [dumps({"v": VERSION, "type": type_, **fields})]
+
+
 def reply_frames(req_id: str, image_hwc: np.ndarray, **extra) -> list[bytes]:
     img = np.ascontiguousarray(image_hwc)
     dt = {np.dtype(np.uint8): "uint8", np.dtype(np.float16): "float16"}[img.dtype]
-    h = {"v": VERSION, "type": "reply", "id": req_id, "dtype": dt, "shape": list(img.shape)}
-    h.update(extra)
-    return [dumps(h), img.astype(img.dtype.newbyteorder("<"), copy=False).tobytes()]
+    h = {"id": req_id, "dtype": dt, "shape": list(img.shape), **extra}
+    return control_frames("reply", **h) + [img.astype(img.dtype.newbyteorder("<"), copy=False).tobytes()]
 
 
 def error_frames(code: str, message: str, req_id: str | None = None, **extra) -> list[bytes]:
-    h = {"v": VERSION, "type": "error", "id": req_id, "code": code, "message": message[:2000]}
-    h.update(extra)
-    return [dumps(h)]
-
-
-def control_frames(type_: str, **fields) -> list[bytes]:
-    h = {"v": VERSION, "type": type_}
-    h.update(fields)
-    return [dumps(h)]
+    return control_frames("error", **{"id": req_id, "code": code, "message": message[:2000], **extra})
 
 
 def parse_reply_image(h: dict, arrays: Sequence[bytes]) -> np.ndarray:
@@ -481,14 +474,9 @@ def drain(sock, handle, limit: int = 1000) -> None:
 
 # ---- endpoints ---------------------------------------------------------------------------------
 def is_loopback(endpoint: str) -> bool:
-    """True for tcp://127.x.x.x:port, tcp://localhost:port, tcp://[::1]:port, ipc://, inproc://."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    m = re.match(r"^tcp://(.+):(\d+|\*)$", endpoint)
-    if not m:
-        return False
-    host = m.group(1)
-    return host == "localhost" or host == "[::1]" or bool(re.match(r"^127\.\d+\.\d+\.\d+$", host))
+    """True for tcp://127.x.x.x:port, tcp://localhost:port, tcp://[::1]:port (port a number or *),
+    ipc://, inproc://."""
+    return bool(re.match(r"^(ipc|inproc)://|^tcp://(localhost|\[::1\]|127\.\d+\.\d+\.\d+):(\d+|\*)$", endpoint))
 
 
 def limit_socket(sock, max_frame_bytes: int, linger_ms: int = 0) -> None:

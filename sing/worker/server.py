@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import zmq
 
+from ..errors import InputError, SingError
 from . import protocol as P
 from .batching import Batcher
 
@@ -133,9 +134,7 @@ def _test_hang_s(batch_no: int) -> float:
     """Test hook (chaos suite): SING_WORKER_TEST_HANG_S=X makes every batch from the
     SING_WORKER_TEST_HANG_AFTER-th (default 0) on sleep X s first, i.e. a hung compute thread."""
     x = os.environ.get("SING_WORKER_TEST_HANG_S")
-    if not x:
-        return 0.0
-    return float(x) if batch_no >= int(os.environ.get("SING_WORKER_TEST_HANG_AFTER", "0")) else 0.0
+    return float(x) if x and batch_no >= int(os.environ.get("SING_WORKER_TEST_HANG_AFTER", "0")) else 0.0
 
 
 class _Compute(threading.Thread):
@@ -165,10 +164,7 @@ class _Compute(threading.Thread):
 
     def _run(self, job: Running) -> list[Outcome]:
         import torch
-        from ..errors import SingError
-        hang = _test_hang_s(job.number)
-        if hang:
-            time.sleep(hang)
+        time.sleep(_test_hang_s(job.number))
         t0 = time.monotonic()
         jobs: list[Job] = [p.item for p in job.batch]
         reqs = [j.req for j in jobs]
@@ -231,7 +227,6 @@ class Worker:
         if bind:
             P.check_bind(bind, curve_secret is not None)
         if connect and curve_server_public and not curve_secret:
-            from ..errors import InputError
             raise InputError("--curve-server-public needs --curve-secret (this worker's own key pair, "
                              "e.g. worker.key_secret from `sing keys`)")
         self.min_routing = 1 if bind else 0
@@ -260,9 +255,8 @@ class Worker:
         s = self.ctx.socket(zmq.ROUTER if self.bind else zmq.DEALER)
         P.limit_socket(s, P.MAX_REQUEST_BYTES, linger_ms=0)
         if self.bind:
-            if self.curve_secret:
-                if self._auth is None:
-                    self._auth = keys.start_authenticator(self.ctx, {keys.CLIENTS: self.curve_clients})
+            if self.curve_secret:              # a bound socket is opened once (only --connect reopens)
+                self._auth = keys.start_authenticator(self.ctx, {keys.CLIENTS: self.curve_clients})
                 keys.apply_server(s, self.curve_secret, keys.CLIENTS)
             s.bind(self.bind)
         else:
@@ -310,6 +304,7 @@ class Worker:
 
     # ---- message handling ----
     def _handle(self, frames: list[bytes], truncated: bool) -> None:
+        self._t_peer = time.monotonic()        # any message proves the peer (broker) alive
         env, body = P.split_envelope(frames, self.min_routing)
         rid = None
         try:
@@ -317,7 +312,7 @@ class Worker:
             rid = P.request_id_of(h)
             t = h["type"]
             if t == "heartbeat" or t == "ready":
-                return                         # from the broker: liveness noted by the caller
+                return                         # from the broker: liveness noted above
             if t == "disconnect":
                 log.warning("broker asked to reconnect")
                 self._reconnect_due = True
@@ -376,12 +371,6 @@ class Worker:
             timeout = min(timeout, max(0.0, self._t_hb + self.hb_s - now))
         return timeout
 
-    def _receive_burst(self) -> None:
-        def handle(frames, trunc):
-            self._t_peer = time.monotonic()
-            self._handle(frames, trunc)
-        P.drain(self.sock, handle)             # bounded burst, then serve others
-
     def _collect_results(self) -> None:
         with contextlib.suppress(BlockingIOError):          # empty the doorbell
             while os.read(self.compute.bell_r, 4096):
@@ -404,17 +393,14 @@ class Worker:
             for o in outcomes:
                 self._answer(o)
 
-    def _abandon_running(self, why: str) -> None:
-        """Answer the running batch `unavailable` now (its late results are discarded)."""
-        run = self.running
-        if run is None or run.abandoned:
-            return
-        run.abandoned = True
-        for p in run.batch:
-            self._refuse(p.item.env, P.UNAVAILABLE, why, p.item.req.id)
-
-    def _refuse_queued(self, why: str) -> None:
-        for p in self.batcher.drain():
+    def _give_up(self, why_running: str | None, why_queued: str) -> None:
+        """Answer `unavailable` now: the running batch, unless `why_running` is None (once; its late
+        results are discarded), then every queued request."""
+        run, todo = self.running, []
+        if why_running and run is not None and not run.abandoned:
+            run.abandoned = True
+            todo = [(p, why_running) for p in run.batch]
+        for p, why in todo + [(p, why_queued) for p in self.batcher.drain()]:
             self._refuse(p.item.env, P.UNAVAILABLE, why, p.item.req.id)
 
     def _watchdog(self, now: float) -> None:
@@ -430,8 +416,7 @@ class Worker:
                   run.batch[0].item.req.model, run.batch[0].item.req.method, now - run.t_start,
                   self.stuck_s)
         why = f"worker's compute is stuck (no progress in {self.stuck_s:g} s); retry elsewhere"
-        self._abandon_running(why)
-        self._refuse_queued(why)
+        self._give_up(why, why)
         if self.connect:
             self._control("disconnect")        # no new work until the compute thread is back
 
@@ -467,7 +452,7 @@ class Worker:
                  self.drain_s)
         if self.connect:
             self._control("disconnect")
-        self._refuse_queued("worker shut down before serving this; retry elsewhere")
+        self._give_up(None, "worker shut down before serving this; retry elsewhere")
         return time.monotonic()
 
     # ---- main loop ----
@@ -482,11 +467,10 @@ class Worker:
         log.info("worker %s %s %s; models %s; methods %s", self.name,
                  "bound to" if self.bind else "connected to", self.bind or self.connect,
                  sorted(self.engine.info), self.engine.methods())
-        self._t_hb, self._t_peer = 0.0, time.monotonic()
+        self._t_hb = self._t_peer = time.monotonic()
         t_stop = None
         if self.connect:
             self._control("ready")
-            self._t_hb = time.monotonic()
         try:
             while True:
                 now = time.monotonic()
@@ -494,12 +478,12 @@ class Worker:
                     t_stop = self._begin_shutdown()
                 if t_stop is not None and (not self.busy or self.running.abandoned
                                            or now - t_stop > self.drain_s):
-                    self._abandon_running("worker shut down during this batch; retry elsewhere")
-                    self._refuse_queued("worker shut down before serving this; retry elsewhere")
+                    self._give_up("worker shut down during this batch; retry elsewhere",
+                                  "worker shut down before serving this; retry elsewhere")
                     break
                 events = dict(poller.poll(self._poll_timeout(now) * 1e3))
                 if self.sock in events:
-                    self._receive_burst()
+                    P.drain(self.sock, self._handle)   # bounded burst, then serve others
                 if self.compute.bell_r in events:
                     self._collect_results()
                 now = time.monotonic()
@@ -527,10 +511,8 @@ def run(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    if args.bind is None and args.connect is None:
-        args.bind = "tcp://127.0.0.1:5555"
-    if args.bind:
-        P.check_bind(args.bind, args.curve_secret is not None)   # before loading any model
+    if args.connect is None:                   # Worker's default bind; checked before loading any model
+        P.check_bind(args.bind or "tcp://127.0.0.1:5555", args.curve_secret is not None)
     engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device,
                     discover_parts=not args.no_discover, autocast=args.autocast, max_cost=args.max_cost)
     w = call_with_options(Worker, args, engine)
