@@ -255,8 +255,7 @@ def train(args) -> Path:
     if main:
         x_cal, ids = D.load_split(data, "val", n=args.calib_images, progress=not args.no_progress)
         calib = Calibrator(jscc, x_cal, ids, snr_grid(args.snr_min, args.snr_max), seed=args.seed)
-    local_batch = args.batch // world
-    batches = D.train_batches(data, local_batch, seed=args.seed + 7919 * step + 104729 * rank,
+    batches = D.train_batches(data, args.batch // world, seed=args.seed + 7919 * step + 104729 * rank,
                               progress=main and not args.no_progress)
     g = torch.Generator().manual_seed(args.seed * 1000003 + step + 7777 * rank)
     command = command_line("train-inn", args, (
