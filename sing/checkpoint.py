@@ -41,18 +41,17 @@ def save_model(directory: str | os.PathLike, state: dict[str, torch.Tensor], con
     """Write weights and config atomically (temp file + rename) so a kill never leaves half a file."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    _save_atomic({k: v.detach().contiguous().cpu() for k, v in state.items()}, d / WEIGHTS,
-                 metadata={"kind": str(config.get("kind", ""))})
+    save_tensors(state, d / WEIGHTS, metadata={"kind": str(config.get("kind", ""))})
     write_json(d / CONFIG, config)
     if card is not None:
         (d / "README.md").write_text(card_with_notes(d / "README.md", card))
     return d
 
 
-def _save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
-    """save_file through a temp file + rename: a kill never leaves half a file."""
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    """save_file (of contiguous CPU copies) through a temp file + rename: a kill never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
 
 
@@ -106,11 +105,8 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], where: st
     extra = sorted(set(state) - set(own))
     bad = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or extra or bad:
-        detail = []
-        if missing:
-            detail.append(f"missing {missing[:3]}{'…' if len(missing) > 3 else ''}")
-        if extra:
-            detail.append(f"unexpected {extra[:3]}{'…' if len(extra) > 3 else ''}")
+        detail = [f"{what} {keys[:3]}{'…' if len(keys) > 3 else ''}"
+                  for what, keys in (("missing", missing), ("unexpected", extra)) if keys]
         if bad:
             detail.append("shape mismatch " + ", ".join(
                 f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in bad[:3]))
@@ -159,7 +155,7 @@ def save_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
                 else:
                     opt_meta.setdefault(str(idx), {})[name] = val
         opt_meta["param_groups"] = sd["param_groups"]
-    _save_atomic({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, d / TRAIN_STATE)
+    save_tensors({k: v.detach().clone() for k, v in tensors.items()}, d / TRAIN_STATE)
     write_json(d / TRAIN_META, {"step": int(step), "optimizer": opt_meta, "extra": extra or {}})
 
 
@@ -184,14 +180,11 @@ def load_train_state(directory: str | os.PathLike, *, model: torch.nn.Module,
     if ema is not None:
         load_into(ema, pick("ema."), str(d))
     if optimizer is not None and meta.get("optimizer"):
-        om = meta["optimizer"]
-        state: dict[int, dict[str, Any]] = {}
+        om = meta["optimizer"]      # the non-tensor entries, then the tensors "opt.<index>.<name>"
+        state = {int(idx): dict(st) for idx, st in om.items() if idx != "param_groups"}
         for k, v in tensors.items():
             if k.startswith("opt."):
                 _, idx, name = k.split(".", 2)
                 state.setdefault(int(idx), {})[name] = v
-        for idx, st in om.items():
-            if idx != "param_groups":
-                state.setdefault(int(idx), {}).update(st)
         optimizer.load_state_dict({"state": state, "param_groups": om["param_groups"]})
     return {"step": int(meta.get("step", 0)), "extra": meta.get("extra", {})}

@@ -43,12 +43,12 @@ from pathlib import Path
 
 import torch
 
-from ..channel import awgn_per_sample, generator_for
+from ..channel import generator_for
 from ..checkpoint import (has_train_state, load_config, load_train_state, save_model,
                           save_train_state, write_json)
 from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import InputError
-from ..jscc.train import cosine_lr
+from ..jscc.train import cosine_lr, make_pairs
 from .haar import haar_lowpass, haar_multilevel
 from .model import KIND, INNConfig, InvertibleDegradation, build_inn
 
@@ -106,17 +106,6 @@ def inn_loss(inn: InvertibleDegradation, x01: torch.Tensor, xh01: torch.Tensor, 
     with torch.no_grad():
         parts["baseline"] = float(torch.mean((haar_lowpass(x, L) - target) ** 2))
     return loss, parts
-
-
-@torch.no_grad()
-def make_pairs(jscc, x01: torch.Tensor, snr: torch.Tensor, generators) -> torch.Tensor:
-    """x̂ = D(E(x) + w, snr): one noise generator per image (or one for the batch)."""
-    z = jscc.encode(x01, snr)
-    if isinstance(generators, (list, tuple)):
-        y = torch.cat([awgn_per_sample(z[i:i + 1], snr[i:i + 1].cpu(), g) for i, g in enumerate(generators)])
-    else:
-        y = awgn_per_sample(z, snr.cpu(), generators)
-    return jscc.decode(y, snr).float()
 
 
 def snr_grid(lo: float, hi: float, step: float = 2.5) -> list[float]:
@@ -255,8 +244,7 @@ def train(args) -> Path:
     if main:
         x_cal, ids = D.load_split(data, "val", n=args.calib_images, progress=not args.no_progress)
         calib = Calibrator(jscc, x_cal, ids, snr_grid(args.snr_min, args.snr_max), seed=args.seed)
-    local_batch = args.batch // world
-    batches = D.train_batches(data, local_batch, seed=args.seed + 7919 * step + 104729 * rank,
+    batches = D.train_batches(data, args.batch // world, seed=args.seed + 7919 * step + 104729 * rank,
                               progress=main and not args.no_progress)
     g = torch.Generator().manual_seed(args.seed * 1000003 + step + 7777 * rank)
     command = command_line("train-inn", args, (
@@ -277,8 +265,7 @@ def train(args) -> Path:
         el = round(elapsed0 + time.time() - t0, 1)
         inn.config.sigma_c = calib(inn)
         inn.config.training = {"steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-                               "device": str(dev), "threads": torch.get_num_threads(),
-                               "processes": world,
+                               "device": str(dev), "threads": torch.get_num_threads(), "processes": world,
                                "elapsed_s": el, "commit": git_commit(), "command": command,
                                "last": {k: round(v, 6) for k, v in ema.items()}}
         save_model(out, inn.state_dict(), inn.config.to_dict(), card=model_card(inn.config, command))

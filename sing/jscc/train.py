@@ -55,19 +55,27 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
 
 
 @torch.no_grad()
+def make_pairs(jscc, x01: torch.Tensor, snr: torch.Tensor, generators) -> torch.Tensor:
+    """x̂ = D(E(x) + w, snr): one noise generator per image (or one for the batch). train-inn's
+    training pairs and the validation here."""
+    z = jscc.encode(x01, snr)
+    if isinstance(generators, (list, tuple)):
+        y = torch.cat([awgn_per_sample(z[i:i + 1], snr[i:i + 1].cpu(), g) for i, g in enumerate(generators)])
+    else:
+        y = awgn_per_sample(z, snr.cpu(), generators)
+    return jscc.decode(y, snr).float()
+
+
+@torch.no_grad()
 def validate(model, x_val: torch.Tensor, snr_db: float = 0.0, seed: int = 1234) -> dict:
     from ..metrics import psnr
     model.eval()
     dev = next(model.parameters()).device
     gens = [generator_for(seed, i) for i in range(len(x_val))]
-    out = []
-    for i in range(0, len(x_val), 64):
-        xb = x_val[i:i + 64].to(dev)
-        z = model.encode(xb, snr_db)
-        ys = [awgn_per_sample(z[j:j + 1], torch.tensor([snr_db]), gens[i + j]) for j in range(len(xb))]
-        out.append(model.decode(torch.cat(ys), snr_db))
+    snr = torch.full((len(x_val),), float(snr_db), device=dev)
+    xh = torch.cat([make_pairs(model, x_val[i:i + 64].to(dev), snr[i:i + 64], gens[i:i + 64]).cpu()
+                    for i in range(0, len(x_val), 64)])
     model.train()
-    xh = torch.cat(out).cpu()
     return {"snr_db": snr_db, "psnr": float(psnr(xh, x_val).mean())}
 
 
@@ -124,9 +132,7 @@ def train(args) -> Path:
             grp["lr"] = cosine_lr(step, args.steps, args.lr)
         x = next(batches).to(dev)
         snr = (torch.rand(x.shape[0], generator=g) * (cfg.snr_max - cfg.snr_min) + cfg.snr_min).to(dev)
-        z = model.encode(x, snr)
-        y = awgn_per_sample(z, snr, g)
-        xh = model.decode(y, snr)
+        xh = model(x, snr, channel=lambda z: awgn_per_sample(z, snr, g))
         loss = torch.mean((xh - x) ** 2)
         if lp is not None:
             loss = loss + args.lpips_weight * lp(xh, x).mean()

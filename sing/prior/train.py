@@ -38,13 +38,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 
 from ..checkpoint import (card_with_notes, file_digest, has_train_state, load_config, load_state, load_into,
-                          load_train_state, save_train_state, write_json)
+                          load_train_state, save_tensors, save_train_state, write_json)
 from ..distributed import accelerator, is_spawned_rank, spawn_local
 from ..errors import CheckpointError, InputError
 from .ddim import randn
-from .model import DiffusionPrior, PriorConfig, build_unet, save_prior
+from .model import DiffusionPrior, PriorConfig, alphas_cumprod_from, build_unet, save_prior
 
 LATEST = "latest.json"
 LOSS_CSV = "loss.csv"
@@ -118,8 +119,7 @@ def _read_loss(run: Path, upto: int) -> list[dict]:
     if not f.exists():
         return []
     with f.open() as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= upto]
-    return rows
+        return [r for r in csv.DictReader(fh) if int(r["step"]) <= upto]
 
 
 def _write_loss(run: Path, rows: list[dict]) -> None:
@@ -300,10 +300,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, ckpt, init_from_export = _model_config(args, acc, run_dir, export, next(batches(0)))
     model, ema, opt, step, elapsed0 = _build(args, acc, cfg, ckpt, init_from_export)
-    loss_rows = []
-    if acc.is_main_process:
-        loss_rows = _read_loss(init_from_export if init_from_export is not None else run_dir, step)
-    ac = torch.tensor(cfg_alphas(cfg), dtype=torch.float32, device=acc.device)
+    loss_rows = _read_loss(init_from_export or run_dir, step) if acc.is_main_process else []
+    ac = alphas_cumprod_from(cfg.scheduler_config()).to(acc.device, torch.float32)
     recipe = {"data": args.data, "batch": args.batch, "lr": args.lr, "warmup": args.warmup,
               "ema_decay": args.ema_decay, "grad_clip": args.grad_clip, "seed": args.seed,
               "weight_decay": args.weight_decay, "processes": world, "threads": args.threads,
@@ -358,30 +356,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cfg_alphas(cfg: PriorConfig) -> list[float]:
-    from .model import alphas_cumprod_from
-    return alphas_cumprod_from(cfg.scheduler_config()).tolist()
-
-
 # ----------------------------------------------------------------------------------------------
 def _export(export: Path, ema: torch.nn.Module, cfg: PriorConfig, recipe: dict, step: int,
             elapsed: float, loss_rows: list[dict], grid: Path | None, args, model) -> None:
     cfg = PriorConfig.from_dict(cfg.to_dict())
     cfg.training = {**recipe, "steps": step, "hours": round(elapsed / 3600, 3),
                     "command": _command(args)}
-    export.mkdir(parents=True, exist_ok=True)
-    if grid is not None:
-        cfg.training["samples_step"] = step
-    elif (export / "config.json").exists():
-        prev = load_config(export).get("training", {}).get("samples_step")
-        if prev is not None:
-            cfg.training["samples_step"] = prev
+    samples_step = step if grid is not None else (      # the step of samples.png: this one or the last
+        load_config(export).get("training", {}).get("samples_step") if (export / "config.json").exists() else None)
+    if samples_step is not None:
+        cfg.training["samples_step"] = samples_step
     save_prior(export, ema, cfg, fp16=args.fp16_export)
-    raw = {k: v.detach().half() if v.is_floating_point() else v
-           for k, v in model.state_dict().items()}
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous().cpu() for k, v in raw.items()}, str(export / (RAW_WEIGHTS + ".tmp")))
-    os.replace(export / (RAW_WEIGHTS + ".tmp"), export / RAW_WEIGHTS)
+    save_tensors({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+                 export / RAW_WEIGHTS)
     _write_loss(export, loss_rows)
     plot_loss(loss_rows, export / "loss.png", f"{export.name}: {args.data}, batch {args.batch}")
     if grid is not None:
@@ -403,13 +390,8 @@ def write_card(export: Path) -> None:
     cfg = load_config(export, "sing.prior")
     tr = cfg.get("training", {})
     u = cfg.get("unet", {})
-    nparams = None
-    try:
-        from safetensors import safe_open
-        with safe_open(str(export / "model.safetensors"), "pt") as fh:
-            nparams = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
-    except Exception:
-        pass
+    with safe_open(str(export / "model.safetensors"), "pt") as fh:     # just written by the export
+        nparams = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
     cand = Path("sim/results/prior") / f"denoise-{export.name}.md"
     table = cand.read_text() if cand.exists() else ""
     digest = file_digest(export / "model.safetensors", 12)
