@@ -42,6 +42,28 @@ def test_train_batches_never_use_eval_sources():
     assert b.shape == (8, 3, 64, 64)
 
 
+def test_source_fractions_are_nested_subsets_of_whole_sources():
+    """train-prior --source-fraction: ⌈f·S⌉ whole train sources, smaller fractions inside larger ones."""
+    z = np.load(D._natural_cache(progress=False) / "train.npz")
+    n_src = len(np.unique(z["source"]))
+    by_offset = dict(zip(z["offsets"].tolist(), z["source"].tolist()))
+    seen = []
+    for f in (0.1, 0.25, 0.5, 1.0):
+        t = D._NaturalTrain(progress=False, source_fraction=f)
+        srcs = {by_offset[o] for o in t.offsets.tolist()}
+        assert len(srcs) == int(np.ceil(f * n_src))
+        assert all(s <= srcs for s in seen)          # nested
+        assert np.isin(z["source"], list(srcs)).sum() == len(t.shapes)      # every image of a kept source
+        seen.append(srcs)
+    b = next(D.train_batches("natural", 4, seed=1, source_fraction=0.25))
+    assert b.shape == (4, 3, 64, 64)
+    for bad in (0.0, 1.5):
+        with pytest.raises(DataError, match="source_fraction"):
+            D._NaturalTrain(progress=False, source_fraction=bad)
+    with pytest.raises(DataError, match="natural train sources"):
+        next(D.train_batches("fmnist", 4, source_fraction=0.5))
+
+
 def test_fmnist_and_mismatch_sets():
     x, ids = D.load_split("fmnist", "test", n=5)
     assert x.shape == (5, 1, 32, 32) and float(x[:, :, :2].abs().max()) == 0  # zero-padded border
