@@ -46,9 +46,7 @@ def haar_up(y: torch.Tensor) -> torch.Tensor:
 
 def haar_lowpass(x: torch.Tensor, levels: int) -> torch.Tensor:
     """g(x) = LL band after `levels` Haar levels = 2^levels · avgpool(2^levels)."""
-    for _ in range(levels):
-        x = haar_down(x)[:, : x.shape[1]]
-    return x
+    return haar_multilevel(x, levels)[0]
 
 
 def haar_multilevel(x: torch.Tensor, levels: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -56,9 +54,8 @@ def haar_multilevel(x: torch.Tensor, levels: int) -> tuple[torch.Tensor, list[to
     det = []
     for _ in range(levels):
         C = x.shape[1]
-        y = haar_down(x)
-        det.append(y[:, C:])
-        x = y[:, :C]
+        x, d = haar_down(x).split([C, 3 * C], dim=1)
+        det.append(d)
     return x, det
 
 

@@ -264,10 +264,6 @@ class InvertibleDegradation(nn.Module):
     def d_size_at(self, hw: tuple[int, int] | None = None) -> int:
         return sum(a * b * c for a, b, c in self._shapes(hw))
 
-    @property
-    def d_size(self) -> int:
-        return self.d_size_at()
-
     # -- the map ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, snr_db, warn: bool = True):
         """x (B, C, H, W) diffusion scale → (c (B, C, h, w), d (B, D), logdet (B,))."""
@@ -295,8 +291,7 @@ class InvertibleDegradation(nn.Module):
                              f"for that h×w, got {tuple(c.shape)} and {tuple(d.shape)}")
         e = self.embed(self.snr(snr_db, c.shape[0], c.device, warn).to(c.dtype))
         shapes = self._shapes(hw)
-        sizes = [a * b * k for a, b, k in shapes]
-        parts = list(d.split(sizes, dim=1))
+        parts = d.split([math.prod(s) for s in shapes], dim=1)
         h = c
         for li in reversed(range(len(self.levels))):
             h = torch.cat([h, parts[li].view(-1, *shapes[li])], dim=1)
@@ -325,11 +320,11 @@ class InvertibleDegradation(nn.Module):
 
 
 def build_inn(cfg: INNConfig, seed: int | None = None) -> InvertibleDegradation:
-    if seed is not None:
-        with torch.random.fork_rng():
+    """A fresh INN; with `seed`, initialised from it without touching the global RNG."""
+    with torch.random.fork_rng(enabled=seed is not None):
+        if seed is not None:
             torch.manual_seed(seed)
-            return InvertibleDegradation(cfg)
-    return InvertibleDegradation(cfg)
+        return InvertibleDegradation(cfg)
 
 
 def save_inn(directory: str | Path, inn: InvertibleDegradation, card: str | None = None) -> Path:
