@@ -73,9 +73,7 @@ def indigo_gradient(inn: InvertibleDegradation, x0: torch.Tensor, gy: torch.Tens
     with torch.enable_grad():
         x = x0.detach().requires_grad_(True)
         c, _, _ = inn(x, snr, warn=False)
-        res = (gy - c).flatten(1)
-        nrm = res.norm(dim=1)
-        (g,) = torch.autograd.grad(nrm.sum(), x)
+        (g,) = torch.autograd.grad((gy - c).flatten(1).norm(dim=1).sum(), x)     # per-image norms
     return (x0 - scale * g).detach()
 
 
