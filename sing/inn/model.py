@@ -254,12 +254,9 @@ class InvertibleDegradation(nn.Module):
     def _shapes(self, hw: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
         """(3C, h, w) of the detail part split off at each level, for H×W images (default: the
         trained size)."""
-        cfg, out = self.config, []
+        cfg = self.config
         h, w = (cfg.image_size, cfg.image_size) if hw is None else hw
-        for _ in range(cfg.levels):
-            h, w = h // 2, w // 2
-            out.append((3 * cfg.channels, h, w))
-        return out
+        return [(3 * cfg.channels, h // 2 ** lv, w // 2 ** lv) for lv in range(1, cfg.levels + 1)]
 
     def d_size_at(self, hw: tuple[int, int] | None = None) -> int:
         return sum(a * b * c for a, b, c in self._shapes(hw))
