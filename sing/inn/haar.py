@@ -16,6 +16,7 @@ g (docs/ALGORITHMS.md §5) is the Haar low-pass at L levels: g(x) = LL^L(x) = 2^
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
 
@@ -38,10 +39,8 @@ def haar_up(y: torch.Tensor) -> torch.Tensor:
     b = 0.5 * (ll - lh + hl - hh)
     c = 0.5 * (ll + lh - hl - hh)
     d = 0.5 * (ll - lh - hl + hh)
-    B, C, h, w = ll.shape
-    top = torch.stack([a, b], dim=-1).reshape(B, C, h, 2 * w)
-    bot = torch.stack([c, d], dim=-1).reshape(B, C, h, 2 * w)
-    return torch.stack([top, bot], dim=-2).reshape(B, C, 2 * h, 2 * w)
+    B, C, h, w = ll.shape                     # pixel shuffle puts [a, b, c, d] into each 2×2 block
+    return F.pixel_shuffle(torch.stack([a, b, c, d], dim=2).reshape(B, 4 * C, h, w), 2)
 
 
 def haar_lowpass(x: torch.Tensor, levels: int) -> torch.Tensor:

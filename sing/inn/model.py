@@ -176,8 +176,7 @@ class ConditionalCoupling(nn.Module):
         self.clamp = float(clamp)
 
     def _st(self, net, u, e):
-        a = net(u, e)
-        s, t = a.chunk(2, dim=1)
+        s, t = net(u, e).chunk(2, dim=1)
         return self.clamp * (2 / math.pi) * torch.atan(s / self.clamp), t
 
     def forward(self, h, e):
