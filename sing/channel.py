@@ -200,17 +200,15 @@ def apply_channel(z: torch.Tensor, cfg: ChannelConfig,
     w = torch.stack(ws).to(z.device)
     y = h[:, None] * z + w
     snr_lin_true = (h.abs() ** 2) / s2
+    h_est, reported = h, snr_lin_true                      # perfect CSI
     if n_p:
-        yp = h[:, None] * p.to(z.device) + torch.stack(wps).to(z.device)
-        h_est, snr_est = estimate_from_pilots(yp, p.to(z.device))
+        p = p.to(z.device)
+        yp = h[:, None] * p + torch.stack(wps).to(z.device)
+        h_est, reported = estimate_from_pilots(yp, p)
         if cfg.kind == "awgn":
             # The receiver knows the channel is AWGN (no fading): only the SNR is estimated.
             h_est = torch.ones_like(h_est)
-            snr_est = 1.0 / ((yp - p.to(z.device)).abs() ** 2).mean(-1).clamp_min(1e-12)
-        reported = snr_est
-    else:
-        h_est = h
-        reported = snr_lin_true
+            reported = 1.0 / ((yp - p).abs() ** 2).mean(-1).clamp_min(1e-12)
     y_eq = y / h_est[:, None]
     to_db = lambda v: 10 * torch.log10(v.clamp_min(1e-12)).float()
     return ChannelOutput(y=y_eq, snr_db=to_db(reported), snr_true_db=to_db(snr_lin_true), h=h, h_est=h_est)

@@ -147,26 +147,19 @@ def _fit_one(img, codec: str, sub: str | None, budget_bytes: float, header: str,
 
     qmin = _Q_MIN[codec]
     if search == "exhaustive":
-        ok = [q for q in range(qmin, 101) if fits(q)]
-        if not ok:
-            return None
-        best = ok[-1]
+        best = max((q for q in range(qmin, 101) if fits(q)), default=None)
+    elif not fits(qmin):
+        best = None
+    elif fits(100):
+        best = 100
     else:
-        if not fits(qmin):
-            return None
-        if fits(100):
-            best = 100
-        else:
-            lo, hi = qmin, 100                              # fits(lo), not fits(hi)
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-            best = lo
-            for q in range(lo + 2, min(100, lo + _LOCAL_WINDOW) + 1):   # non-monotone dips
-                if fits(q):
-                    best = q
-    data, counted = enc(best)
-    return best, data, counted
+        lo, hi = qmin, 100                                  # fits(lo), not fits(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        # non-monotone dips: the highest fitting quality of the few just above lo
+        best = max([lo] + [q for q in range(lo + 2, min(100, lo + _LOCAL_WINDOW) + 1) if fits(q)])
+    return None if best is None else (best, *enc(best))
 
 
 def digital_separation(x01: torch.Tensor, k: int, snr_db, codec: str = "jpeg",
@@ -221,16 +214,11 @@ def digital_separation(x01: torch.Tensor, k: int, snr_db, codec: str = "jpeg",
             if best is None or p > best[0]:
                 best = (p, q, sub, data, counted, rec)
         lost = best is None
-        out[b] = 0 if lost else best[5]
-        info.append({
-            "codec": codec, "quality": None if lost else best[1],
-            "subsampling": None if lost else (best[2] or "4:2:0") if C == 3 else "grey",
-            "header": header, "bits_budget": float(R[b]),
-            "bits_used": 0 if lost else 8 * best[4], "file_bytes": 0 if lost else len(best[3]),
-            "lost": lost,
-        })
+        _, q, sub, data, counted, out[b] = (None, None, None, b"", 0, 0) if lost else best
+        info.append({"codec": codec, "quality": q,
+                     "subsampling": None if lost else (sub or "4:2:0") if C == 3 else "grey",
+                     "header": header, "bits_budget": float(R[b]), "bits_used": 8 * counted,
+                     "file_bytes": len(data), "lost": lost})
     rec = torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
-    for b, d in enumerate(info):
-        if d["lost"]:
-            rec[b] = float(lost_value)
+    rec[torch.tensor([d["lost"] for d in info], dtype=torch.bool)] = float(lost_value)
     return rec.to(x01.device), info

@@ -65,13 +65,9 @@ def _check_pair(prior, jscc, shape: tuple[int, int] | None = None):
         raise InputError(f"the prior generates {prior_shape(prior)} images but the DeepJSCC model "
                          f"{jscc.model_id} encodes {c.channels}-channel images: use a prior with the "
                          f"JSCC's channel count")
-    if shape is not None:
-        hw = tuple(int(v) for v in shape)
-    elif isinstance(prior.image_size, (tuple, list)):        # a prior already sized (sing.prior.tiles)
-        hw = tuple(int(v) for v in prior.image_size)
-    else:
-        hw = (c.image_size, c.image_size)
-    return at_size(prior, hw)
+    if shape is None:        # a prior already sized (sing.prior.tiles) keeps its size
+        shape = prior.image_size if isinstance(prior.image_size, (tuple, list)) else (c.image_size,) * 2
+    return at_size(prior, tuple(int(v) for v in shape))
 
 
 def _residual_norm(jscc, x01: torch.Tensor, y_ri: torch.Tensor, snr_enc: torch.Tensor) -> torch.Tensor:

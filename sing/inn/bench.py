@@ -46,14 +46,15 @@ def measure(prior, inn, batch: int, steps: int = 4, repeats: int = 3, grad_scale
                if guided else None, progress=False)
 
     t = timed_runs({"plain": lambda: chain(False), "guided": lambda: chain(True)}, repeats, dev, per=steps)
-    plain, guided = t["plain"], t["guided"]
-    p, g = statistics.median(plain), statistics.median(guided)
+    p, g = statistics.median(t["plain"]), statistics.median(t["guided"])
     return {"plain_s_per_step": round(p, 5), "guided_s_per_step": round(g, 5),
-            "ratio": round(g / p, 4), "plain_all": [round(v, 5) for v in plain],
-            "guided_all": [round(v, 5) for v in guided]}
+            "ratio": round(g / p, 4), "plain_all": [round(v, 5) for v in t["plain"]],
+            "guided_all": [round(v, 5) for v in t["guided"]]}
 
 
-def _models(args):
+def run(args) -> int:
+    from ..checkpoint import write_json
+    from ..commands.eval import device_name
     from .model import INNConfig, build_inn, load_inn
     prior, src = guidance_prior(args)
     if args.inn:
@@ -62,15 +63,7 @@ def _models(args):
         cfg = INNConfig(image_size=prior.image_size, channels=prior.channels)
         cfg.sigma_c = {"snr_db": [-5.0, 15.0], "std": [[0.1] * prior.channels] * 2}
         inn, isrc = build_inn(cfg, seed=0), "random INN (default architecture)"
-    return prior, src, inn, isrc
-
-
-def run(args) -> int:
-    from ..checkpoint import write_json
-    from ..commands.eval import device_name
-    prior, src, inn, isrc = _models(args)
     res = measure(prior, inn, args.batch, args.steps, args.repeats, args.grad_scale)
-    device = device_name(args.device)
     out = {"schema": "sing.bench.inn-guidance/1",
            "setup": {"prior": src, "inn": isrc, "inn_config": {k: v for k, v in inn.config.to_dict().items()
                                                                if k not in ("sigma_c", "training")},
@@ -78,7 +71,7 @@ def run(args) -> int:
                      "inn_params": sum(p.numel() for p in inn.parameters()),
                      "image": [prior.channels, prior.image_size, prior.image_size],
                      "batch": args.batch, "steps_per_chain": args.steps, "repeats": args.repeats,
-                     "grad_scale": args.grad_scale, "device": device,
+                     "grad_scale": args.grad_scale, "device": device_name(args.device),
                      "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                      "target_ratio": 1.3},
            "result": res}

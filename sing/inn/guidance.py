@@ -73,9 +73,7 @@ def indigo_gradient(inn: InvertibleDegradation, x0: torch.Tensor, gy: torch.Tens
     with torch.enable_grad():
         x = x0.detach().requires_grad_(True)
         c, _, _ = inn(x, snr, warn=False)
-        res = (gy - c).flatten(1)
-        nrm = res.norm(dim=1)
-        (g,) = torch.autograd.grad(nrm.sum(), x)
+        (g,) = torch.autograd.grad((gy - c).flatten(1).norm(dim=1).sum(), x)     # per-image norms
     return (x0 - scale * g).detach()
 
 
@@ -160,11 +158,12 @@ def sing_inn(prior, inn: InvertibleDegradation, x_hat01: torch.Tensor, snr_db, s
     if not math.isfinite(snr_offset_db):
         raise InputError(f"snr_offset_db must be finite, got {snr_offset_db}")
     snr = inn.snr(torch.as_tensor(snr_db, dtype=torch.float32) + float(snr_offset_db), b, device)
-    gy = observation(inn, x_hat01.to(device, torch.float32))
+    x_hat01 = x_hat01.to(device, torch.float32)
+    gy = observation(inn, x_hat01)
     if not 0.0 <= inn_from <= 1.0:
         raise InputError(f"inn_from must lie in [0, 1], got {inn_from}")
     corr = INNGuidance(inn, gy, snr, sigma_scale, grad_scale, inn_from, clip_x0_hat)
     x = sample(prior, b, steps, eta, generators, corr, start=start, clip_x0=clip_x0, progress=progress,
-               x_init=2.0 * x_hat01.to(device, torch.float32) - 1.0 if start < 1 else None)
+               x_init=2.0 * x_hat01 - 1.0 if start < 1 else None)
     x01 = (x + 1.0) / 2.0
     return x01.clamp(0.0, 1.0) if clamp else x01

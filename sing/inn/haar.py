@@ -16,6 +16,7 @@ g (docs/ALGORITHMS.md §5) is the Haar low-pass at L levels: g(x) = LL^L(x) = 2^
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
 
@@ -38,17 +39,13 @@ def haar_up(y: torch.Tensor) -> torch.Tensor:
     b = 0.5 * (ll - lh + hl - hh)
     c = 0.5 * (ll + lh - hl - hh)
     d = 0.5 * (ll - lh - hl + hh)
-    B, C, h, w = ll.shape
-    top = torch.stack([a, b], dim=-1).reshape(B, C, h, 2 * w)
-    bot = torch.stack([c, d], dim=-1).reshape(B, C, h, 2 * w)
-    return torch.stack([top, bot], dim=-2).reshape(B, C, 2 * h, 2 * w)
+    B, C, h, w = ll.shape                     # pixel shuffle puts [a, b, c, d] into each 2×2 block
+    return F.pixel_shuffle(torch.stack([a, b, c, d], dim=2).reshape(B, 4 * C, h, w), 2)
 
 
 def haar_lowpass(x: torch.Tensor, levels: int) -> torch.Tensor:
     """g(x) = LL band after `levels` Haar levels = 2^levels · avgpool(2^levels)."""
-    for _ in range(levels):
-        x = haar_down(x)[:, : x.shape[1]]
-    return x
+    return haar_multilevel(x, levels)[0]
 
 
 def haar_multilevel(x: torch.Tensor, levels: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -56,9 +53,8 @@ def haar_multilevel(x: torch.Tensor, levels: int) -> tuple[torch.Tensor, list[to
     det = []
     for _ in range(levels):
         C = x.shape[1]
-        y = haar_down(x)
-        det.append(y[:, C:])
-        x = y[:, :C]
+        x, d = haar_down(x).split([C, 3 * C], dim=1)
+        det.append(d)
     return x, det
 
 

@@ -176,8 +176,7 @@ class ConditionalCoupling(nn.Module):
         self.clamp = float(clamp)
 
     def _st(self, net, u, e):
-        a = net(u, e)
-        s, t = a.chunk(2, dim=1)
+        s, t = net(u, e).chunk(2, dim=1)
         return self.clamp * (2 / math.pi) * torch.atan(s / self.clamp), t
 
     def forward(self, h, e):
@@ -254,19 +253,12 @@ class InvertibleDegradation(nn.Module):
     def _shapes(self, hw: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
         """(3C, h, w) of the detail part split off at each level, for H×W images (default: the
         trained size)."""
-        cfg, out = self.config, []
+        cfg = self.config
         h, w = (cfg.image_size, cfg.image_size) if hw is None else hw
-        for _ in range(cfg.levels):
-            h, w = h // 2, w // 2
-            out.append((3 * cfg.channels, h, w))
-        return out
+        return [(3 * cfg.channels, h // 2 ** lv, w // 2 ** lv) for lv in range(1, cfg.levels + 1)]
 
     def d_size_at(self, hw: tuple[int, int] | None = None) -> int:
         return sum(a * b * c for a, b, c in self._shapes(hw))
-
-    @property
-    def d_size(self) -> int:
-        return self.d_size_at()
 
     # -- the map ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, snr_db, warn: bool = True):
@@ -295,8 +287,7 @@ class InvertibleDegradation(nn.Module):
                              f"for that h×w, got {tuple(c.shape)} and {tuple(d.shape)}")
         e = self.embed(self.snr(snr_db, c.shape[0], c.device, warn).to(c.dtype))
         shapes = self._shapes(hw)
-        sizes = [a * b * k for a, b, k in shapes]
-        parts = list(d.split(sizes, dim=1))
+        parts = d.split([math.prod(s) for s in shapes], dim=1)
         h = c
         for li in reversed(range(len(self.levels))):
             h = torch.cat([h, parts[li].view(-1, *shapes[li])], dim=1)
@@ -325,11 +316,11 @@ class InvertibleDegradation(nn.Module):
 
 
 def build_inn(cfg: INNConfig, seed: int | None = None) -> InvertibleDegradation:
-    if seed is not None:
-        with torch.random.fork_rng():
+    """A fresh INN; with `seed`, initialised from it without touching the global RNG."""
+    with torch.random.fork_rng(enabled=seed is not None):
+        if seed is not None:
             torch.manual_seed(seed)
-            return InvertibleDegradation(cfg)
-    return InvertibleDegradation(cfg)
+        return InvertibleDegradation(cfg)
 
 
 def save_inn(directory: str | Path, inn: InvertibleDegradation, card: str | None = None) -> Path:

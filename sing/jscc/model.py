@@ -110,18 +110,11 @@ class JSCCConfig:
         return k_for(self.bcr, self.n)
 
     @property
-    def latent_hw(self) -> int:
-        return self.image_size // 4
-
-    @property
     def latent_channels(self) -> int:
-        return math.ceil(2 * self.k / self.latent_hw ** 2)
+        return math.ceil(2 * self.k / (self.image_size // STRIDE) ** 2)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["k"] = self.k
-        d["n"] = self.n
-        return d
+        return {**asdict(self), "k": self.k, "n": self.n}
 
     @classmethod
     def from_dict(cls, d: dict) -> "JSCCConfig":
@@ -130,8 +123,7 @@ class JSCCConfig:
         if int(d.get("version", 0)) > VERSION:
             raise CheckpointError(f"JSCC config version {d['version']} is newer than this sing "
                                   f"({VERSION}); upgrade sing")
-        known = {f for f in cls.__dataclass_fields__}
-        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
         if "k" in d and int(d["k"]) != cfg.k:
             raise CheckpointError(f"config says k={d['k']} but BCR {cfg.bcr} of {cfg.n} gives {cfg.k}")
         return cfg
@@ -143,32 +135,22 @@ class JSCCConfig:
 
 
 class _Block(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int, stride: int, inverse: bool, residual: bool):
+    """conv k×k (with `up`: to 4·cout channels + pixel shuffle ×2) → (I)GDN → PReLU → AF, plus the input
+    when `residual` and the shapes allow."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, inverse: bool, residual: bool,
+                 up: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2)
+        self.conv = nn.Conv2d(cin, 4 * cout if up else cout, k, stride, k // 2)
+        self.shuffle = nn.PixelShuffle(2) if up else nn.Identity()
         self.gdn = GDN(cout, inverse=inverse)
         self.act = nn.PReLU(cout)
         self.af = AttentionFeature(cout)
-        self.residual = residual and cin == cout and stride == 1
+        self.residual = residual and cin == cout and stride == 1 and not up
 
     def forward(self, x, snr):
-        h = self.af(self.act(self.gdn(self.conv(x))), snr)
+        h = self.af(self.act(self.gdn(self.shuffle(self.conv(x)))), snr)
         return x + h if self.residual else h
-
-
-class _Up(nn.Module):
-    """3×3 conv to 4·cout channels + pixel shuffle (×2), then IGDN/PReLU/AF."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, 4 * cout, 3, 1, 1)
-        self.shuffle = nn.PixelShuffle(2)
-        self.gdn = GDN(cout, inverse=True)
-        self.act = nn.PReLU(cout)
-        self.af = AttentionFeature(cout)
-
-    def forward(self, x, snr):
-        return self.af(self.act(self.gdn(self.shuffle(self.conv(x)))), snr)
 
 
 class DeepJSCC(nn.Module):
@@ -181,7 +163,7 @@ class DeepJSCC(nn.Module):
         self.enc_out = nn.Conv2d(F, L, 3, 1, 1)
         self.dec_in = _Block(L, F, 3, 1, True, False)
         self.dec = nn.ModuleList([_Block(F, F, 3, 1, True, True) for _ in range(cfg.blocks)])
-        self.up1 = _Up(F, F)
+        self.up1 = _Block(F, F, 3, 1, True, False, up=True)
         self.up2 = nn.Sequential(nn.Conv2d(F, 4 * C, 3, 1, 1), nn.PixelShuffle(2))
         self._model_id = f"untrained-{cfg.dataset}-{cfg.image_size}-bcr{cfg.bcr.replace('/', '_')}"
 
@@ -249,9 +231,7 @@ class DeepJSCC(nn.Module):
         snr = self._snr(snr_db, y.shape[0], y.device)
         dt = next(self.parameters()).dtype
         lat = torch.cat([y.real, y.imag], dim=1).to(dt)
-        full = c.latent_channels * lh * lw
-        if full > lat.shape[1]:
-            lat = torch.cat([lat, lat.new_zeros(lat.shape[0], full - lat.shape[1])], dim=1)
+        lat = torch.nn.functional.pad(lat, (0, c.latent_channels * lh * lw - lat.shape[1]))   # zero-fill
         h = lat.view(-1, c.latent_channels, lh, lw)
         h = self.dec_in(h, snr)
         for blk in self.dec:

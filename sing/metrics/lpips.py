@@ -28,60 +28,35 @@ SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 
 
-class AlexNetFeatures(nn.Module):
-    """torchvision `alexnet().features` up to relu5, returning relu1..relu5."""
-    # (out, kernel, stride, padding, max-pool 3/2 after the ReLU)
-    CFG = [(64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
-           (256, 3, 1, 1, False), (256, 3, 1, 1, False)]
-    channels = (64, 192, 384, 256, 256)
-    min_size = 31  # conv1 (k11 s4 p2) + pool + pool need at least this many pixels per side
+class Backbone(nn.Module):
+    """torchvision `alexnet().features` up to relu5 or `vgg16().features` up to relu5_3, returning the
+    LPIPS taps: AlexNet relu1..relu5, VGG16 relu1_2, 2_2, 3_3, 4_3, 5_3."""
+    # per tap: (max-pool (kernel, stride) before it or None, the convs (out, kernel, stride, padding)
+    # each followed by a ReLU)
+    STAGES = {"alex": [(None, [(64, 11, 4, 2)]), ((3, 2), [(192, 5, 1, 2)]), ((3, 2), [(384, 3, 1, 1)]),
+                       (None, [(256, 3, 1, 1)]), (None, [(256, 3, 1, 1)])],
+              "vgg": [(None if i == 0 else (2, 2), [(c, 3, 1, 1)] * n)
+                      for i, (c, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)])]}
+    # smallest side: AlexNet conv1 (k11 s4 p2) + two 3/2 pools; VGG16 four 2×2 pools before relu5_3
+    MIN_SIZE = {"alex": 31, "vgg": 16}
 
-    def __init__(self):
+    def __init__(self, net: str):
         super().__init__()
-        convs, c_in = [], 3
-        for c_out, k, s, p, _ in self.CFG:
-            convs.append(nn.Conv2d(c_in, c_out, k, stride=s, padding=p))
-            c_in = c_out
-        self.convs = nn.ModuleList(convs)
+        self.stages, self.min_size = self.STAGES[net], self.MIN_SIZE[net]
+        self.channels = tuple(convs[-1][0] for _, convs in self.stages)
+        specs = [c for _, convs in self.stages for c in convs]
+        c_in = [3] + [c[0] for c in specs[:-1]]
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, k, stride=s, padding=p) for i, (o, k, s, p) in zip(c_in, specs))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps = []
-        for conv, (_, _, _, _, pool) in zip(self.convs, self.CFG):
-            x = F.relu(conv(x))
-            taps.append(x)
+        taps, convs = [], iter(self.convs)
+        for pool, specs in self.stages:
             if pool:
-                x = F.max_pool2d(x, kernel_size=3, stride=2)
-        return taps
-
-
-class VGG16Features(nn.Module):
-    """torchvision `vgg16().features` up to relu5_3, returning relu1_2, 2_2, 3_3, 4_3, 5_3."""
-    BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
-    channels = (64, 128, 256, 512, 512)
-    min_size = 16  # four 2×2 max-pools before relu5_3
-
-    def __init__(self):
-        super().__init__()
-        convs, c_in = [], 3
-        for c_out, n in self.BLOCKS:
-            for _ in range(n):
-                convs.append(nn.Conv2d(c_in, c_out, 3, padding=1))
-                c_in = c_out
-        self.convs = nn.ModuleList(convs)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps, i = [], 0
-        for b, (_, n) in enumerate(self.BLOCKS):
-            if b > 0:
-                x = F.max_pool2d(x, kernel_size=2, stride=2)
-            for _ in range(n):
-                x = F.relu(self.convs[i](x))
-                i += 1
+                x = F.max_pool2d(x, kernel_size=pool[0], stride=pool[1])
+            for _ in specs:
+                x = F.relu(next(convs)(x))
             taps.append(x)
         return taps
-
-
-_BACKBONES = {"alex": AlexNetFeatures, "vgg": VGG16Features}
 
 
 def _unit_normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -99,10 +74,10 @@ class LPIPS(nn.Module):
     def __init__(self, net: str = "alex", device: str | torch.device = "cpu",
                  cache_dir: str | os.PathLike | None = None):
         super().__init__()
-        if net not in _BACKBONES:
+        if net not in Backbone.STAGES:
             raise InputError(f"unknown LPIPS net {net!r}: use one of {list(NETS)}")
         self.net_name = net
-        self.net = _BACKBONES[net]()
+        self.net = Backbone(net)
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in self.net.channels)
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
