@@ -299,24 +299,20 @@ def fit_calibration(jscc, images01: torch.Tensor, snr_db: Sequence[float], ids: 
     if pool_factors is None:
         pool_factors = [s for s in (2, 4, 8) if hh % s == 0 and ww % s == 0]
     device = next(jscc.parameters()).device if hasattr(jscc, "parameters") else torch.device("cpu")
-    hs, ns, sid, spool = [], [], [], {s: [] for s in pool_factors}
     bar = tqdm(total=len(snrs) * n, desc="calibrate", unit="img", disable=not progress)
-    for snr in snrs:
-        st = SpectralStats(pool_factors)
+
+    def pairs(snr: float):
         for i in range(0, n, batch_size):
             x = images01[i:i + batch_size].to(device)
             gens = [generator_for(seed, f"calibrate/{snr:g}/{iid}") for iid in ids[i:i + batch_size]]
-            z = jscc.encode(x, snr)
-            out = apply_channel(z, ChannelConfig(kind=channel, snr_db=snr), gens)
-            xh = jscc.decode(out.y, out.snr_db.to(device), shape=(hh, ww))
-            st.add(x.cpu(), xh.float().cpu())
+            out = apply_channel(jscc.encode(x, snr), ChannelConfig(kind=channel, snr_db=snr), gens)
+            yield x.cpu(), jscc.decode(out.y, out.snr_db.to(device), shape=(hh, ww)).float().cpu()
             bar.update(x.shape[0])
-        r = st.finish()
-        hs.append(r["h"]); ns.append(r["noise"]); sid.append(r["sigma_identity"])
-        for s in pool_factors:
-            spool[s].append(r["sigma_pool"][s])
+
+    fits = [fit_pairs(pairs(snr), pool_factors) for snr in snrs]
     bar.close()
-    info = {"n_images": n, "channel": channel, "seed": seed, **(meta or {})}
-    return Calibration(model_id=str(jscc.model_id), snr_db=snrs, h=torch.stack(hs), noise=torch.stack(ns),
-                       sigma_identity=torch.tensor(sid), sigma_pool={s: torch.tensor(v) for s, v in spool.items()},
-                       meta=info)
+    col = lambda key: [f[key] for f in fits]
+    return Calibration(model_id=str(jscc.model_id), snr_db=snrs, h=torch.stack(col("h")),
+                       noise=torch.stack(col("noise")), sigma_identity=torch.tensor(col("sigma_identity")),
+                       sigma_pool={s: torch.tensor([p[s] for p in col("sigma_pool")]) for s in pool_factors},
+                       meta={"n_images": n, "channel": channel, "seed": seed, **(meta or {})})
