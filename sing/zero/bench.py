@@ -21,7 +21,7 @@ import torch
 
 from ..channel import generator_for
 from ..errors import InputError
-from ..prior.bench import add_guidance_arguments, guidance_prior
+from ..prior.bench import add_guidance_arguments, guidance_prior, timed_runs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5) -> dict:
     """Median seconds per step for plain DDIM and for each guided operator (σ_y > 0: DDNM+ path)."""
-    from ..prior.bench import timed_runs
     from ..prior.ddim import Step, prior_shape, sample
     from .ddnm import RangeNullSpace, restore
     from .operators import make_operator

@@ -9,12 +9,11 @@ X = DCT-II(x) and X̂ = DCT-II(x̂) (orthonormal, per colour channel, dct.py):
     σ_identity = √E[(x̂ − x)²]                   (RMS error; equals the std when x̂ is unbiased)
     σ_pool[s]  = √E[(pool_s(x̂) − pool_s(x))²]   for each pooling factor s
 
-Expectations are means over images (and pixels for the σ's). Other image sizes: `for_shape`
-carries h and N to another H×W by resampling them over normalised frequency (below). Everything is stored per SNR and
-interpolated linearly in dB between calibrated SNRs; outside the range the nearest end is used
-and a warning names the range. A calibration belongs to one JSCC `model_id` and is refused for any
-other model. Files: a directory with model.safetensors + config.json (kind
-"sing.zero.calibration") + README.md, like every sing model (sing.checkpoint).
+Expectations are means over images (and pixels for the σ's). Everything is stored per SNR and
+interpolated linearly in dB between calibrated SNRs; outside the range the nearest end is used and a
+warning names the range. A calibration belongs to one JSCC `model_id` and is refused for any other
+model. Files: a directory with model.safetensors + config.json (kind "sing.zero.calibration") +
+README.md, like every sing model (sing.checkpoint).
 
 Another size (docs/ALGORITHMS.md §4, "Other image sizes"). DCT-II coefficient k of an N-sample axis
 is the frequency k/(2N) cycles per pixel, and for a stationary degradation both the gain and the
@@ -200,11 +199,9 @@ class Calibration:
                 "meta": self.meta}
 
     def save(self, directory: str | Path) -> Path:
-        tensors = {"h": self.h.float(), "noise": self.noise.float(),
-                   "sigma_identity": self.sigma_identity.float(),
-                   "snr_db": torch.tensor(self.snr_db, dtype=torch.float32)}
-        for k, v in self.sigma_pool.items():
-            tensors[f"sigma_pool.{k}"] = v.float()
+        tensors = {"h": self.h.float(), "noise": self.noise.float(), "sigma_identity": self.sigma_identity.float(),
+                   "snr_db": torch.tensor(self.snr_db, dtype=torch.float32),
+                   **{f"sigma_pool.{k}": v.float() for k, v in self.sigma_pool.items()}}
         return save_model(directory, tensors, self.config(), card=self.card())
 
     def card(self) -> str:
