@@ -25,7 +25,6 @@ statistics of a stationary error and stay as they are. The result is cached per 
 """
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
