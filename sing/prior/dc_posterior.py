@@ -115,9 +115,7 @@ def from_data(name: str, n: int | None = None, progress: bool = False) -> DCPrio
 def of_prior(prior) -> DCPrior | None:
     """The DC prior stored in a loaded prior's config (None for priors without one)."""
     d = (getattr(prior, "config", None) or {}).get("dc_prior")
-    if not d:
-        return None
-    return DCPrior.from_dict(d, f"{getattr(prior, 'source', '') or 'prior'} config.json dc_prior")
+    return DCPrior.from_dict(d, f"{getattr(prior, 'source', '') or 'prior'} config.json dc_prior") if d else None
 
 
 class DCPosterior(Correction):

@@ -116,10 +116,7 @@ def start_position(timesteps: Sequence[int], start: float, T: int) -> int:
         raise InputError(f"start must lie in (0, 1] (fraction of T at which the chain begins), got {start}")
     if start >= 1.0:
         return 0
-    for q, t in enumerate(timesteps):
-        if int(t) <= start * T:
-            return q
-    return len(timesteps) - 1
+    return next((q for q, t in enumerate(timesteps) if int(t) <= start * T), len(timesteps) - 1)
 
 
 def unet_evals(prior, steps: int, start: float = 1.0, travel: tuple[int, int] | None = None,

@@ -114,7 +114,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import data as sdata
-    from ..checkpoint import load_config
     from ..commands.eval import git_commit
     from .model import load_prior
     torch.set_num_threads(max(1, args.threads))
@@ -122,10 +121,7 @@ def run(args: argparse.Namespace) -> int:
     prior = load_prior(args.prior, device=args.device, dtype=torch.float32,
                        expect_size=x.shape[-1], expect_channels=x.shape[1])
     res = denoise_table(prior, x, ids, seed=args.seed, batch=args.batch)
-    try:
-        steps = load_config(args.prior).get("training", {}).get("steps", "?")
-    except Exception:
-        steps = "?"
+    steps = prior.config.get("training", {}).get("steps", "?")      # our priors' config.json; else "?"
     dev = args.device if not args.device.startswith("cuda") else f"cuda:{torch.cuda.get_device_name()}"
     res = {"schema": "sing.prior.denoise/1",
            "setup": {"dataset": args.data, "split": args.split, "n_images": len(ids),

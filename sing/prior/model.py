@@ -132,6 +132,15 @@ def alphas_cumprod_from(sched: dict[str, Any]) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def batch_timesteps(t: torch.Tensor | int, batch: int) -> torch.Tensor:
+    """t as a (batch,) LongTensor on the CPU: an int for every image, or one per image."""
+    tt = torch.as_tensor(t, dtype=torch.long).cpu()
+    tt = tt.expand(batch) if tt.ndim == 0 else tt
+    if tuple(tt.shape) != (batch,):
+        raise InputError(f"t must be an int or a LongTensor of shape ({batch},), got {tuple(tt.shape)}")
+    return tt
+
+
 # ----------------------------------------------------------------------------------------------
 class DiffusionPrior(torch.nn.Module):
     """ε_θ over a diffusers UNet2DModel plus its noise schedule (see module docstring)."""
@@ -169,11 +178,7 @@ class DiffusionPrior(torch.nn.Module):
         return next(self.unet.parameters()).dtype
 
     def _t(self, t: torch.Tensor | int, batch: int) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.long)
-        if t.ndim == 0:
-            t = t.expand(batch)
-        if t.shape != (batch,):
-            raise InputError(f"t must be an int or a LongTensor of shape ({batch},), got {tuple(t.shape)}")
+        t = batch_timesteps(t, batch)
         if int(t.min()) < 0 or int(t.max()) >= self.num_train_timesteps:
             raise InputError(f"t must lie in [0, {self.num_train_timesteps - 1}], got "
                              f"{int(t.min())}…{int(t.max())}")
@@ -290,8 +295,7 @@ def build_prior(cfg: PriorConfig, seed: int | None = None) -> DiffusionPrior:
 def tiny_prior(image_size: int, channels: int, seed: int = 0) -> DiffusionPrior:
     """A random tiny UNet prior for tests (a few tens of thousands of parameters)."""
     cfg = PriorConfig.preset("tiny", image_size, channels, notes="random tiny prior for tests")
-    g = torch.random.fork_rng()
-    with g:
+    with torch.random.fork_rng():
         return build_prior(cfg, seed=seed)
 
 
@@ -359,8 +363,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu",
         if not (d / "unet").is_dir():
             raise CheckpointError(f"{d} is a diffusers pipeline without a unet/ folder; sing needs "
                                   f"an unconditional UNet2DModel pipeline (e.g. DDPMPipeline)")
-        ucfg_dir, sched_dir = d / "unet", d / "scheduler"
-        sched_file = sched_dir / "scheduler_config.json"
+        ucfg_dir, sched_file = d / "unet", d / "scheduler" / "scheduler_config.json"
     else:
         ucfg_dir, sched_file = d, d / "scheduler_config.json"
     cfg_file = ucfg_dir / "config.json"
@@ -385,11 +388,9 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu",
         unet = build_unet(raw)
         _check_expected(d, unet, expect_size, expect_channels)
         state, f = _load_weights(ucfg_dir, DIFFUSERS_WEIGHTS)
-        if sched_file.exists():
-            sched = _read_json(sched_file)
-        else:
-            sched = {"num_train_timesteps": raw.get("num_train_timesteps") or 1000,
-                     "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
+        sched = _read_json(sched_file) if sched_file.exists() else {      # diffusers' DDPM defaults
+            "num_train_timesteps": raw.get("num_train_timesteps") or 1000, "beta_start": 1e-4, "beta_end": 0.02,
+            "beta_schedule": "linear"}
         sched.setdefault("prediction_type", "epsilon")
         config, src = None, str(d)
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..data import to_uint8
 from ..errors import InputError
+from .dc_posterior import DCPrior, from_data, of_prior
 from .ddim import ddim_sample
 from .model import DiffusionPrior
-
-if TYPE_CHECKING:
-    from .dc_posterior import DCPrior
 
 # Unconditional samples use η = 0.5: on prior-natural-64 (16 samples, sim/prior_samples.py) it gives
 # the statistics the earlier sampler gave with the DDIM paper's η = 0.85 (DDNM's 0.85, the restoration
@@ -38,7 +35,6 @@ def sample_images(prior: DiffusionPrior, n: int, steps: int = 50, eta: float = S
     correction), None = no correction, or a DCPrior."""
     if n < 1:
         raise InputError(f"n must be ≥ 1, got {n}")
-    from .dc_posterior import of_prior
     if isinstance(dc, str):
         if dc != "auto":
             raise InputError(f"dc must be 'auto', None or a DCPrior, got {dc!r}")
@@ -103,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
     prior = load_prior(args.prior, device=args.device, dtype=args.dtype)
     dc = None
     if args.dc == "auto":
-        from .dc_posterior import from_data, of_prior
         dc = from_data(args.dc_data) if args.dc_data else of_prior(prior)
     x = sample_images(prior, args.n, args.steps, args.eta,
                       torch.Generator().manual_seed(args.seed), batch=args.batch, dc=dc)

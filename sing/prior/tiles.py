@@ -17,11 +17,8 @@ Peak memory is bounded by images × pixels per UNet call (MAX_CALL_PIXELS; a bat
 calls of at most that many pixels): one UNet call on 4·256² pixels, no gradients, is ≈ 0.25 GB
 of activations above the model for the shipped prior (sim/results/size/bench.json measures it).
 
-TiledPrior (ε_θ tile-wise with overlap and blended):
-
-`TiledPrior(prior, (H, W))` is a prior object for the sampler core (sing.prior.ddim.sample): it has
-the prior's schedule (alphas_cumprod, ddim_timesteps, num_train_timesteps), device, dtype and
-channels, `image_size = (H, W)`, and an `eps(x_t, t)` that
+`TiledPrior(prior, (H, W))`, like `WholeImagePrior` a prior for the sampler core (sing.prior.ddim.sample)
+with `image_size = (H, W)`, computes ε_θ tile-wise with overlap and blended; its `eps(x_t, t)`
 
 1. cuts x_t into tiles of the prior's native size T×T on a grid that covers the image: along a side
    of length L ≥ T, n = ceil((L − T)/(T − O)) + 1 tiles at positions round(i·(L − T)/(n − 1)), so
@@ -53,6 +50,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .ddim import prior_shape
+from .model import batch_timesteps
 
 MIN_SIDE = 8        # the JSCC's limits (sing/jscc/model.py): one home for what an image may be
 MAX_SIDE = 1024
@@ -69,12 +68,6 @@ def _hw(image_size) -> tuple[int, int]:
     return h, w
 
 
-def _native(prior) -> tuple[int, int]:
-    size = prior.image_size
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    return int(h), int(w)
-
-
 def _stride(prior) -> int:
     return int(getattr(prior, "stride", 1))
 
@@ -89,7 +82,8 @@ def _pad_to(x: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
 
 
 class _SizedPrior:
-    """What the sampler core reads, delegated to the underlying prior; `image_size` is (H, W)."""
+    """What the sampler core reads, delegated to the underlying prior; `image_size` is (H, W). A
+    subclass sets `padded` (the size ε is computed at) and `_eps_padded`."""
 
     def __init__(self, prior, image_size):
         self.prior = prior
@@ -116,12 +110,13 @@ class _SizedPrior:
             raise InputError(f"this {type(self).__name__} takes (B, {want[0]}, {want[1]}, {want[2]}) "
                              f"images, got {got}: use sing.prior.tiles.at_size for that size")
 
-    def _tt(self, t, B: int) -> torch.Tensor:
-        tt = torch.as_tensor(t, dtype=torch.long).cpu()
-        tt = tt.expand(B) if tt.ndim == 0 else tt
-        if tuple(tt.shape) != (B,):
-            raise InputError(f"t must be an int or a LongTensor of shape ({B},), got {tuple(tt.shape)}")
-        return tt
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """ε for (B, C, H, W) x_t (module doc): x_t reflect-padded at the bottom and right to `padded`,
+        ε of that, cropped back; x_t's dtype and device. Differentiable (DPS takes gradients through it)."""
+        self.check_images(x_t)
+        H, W = self.image_size
+        out = self._eps_padded(_pad_to(x_t, *self.padded), batch_timesteps(t, x_t.shape[0]))
+        return out if tuple(self.padded) == (H, W) else out[:, :, :H, :W]
 
     def __call__(self, x_t, t):
         return self.eps(x_t, t)
@@ -142,19 +137,13 @@ class WholeImagePrior(_SizedPrior):
     @property
     def native_passes(self) -> int:
         """UNet work per image and step in passes at the prior's native size (a cost unit)."""
-        nh, nw = _native(self.prior)
+        nh, nw = prior_shape(self.prior)[1:]
         return -(-(self.padded[0] * self.padded[1]) // (nh * nw))
 
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        self.check_images(x_t)
-        B = x_t.shape[0]
-        H, W = self.image_size
-        tt = self._tt(t, B)
-        x = _pad_to(x_t, *self.padded)
+    def _eps_padded(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         outs = [self.prior.eps(x[i:i + self.per_call], tt[i:i + self.per_call], any_size=True)
-                for i in range(0, B, self.per_call)]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return out if tuple(self.padded) == (H, W) else out[:, :, :H, :W]
+                for i in range(0, x.shape[0], self.per_call)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 def whole_image_bound(prior) -> tuple[int, int]:
@@ -162,7 +151,7 @@ def whole_image_bound(prior) -> tuple[int, int]:
     prior (module doc): max(WHOLE_MAX_TOKENS, the native size's) positions; the tile side is the
     square of that many positions."""
     s = _stride(prior)
-    nh, nw = _native(prior)
+    nh, nw = prior_shape(prior)[1:]
     tokens = max(WHOLE_MAX_TOKENS, (nh // s) * (nw // s))
     return tokens, int(math.isqrt(tokens)) * s
 
@@ -171,7 +160,7 @@ def at_size(prior, image_size, overlap: int | None = None):
     """The prior for H×W images (module doc): the prior itself at its native size, a
     WholeImagePrior up to the whole-image bound, a TiledPrior of whole-image tiles above."""
     h, w = _hw(image_size)
-    if (h, w) == _native(prior):
+    if (h, w) == prior_shape(prior)[1:]:
         return prior
     if isinstance(prior, _SizedPrior):
         raise InputError(f"at_size takes the model's prior, not a prior already sized to {prior.image_size}")
@@ -229,7 +218,7 @@ class TiledPrior(_SizedPrior):
     def __init__(self, prior, image_size: tuple[int, int] | int, overlap: int | None = None,
                  max_batch: int = 16, tile: int | None = None):
         h, w = _hw(image_size)
-        th, tw = _native(prior)
+        th, tw = prior_shape(prior)[1:]
         if th != tw:
             raise InputError(f"tiling needs a prior trained on square images, got {th}×{tw}")
         self.tile = th if tile is None else int(tile)
@@ -246,9 +235,9 @@ class TiledPrior(_SizedPrior):
             raise InputError(f"max_batch must be ≥ 1 tile per UNet call, got {max_batch}")
         super().__init__(prior, (h, w))
         self.max_batch = int(max_batch)
-        self._ph, self._pw = max(h, self.tile), max(w, self.tile)      # after padding short sides
-        self.ys = tile_starts(self._ph, self.tile, self.overlap)
-        self.xs = tile_starts(self._pw, self.tile, self.overlap)
+        self.padded = (max(h, self.tile), max(w, self.tile))           # a side shorter than the tile is padded
+        self.ys = tile_starts(self.padded[0], self.tile, self.overlap)
+        self.xs = tile_starts(self.padded[1], self.tile, self.overlap)
         wy = [window_1d(self.tile, self.overlap, i == 0, i == len(self.ys) - 1) for i in range(len(self.ys))]
         wx = [window_1d(self.tile, self.overlap, j == 0, j == len(self.xs) - 1) for j in range(len(self.xs))]
         self._windows = {(i, j): torch.outer(wy[i], wx[j]).float()
@@ -261,24 +250,15 @@ class TiledPrior(_SizedPrior):
     @property
     def native_passes(self) -> int:
         """UNet work per image and step in passes at the prior's native size (a cost unit)."""
-        nh, nw = _native(self.prior)
+        nh, nw = prior_shape(self.prior)[1:]
         return self.tiles_per_image * -(-(self.tile * self.tile) // (nh * nw))
 
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        """ε for (B, C, H, W) x_t, tile-wise and blended (module doc); x_t's dtype and device.
-        Differentiable (DPS takes gradients through it)."""
-        self.check_images(x_t)
-        B = x_t.shape[0]
-        H, W = self.image_size
-        tt = self._tt(t, B)
-        x = x_t
-        if (self._ph, self._pw) != (H, W):                 # a side shorter than the tile
-            mode = "reflect" if self._ph - H < H and self._pw - W < W else "replicate"
-            x = F.pad(x, (0, self._pw - W, 0, self._ph - H), mode=mode)
-        T = self.tile
+    def _eps_padded(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        """ε tile-wise and blended (module doc, steps 1–3)."""
+        T, B = self.tile, x.shape[0]
         jobs = [(b, i, j) for b in range(B) for i in range(len(self.ys)) for j in range(len(self.xs))]
-        acc = x.new_zeros(B, x.shape[1], self._ph, self._pw)
-        wsum = torch.zeros(self._ph, self._pw, dtype=x.dtype, device=x.device)
+        acc = x.new_zeros(B, x.shape[1], *self.padded)
+        wsum = torch.zeros(*self.padded, dtype=x.dtype, device=x.device)
         for (i, j), win in self._windows.items():
             y0, x0 = self.ys[i], self.xs[j]
             wsum[y0:y0 + T, x0:x0 + T] += win.to(x.device, x.dtype)
@@ -291,5 +271,4 @@ class TiledPrior(_SizedPrior):
                 y0, x0 = self.ys[i], self.xs[j]
                 win = self._windows[(i, j)].to(e.device, e.dtype)
                 acc[b, :, y0:y0 + T, x0:x0 + T] += win * e[n]
-        out = acc / wsum
-        return out[:, :, :H, :W] if (self._ph, self._pw) != (H, W) else out
+        return acc / wsum

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from ..channel import generator_for
 from ..errors import InputError
-from ..prior.bench import add_guidance_arguments, guidance_prior
+from ..prior.bench import add_guidance_arguments, guidance_prior, timed_runs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5) -> dict:
     """Median seconds per step for plain DDIM and for each guided operator (σ_y > 0: DDNM+ path)."""
-    from ..prior.bench import timed_runs
     from ..prior.ddim import Step, prior_shape, sample
     from .ddnm import RangeNullSpace, restore
     from .operators import make_operator
@@ -49,17 +47,15 @@ def measure(prior, operators, batch: int = 4, steps: int = 10, repeats: int = 5)
     times = timed_runs({"plain": plain} | guided, repeats, prior.device, per=steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     # The guidance arithmetic alone (the correction's x̂_0 and update: 2 forward + 1 inverse transform,
-    # Eq. 17-19 elementwise), timed without the UNet: much less sensitive to load from other processes.
+    # Eq. 17-19 elementwise), timed without the UNet (mean of 20 calls after a warm-up call): much less
+    # sensitive to load from other processes.
     iso = {}
     step = Step(t=500, T=1000, abar_t=0.5, a=1.0, sigma=0.5, eta=0.85, c_eps=0.5)
     for name, (op, y) in ops.items():
         x = torch.randn(batch, *shape)
         corr = RangeNullSpace(op, op.range_mask(), op.pinv_spectral(y), torch.full((1, *shape), 0.1), name)
-        reps = 20
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            corr.update(corr.x0(x, x, x, step), x, torch.randn_like(x), step)
-        iso[name] = (time.perf_counter() - t0) / reps
+        guidance = lambda: corr.update(corr.x0(x, x, x, step), x, torch.randn_like(x), step)
+        iso[name] = statistics.mean(timed_runs({name: guidance}, 20)[name])
     return {"seconds_per_step": med, "runs": times,
             "ratio": {n: med[n] / med["plain"] for n in guided},
             "guidance_seconds_per_step_isolated": iso,

@@ -9,12 +9,11 @@ X = DCT-II(x) and X̂ = DCT-II(x̂) (orthonormal, per colour channel, dct.py):
     σ_identity = √E[(x̂ − x)²]                   (RMS error; equals the std when x̂ is unbiased)
     σ_pool[s]  = √E[(pool_s(x̂) − pool_s(x))²]   for each pooling factor s
 
-Expectations are means over images (and pixels for the σ's). Other image sizes: `for_shape`
-carries h and N to another H×W by resampling them over normalised frequency (below). Everything is stored per SNR and
-interpolated linearly in dB between calibrated SNRs; outside the range the nearest end is used
-and a warning names the range. A calibration belongs to one JSCC `model_id` and is refused for any
-other model. Files: a directory with model.safetensors + config.json (kind
-"sing.zero.calibration") + README.md, like every sing model (sing.checkpoint).
+Expectations are means over images (and pixels for the σ's). Everything is stored per SNR and
+interpolated linearly in dB between calibrated SNRs; outside the range the nearest end is used and a
+warning names the range. A calibration belongs to one JSCC `model_id` and is refused for any other
+model. Files: a directory with model.safetensors + config.json (kind "sing.zero.calibration") +
+README.md, like every sing model (sing.checkpoint).
 
 Another size (docs/ALGORITHMS.md §4, "Other image sizes"). DCT-II coefficient k of an N-sample axis
 is the frequency k/(2N) cycles per pixel, and for a stationary degradation both the gain and the
@@ -26,7 +25,6 @@ statistics of a stationary error and stay as they are. The result is cached per 
 """
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -200,11 +198,9 @@ class Calibration:
                 "meta": self.meta}
 
     def save(self, directory: str | Path) -> Path:
-        tensors = {"h": self.h.float(), "noise": self.noise.float(),
-                   "sigma_identity": self.sigma_identity.float(),
-                   "snr_db": torch.tensor(self.snr_db, dtype=torch.float32)}
-        for k, v in self.sigma_pool.items():
-            tensors[f"sigma_pool.{k}"] = v.float()
+        tensors = {"h": self.h.float(), "noise": self.noise.float(), "sigma_identity": self.sigma_identity.float(),
+                   "snr_db": torch.tensor(self.snr_db, dtype=torch.float32),
+                   **{f"sigma_pool.{k}": v.float() for k, v in self.sigma_pool.items()}}
         return save_model(directory, tensors, self.config(), card=self.card())
 
     def card(self) -> str:
@@ -299,24 +295,20 @@ def fit_calibration(jscc, images01: torch.Tensor, snr_db: Sequence[float], ids: 
     if pool_factors is None:
         pool_factors = [s for s in (2, 4, 8) if hh % s == 0 and ww % s == 0]
     device = next(jscc.parameters()).device if hasattr(jscc, "parameters") else torch.device("cpu")
-    hs, ns, sid, spool = [], [], [], {s: [] for s in pool_factors}
     bar = tqdm(total=len(snrs) * n, desc="calibrate", unit="img", disable=not progress)
-    for snr in snrs:
-        st = SpectralStats(pool_factors)
+
+    def pairs(snr: float):
         for i in range(0, n, batch_size):
             x = images01[i:i + batch_size].to(device)
             gens = [generator_for(seed, f"calibrate/{snr:g}/{iid}") for iid in ids[i:i + batch_size]]
-            z = jscc.encode(x, snr)
-            out = apply_channel(z, ChannelConfig(kind=channel, snr_db=snr), gens)
-            xh = jscc.decode(out.y, out.snr_db.to(device), shape=(hh, ww))
-            st.add(x.cpu(), xh.float().cpu())
+            out = apply_channel(jscc.encode(x, snr), ChannelConfig(kind=channel, snr_db=snr), gens)
+            yield x.cpu(), jscc.decode(out.y, out.snr_db.to(device), shape=(hh, ww)).float().cpu()
             bar.update(x.shape[0])
-        r = st.finish()
-        hs.append(r["h"]); ns.append(r["noise"]); sid.append(r["sigma_identity"])
-        for s in pool_factors:
-            spool[s].append(r["sigma_pool"][s])
+
+    fits = [fit_pairs(pairs(snr), pool_factors) for snr in snrs]
     bar.close()
-    info = {"n_images": n, "channel": channel, "seed": seed, **(meta or {})}
-    return Calibration(model_id=str(jscc.model_id), snr_db=snrs, h=torch.stack(hs), noise=torch.stack(ns),
-                       sigma_identity=torch.tensor(sid), sigma_pool={s: torch.tensor(v) for s, v in spool.items()},
-                       meta=info)
+    col = lambda key: [f[key] for f in fits]
+    return Calibration(model_id=str(jscc.model_id), snr_db=snrs, h=torch.stack(col("h")),
+                       noise=torch.stack(col("noise")), sigma_identity=torch.tensor(col("sigma_identity")),
+                       sigma_pool={s: torch.tensor([p[s] for p in col("sigma_pool")]) for s in pool_factors},
+                       meta={"n_images": n, "channel": channel, "seed": seed, **(meta or {})})

@@ -45,7 +45,7 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
                          f"{tuple(getattr(x_hat01, 'shape', ()))}")
     if not (sigma_scale >= 0):
         raise InputError(f"sigma_scale must be ≥ 0, got {sigma_scale}")
-    kind, _ = parse_operator_name(operator)
+    parse_operator_name(operator)                       # an unknown name fails before any work
     b = x_hat01.shape[0]
     shape = tuple(x_hat01.shape[1:])
     x_hat01 = x_hat01.float()
@@ -55,11 +55,7 @@ def sing_zero(prior, calibration: Calibration | None, x_hat01: torch.Tensor, snr
             calibration.check_model(model_id)
         calibration = calibration.for_shape(shape)      # itself at its size, else resampled (§4)
         point = calibration.at(snr_db, device="cpu", batch=b)
-    if kind == "spectral" and point is None:
-        raise InputError("the spectral operator needs a calibration of this JSCC model: run "
-                         "`sing calibrate --jscc MODEL --out DIR` and pass it, or use identity / "
-                         "avgpool-S (blind σ_y)")
-    op = make_operator(operator, shape, h=point.h if kind == "spectral" else None, tau=tau)
+    op = make_operator(operator, shape, h=point.h if point is not None else None, tau=tau)   # spectral: needs h
     y = op.observation(x_hat01)
     sig, source = op.noise_std(point, x_hat01, calibration.describe() if calibration is not None else "")
     sig = sig * float(sigma_scale)

@@ -118,13 +118,10 @@ class LinearOperator:
                              f"for avgpool pass A(x̂) (the pooled image), otherwise the image itself")
         if not torch.isfinite(y).all():
             raise InputError("the observation contains NaN or Inf: check the decoder output upstream")
-        self._check_batch(y.shape[0], "observation")
-        return y
-
-    def _check_batch(self, b: int, what: str) -> None:
-        if self.batch_size is not None and b != self.batch_size:
-            raise InputError(f"{what} has batch {b} but the {self.name} operator holds per-image "
+        if self.batch_size is not None and y.shape[0] != self.batch_size:
+            raise InputError(f"observation has batch {y.shape[0]} but the {self.name} operator holds per-image "
                              f"parameters for {self.batch_size} images")
+        return y
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, image_shape={self.image_shape})"
@@ -150,9 +147,6 @@ class Identity(LinearOperator):
 
     def from_spectral(self, v):
         return v
-
-    def pinv_spectral(self, y):
-        return y
 
     def noise_std(self, point, x_hat, where="the calibration"):
         if point is not None:
@@ -297,8 +291,9 @@ def make_operator(name: str, image_shape: Sequence[int], h: torch.Tensor | None 
     if kind == "avgpool":
         return AvgPool(image_shape, s)
     if h is None:
-        raise InputError("the spectral operator needs per-frequency gains h: load a calibration "
-                         "(`sing calibrate --jscc MODEL …`) or choose identity / avgpool-S")
+        raise InputError("the spectral operator needs a calibration of this JSCC model (its per-frequency gains h): "
+                         "run `sing calibrate --jscc MODEL --out DIR` and pass it, or use identity / avgpool-S "
+                         "(blind σ_y)")
     op = Spectral(h, tau=tau)
     if op.image_shape != _check_image_shape(image_shape):
         raise InputError(f"the spectral gains are for {op.image_shape} images, not {tuple(image_shape)}: "
