@@ -13,7 +13,7 @@ the *val* split at the headline point (BCR 1/48, AWGN 0 dB) by
         --mixed-precision bf16 --seed 0 --out runs/prior-curve/run-P-fF --export runs/prior-curve/prior-P-fF
     .venv/bin/python sim/prior_data_size.py --priors runs/prior-curve [--n 64]
 
-Every `prior-<preset>-f<fraction>/` exported prior under --priors is one point (the shipped
+Every `prior-<preset>-f<fraction>/` exported prior under the --priors folders is one point (the shipped
 models/prior-natural-64 is added as the longest-trained base point). Writes one sing.eval/1 file per
 point and decoder, curve.json, curve.md and curve.png to sim/results/prior-data-size/.
 """
@@ -76,43 +76,42 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.9))
-    presets = sorted({r["preset"] for r in res["points"]})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    series = sorted({(r["preset"], r["steps"]) for r in res["points"]})
     sources = sorted({r["train_sources"] for r in res["points"]})
+
+    def draw(ax, key):
+        for preset, steps in series:
+            pts = sorted((r["train_sources"], key(r)) for r in res["points"]
+                         if (r["preset"], r["steps"]) == (preset, steps))
+            style = dict(marker="*", ms=12, ls="none") if len(pts) == 1 else dict(marker="o")
+            ax.plot(*zip(*pts), label=f"{preset} prior ({r_params(res, preset)}), {steps} steps", **style)
+
     for ax, dec in zip(axes[:2], DECODERS):
-        for p in presets:
-            pts = sorted((r["train_sources"], r[f"lpips_{dec}"]) for r in res["points"]
-                         if r["preset"] == p and r["steps"] == res["steps"])
-            ax.plot(*zip(*pts), marker="o", label=f"SING-Zero, {p} prior ({res['steps']} steps)")
-        for r in res["points"]:
-            if r["steps"] != res["steps"]:
-                ax.plot(r["train_sources"], r[f"lpips_{dec}"], marker="*", ms=11, ls="none",
-                        label=f"SING-Zero, shipped {r['preset']} prior ({r['steps']} steps)")
+        draw(ax, lambda r: r[f"lpips_{dec}"])
         ref = res["reference"][dec]
         ax.axhline(ref["lpips"], color="k", ls="--", label=f"{ref['method']} alone")
         if dec == "perceptual":
-            ax.axhline(0.9 * ref["lpips"], color="g", ls=":", label="target 0.90× perceptual decoder")
-        ax.set_title(f"on the {dec} decoder")
-        ax.set_xlabel("train source photographs (log scale)")
+            ax.axhline(0.9 * ref["lpips"], color="g", ls=":", label="target: 0.90× the perceptual decoder")
+        ax.set_title(f"SING-Zero on the {dec} decoder")
         ax.set_ylabel("val LPIPS ↓")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for p in presets:
-        pts = sorted((r["train_sources"], r["denoise_psnr"]["200"]) for r in res["points"]
-                     if r["preset"] == p and r["steps"] == res["steps"])
-        axes[2].plot(*zip(*pts), marker="o", label=f"{p} prior, t = 200")
-    axes[2].set_title("the prior alone: one-step x̂₀ on noisy val")
-    axes[2].set_xlabel("train source photographs (log scale)")
+    draw(axes[2], lambda r: r["denoise_psnr"]["200"])
+    axes[2].set_title("the prior alone: one-step x̂₀ at t = 200 on noisy val")
+    axes[2].set_ylabel("x̂₀ PSNR (dB) ↑")
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sources, [str(s) for s in sources])
-    axes[2].set_ylabel("x̂₀ PSNR (dB) ↑")
-    axes[2].grid(alpha=0.3)
-    axes[2].legend(fontsize=7)
-    fig.suptitle(f"prior training data and size vs SING-Zero, natural val ({res['n_images']} images), "
+        ax.set_xlabel("train source photographs (log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"prior training data, size and length vs SING-Zero, natural val ({res['n_images']} images), "
                  "BCR 1/48, AWGN 0 dB")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def r_params(res: dict, preset: str) -> str:
+    return f"{next(r['params'] for r in res['points'] if r['preset'] == preset) / 1e6:.1f} M"
 
 
 def markdown(res: dict) -> str:
@@ -134,7 +133,7 @@ def markdown(res: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--priors", required=True, help="folder of prior-<preset>-f<fraction>/ exported priors")
+    ap.add_argument("--priors", required=True, nargs="+", help="folders of prior-<preset>-f<fraction>/ exported priors")
     ap.add_argument("--n", type=int, default=64, help="val images per point")
     ap.add_argument("--shipped", default=str(REPO / "models" / "prior-natural-64"),
                     help="the shipped prior, added as one more point ('' to leave out)")
@@ -145,7 +144,7 @@ def main(argv=None) -> int:
     from sing.commands.eval import git_commit
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    priors = sorted(p for p in Path(a.priors).glob("prior-*-f*") if (p / "model.safetensors").exists())
+    priors = sorted(p for d in a.priors for p in Path(d).glob("prior-*-f*") if (p / "model.safetensors").exists())
     if a.shipped:
         priors.append(Path(a.shipped).resolve())
     if not priors:
@@ -168,9 +167,7 @@ def main(argv=None) -> int:
         if ref["setup"]["n_images"] != a.n:
             raise SystemExit(f"{f} has {ref['setup']['n_images']} images, not --n {a.n}: the ratios need the same images")
         reference[dec] = {"method": method, **ref["metrics"]}
-    steps = max(({r["steps"] for r in points if Path(r["prior"]).name != Path(a.shipped).name}
-                 or {points[0]["steps"]}), key=lambda s: sum(r["steps"] == s for r in points))
-    res = {"schema": "sing.prior-data-size/1", "n_images": a.n, "steps": steps, "points": points,
+    res = {"schema": "sing.prior-data-size/1", "n_images": a.n, "points": points,
            "reference": reference, "commit": git_commit(),
            "command": "python sim/prior_data_size.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     (out / "curve.json").write_text(json.dumps(res, indent=1) + "\n")
