@@ -62,14 +62,19 @@ def sing_zero(prior: Path, label: str, decoder: str, n: int, out: Path) -> dict:
     return json.loads(f.read_text())["metrics"]
 
 
-def denoise(prior: Path, n: int) -> dict:
-    """One-step x̂₀ PSNR (dB) of the prior on noisy val images, keyed by t."""
+def denoise(prior: Path, label: str, n: int, out: Path) -> dict:
+    """One-step x̂₀ PSNR (dB) of the prior on noisy val images, keyed by t (kept in denoise_<label>.json)."""
+    f = out / f"denoise_{label}.json"
+    if f.exists():
+        return json.loads(f.read_text())
     from sing import data as D
     from sing.prior import load_prior
     from sing.prior.denoise_table import denoise_table
     x, ids = D.load_split("natural", "val", n, progress=False)
     rows = denoise_table(load_prior(prior), x, ids, timesteps=(200, 500), progress=False)["rows"]
-    return {str(r["t"]): r["psnr_prior"] for r in rows}
+    res = {str(r["t"]): r["psnr_prior"] for r in rows}
+    f.write_text(json.dumps(res) + "\n")
+    return res
 
 
 def plot(res: dict, path: Path) -> None:
@@ -156,7 +161,7 @@ def main(argv=None) -> int:
         for dec in DECODERS:
             m = sing_zero(p, label, dec, a.n, out)
             r[f"lpips_{dec}"], r[f"psnr_{dec}"] = m["lpips"], m["psnr"]
-        r["denoise_psnr"] = denoise(p, a.n)
+        r["denoise_psnr"] = denoise(p, label, a.n, out)
         points.append(r)
         print(json.dumps(r))
     reference = {}
