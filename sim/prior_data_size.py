@@ -9,9 +9,12 @@ the *val* split at the headline point (BCR 1/48, AWGN 0 dB) by
   * the prior alone: one-step x̂₀ PSNR on noisy val images at t = 200 and 500 (sing.prior.denoise_table),
     i.e. how well the prior has learnt photographs it never saw, with no guidance in the way.
 
-    sing train-prior --data natural --source-fraction F --unet-preset P --steps 1000 --batch 16 \\
-        --mixed-precision bf16 --seed 0 --out runs/prior-curve/run-P-fF --export runs/prior-curve/prior-P-fF
-    .venv/bin/python sim/prior_data_size.py --priors runs/prior-curve [--n 64]
+    # F in 0.25 0.5 1.0 with P = base, F in 0.25 1.0 with P = small; 600 steps each (1 thread, ~20 min):
+    sing train-prior --data natural --source-fraction F --unet-preset P --steps 600 --batch 16 --threads 1 \
+        --mixed-precision bf16 --seed 0 --sample-every 100000 --out runs/curve/run-P-fF --export runs/curve/s600/prior-P-fF
+    # the base priors continued from their 600-step checkpoints (same --out) to 1200 steps:
+    sing train-prior … --steps 1200 --out runs/curve/run-base-fF --export runs/curve/s1200/prior-base-fF
+    .venv/bin/python sim/prior_data_size.py --priors runs/curve/s600 runs/curve/s1200 [--n 64]
 
 Every `prior-<preset>-f<fraction>/` exported prior under the --priors folders is one point (the shipped
 models/prior-natural-64 is added as the longest-trained base point). Writes one sing.eval/1 file per
