@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from .checkpoint import file_digest
 from .errors import DataError, InputError
 from .images import resize, short_side_shape
+from .paths import cache_dir
 
 MANIFEST = Path(__file__).with_name("natural_manifest.json")
 UNSEEN_MANIFEST = Path(__file__).with_name("unseen_manifest.json")
@@ -64,11 +65,6 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 PACKAGE_FOR = {OPENCV_DIR: "opencv-doc", WALLPAPER_DIR: "plasma-workspace-wallpapers",
                FMNIST_DIR: "dataset-fashion-mnist", "skimage": "python3-skimage",
                BACKGROUNDS_DIR: "lomiri-wallpapers-16.04 lomiri-wallpapers-20.04"}
-
-
-def cache_dir() -> Path:
-    """Where derived data lives: $SING_CACHE (default ~/.cache/sing)."""
-    return Path(os.environ.get("SING_CACHE", Path.home() / ".cache" / "sing"))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,13 @@ KIND_PREFIXES = ("jscc-", "prior-")
 INSTALL_PREFIX_FILE = PACKAGE_DIR / "_install_prefix.txt"
 
 
+def cache_dir() -> Path:
+    """Where derived data (data caches, converted LPIPS weights) lives: ``$SING_CACHE`` with ``~``
+    expanded (an empty value counts as unset), else ``~/.cache/sing``."""
+    env = os.environ.get("SING_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sing"
+
+
 def user_model_dir() -> Path:
     """The per-user model cache: ``$XDG_CACHE_HOME/sing/models`` (``~/.cache/sing/models``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

