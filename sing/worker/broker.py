@@ -180,10 +180,11 @@ class Broker:
             self.reqs[key] = _Req(env, body, rid, time.monotonic())
             self.queue.append(key)
         except Exception as e:  # noqa: BLE001 — whatever a client sends, the broker stays up
-            if not isinstance(e, P.ProtocolError):
+            if isinstance(e, P.ProtocolError):
+                self.stats.rejected += 1
+            else:
                 log.exception("unexpected error handling a client message")
                 e = P.ProtocolError(P.INTERNAL, type(e).__name__, rid)
-            self.stats.rejected += 1
             self._send(self.front, env + P.error_frames(e.code, str(e), e.request_id or rid))
 
     # ---- backend ----
@@ -192,9 +193,10 @@ class Broker:
         try:
             self._worker_message(frames, truncated)
         except Exception as e:  # noqa: BLE001 — whatever a worker sends, the broker stays up
-            if not isinstance(e, P.ProtocolError):
+            if isinstance(e, P.ProtocolError):
+                self.stats.refused_worker_messages += 1
+            else:
                 log.exception("unexpected error handling a worker message")
-            self.stats.refused_worker_messages += 1
 
     def _worker_message(self, frames, truncated) -> None:
         if len(frames) < 2:

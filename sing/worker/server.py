@@ -40,12 +40,13 @@ from . import protocol as P
 from .batching import Batcher
 
 log = logging.getLogger("sing.worker")
+DEFAULT_BIND = "tcp://127.0.0.1:5555"     # where a worker given neither --bind nor --connect listens
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--bind", default=None,
-                   help="ROUTER endpoint for clients (default tcp://127.0.0.1:5555; a non-loopback "
+                   help=f"ROUTER endpoint for clients (default {DEFAULT_BIND}; a non-loopback "
                         "address needs --curve-secret)")
     g.add_argument("--connect", default=None, help="a `sing broker` backend endpoint to serve")
     p.add_argument("--jscc", nargs="+", action="extend", required=True, metavar="DIR",
@@ -164,7 +165,9 @@ class _Compute(threading.Thread):
 
     def _run(self, job: Running) -> list[Outcome]:
         import torch
-        time.sleep(_test_hang_s(job.number))
+        hang = _test_hang_s(job.number)
+        if hang:
+            time.sleep(hang)
         t0 = time.monotonic()
         jobs: list[Job] = [p.item for p in job.batch]
         reqs = [j.req for j in jobs]
@@ -216,7 +219,7 @@ class Worker:
                  stuck_s: float = 30.0, name: str | None = None, curve_secret: str | None = None,
                  curve_clients: str | None = None, curve_server_public: str | None = None):
         if (bind is None) == (connect is None):
-            bind = bind or "tcp://127.0.0.1:5555"
+            bind = bind or DEFAULT_BIND
         self.engine = engine
         self.bind, self.connect = bind, connect
         self.batcher = Batcher(max_batch, max_wait_ms / 1e3, max_queue)
@@ -511,8 +514,9 @@ def run(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    if args.connect is None:                   # Worker's default bind; checked before loading any model
-        P.check_bind(args.bind or "tcp://127.0.0.1:5555", args.curve_secret is not None)
+    bind = args.bind or (DEFAULT_BIND if args.connect is None else None)    # the one Worker will use
+    if bind:
+        P.check_bind(bind, args.curve_secret is not None)   # before loading any model
     engine = Engine(args.jscc, args.prior, args.calibration, args.inn, args.device,
                     discover_parts=not args.no_discover, autocast=args.autocast, max_cost=args.max_cost)
     w = call_with_options(Worker, args, engine)
