@@ -10,8 +10,9 @@ the *val* split at the headline point (BCR 1/48, AWGN 0 dB) by
     i.e. how well the prior has learnt photographs it never saw, with no guidance in the way.
 
     # F in 0.25 0.5 1.0 with P = base, F in 0.25 1.0 with P = small; 600 steps each (1 thread, ~20 min):
-    sing train-prior --data natural --source-fraction F --unet-preset P --steps 600 --batch 16 --threads 1 \
-        --mixed-precision bf16 --seed 0 --sample-every 100000 --out runs/curve/run-P-fF --export runs/curve/s600/prior-P-fF
+    sing train-prior --data natural --source-fraction F --unet-preset P --steps 600 --batch 16 --threads 1 \\
+        --mixed-precision bf16 --seed 0 --sample-every 100000 --out runs/curve/run-P-fF \\
+        --export runs/curve/s600/prior-P-fF
     # the base priors continued from their 600-step checkpoints (same --out) to 1200 steps:
     sing train-prior … --steps 1200 --out runs/curve/run-base-fF --export runs/curve/s1200/prior-base-fF
     .venv/bin/python sim/prior_data_size.py --priors runs/curve/s600 runs/curve/s1200 [--n 64]
@@ -46,7 +47,8 @@ def describe(prior: Path) -> dict:
     n_sources = sum(s["split"] == "train" for s in D.load_manifest()["sources"])
     return {"prior": str(prior.relative_to(REPO) if prior.is_relative_to(REPO) else prior),
             "preset": tr["unet_preset"], "params": params, "source_fraction": frac,
-            "train_sources": math.ceil(frac * n_sources), "train_pyramid_images": len(D._NaturalTrain(False, frac).shapes),
+            "train_sources": math.ceil(frac * n_sources),
+            "train_pyramid_images": len(D._NaturalTrain(False, frac).shapes),
             "steps": tr["steps"], "batch": tr["batch"]}
 
 
@@ -131,7 +133,8 @@ def markdown(res: dict) -> str:
              "(ratio to DeepJSCC) | SING-Zero LPIPS, perceptual decoder (ratio to it) | PSNR MSE / perceptual "
              "(dB) | prior x̂₀ PSNR t=200 / 500 (dB) |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(res["points"], key=lambda r: (r["preset"], r["steps"], r["train_sources"])):
-        lines.append(f"| {r['preset']} | {r['params'] / 1e6:.2f} M | {r['train_sources']} ({r['train_pyramid_images']}) "
+        lines.append(f"| {r['preset']} | {r['params'] / 1e6:.2f} M "
+                     f"| {r['train_sources']} ({r['train_pyramid_images']}) "
                      f"| {r['steps']} | {r['lpips_mse']:.4f} ({r['lpips_mse'] / ref['mse']['lpips']:.3f}×) "
                      f"| {r['lpips_perceptual']:.4f} ({r['lpips_perceptual'] / ref['perceptual']['lpips']:.3f}×) "
                      f"| {r['psnr_mse']:.2f} / {r['psnr_perceptual']:.2f} "
@@ -173,7 +176,8 @@ def main(argv=None) -> int:
         f = REPO / "sim" / "results" / folder / f"natural_val_{method}_1-48_awgn_0dB.json"
         ref = json.loads(f.read_text())
         if ref["setup"]["n_images"] != a.n:
-            raise SystemExit(f"{f} has {ref['setup']['n_images']} images, not --n {a.n}: the ratios need the same images")
+            raise SystemExit(f"{f} has {ref['setup']['n_images']} images, not --n {a.n}: "
+                             "the ratios need the same images")
         reference[dec] = {"method": method, **ref["metrics"]}
     res = {"schema": "sing.prior-data-size/1", "n_images": a.n, "points": points,
            "reference": reference, "commit": git_commit(),
