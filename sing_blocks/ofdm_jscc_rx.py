@@ -54,16 +54,23 @@ class BlockLog:
     """A GNU Radio block logger behind the `logging.Logger` calls sing.phy makes (`warning(msg,
     *args)` etc.): the gr logger has `warn`, not `warning`, and takes one finished string."""
 
-    _LEVELS = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}   # logging → gr
-
     def __init__(self, gr_logger):
         self.gr_logger = gr_logger
 
-    def __getattr__(self, level):
-        if level not in self._LEVELS:
-            raise AttributeError(level)
-        emit = getattr(self.gr_logger, self._LEVELS[level])
-        return lambda msg, *args: emit(str(msg) % args if args else str(msg))
+    def _emit(self, gr_level: str, msg, args) -> None:
+        getattr(self.gr_logger, gr_level)(str(msg) % args if args else str(msg))
+
+    def debug(self, msg, *args):
+        self._emit("debug", msg, args)
+
+    def info(self, msg, *args):
+        self._emit("info", msg, args)
+
+    def warning(self, msg, *args):
+        self._emit("warn", msg, args)
+
+    def error(self, msg, *args):
+        self._emit("error", msg, args)
 
 
 def _split(v) -> list[str]:
