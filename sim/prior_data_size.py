@@ -49,7 +49,20 @@ def describe(prior: Path) -> dict:
             "preset": tr["unet_preset"], "params": params, "source_fraction": frac,
             "train_sources": math.ceil(frac * n_sources),
             "train_pyramid_images": len(D._NaturalTrain(False, frac).shapes),
-            "steps": tr["steps"], "batch": tr["batch"]}
+            "steps": tr["steps"], "batch": tr["batch"], "train_gflop_per_image": train_gflop(cfg)}
+
+
+def train_gflop(cfg: dict) -> float:
+    """GFLOP of one training image (UNet forward + backward at the prior's size), counted by torch's
+    FlopCounterMode (a multiply-add is 2 FLOP): the unit of docs/gpu.md's compute estimates."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from sing.prior.model import PriorConfig, build_prior
+    unet = build_prior(PriorConfig.from_dict(cfg), seed=0).unet.train().requires_grad_(True)
+    x = torch.randn(2, cfg["channels"], cfg["image_size"], cfg["image_size"])
+    with FlopCounterMode(display=False) as fc:
+        unet(x, torch.tensor([10, 500])).sample.pow(2).mean().backward()
+    return fc.get_total_flops() / 2 / 1e9
 
 
 def sing_zero(prior: Path, label: str, decoder: str, n: int, out: Path) -> dict:
@@ -152,7 +165,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    from sing.commands.eval import git_commit
+    from sing.commands.eval import device_name, git_commit
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     priors = sorted(p for d in a.priors for p in Path(d).glob("prior-*-f*") if (p / "model.safetensors").exists())
@@ -180,7 +193,7 @@ def main(argv=None) -> int:
                              "the ratios need the same images")
         reference[dec] = {"method": method, **ref["metrics"]}
     res = {"schema": "sing.prior-data-size/1", "n_images": a.n, "points": points,
-           "reference": reference, "commit": git_commit(),
+           "reference": reference, "commit": git_commit(), "device": device_name("cpu"),
            "command": "python sim/prior_data_size.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     (out / "curve.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / "curve.md").write_text(markdown(res))
