@@ -152,3 +152,50 @@ def test_dead_worker_gives_unavailable_reply_not_client_timeout(procs, tiny_jscc
     h = e.value.header
     assert h.get("type") == "error" and h.get("code") == P.UNAVAILABLE and h.get("id") == "dead-1", h
     assert waited < timeout_s, waited                             # an answer, not the client's timeout
+
+
+def test_worker_saying_unavailable_gets_no_more_work_until_ready(procs):
+    """A worker that answers `unavailable` ("shutting down / stuck: retry elsewhere") is drained by
+    the broker: its requests go to the other worker and it is not tried again (it would burn the
+    request's attempts) until it says `ready`. Two scripted workers on the real broker's backend."""
+    import threading
+    front, back = ep(), ep()
+    procs.start("broker", "--frontend", front, "--backend", back, "--heartbeat-s", HB, "--max-attempts", "3")
+    ctx, stop, seen = zmq.Context.instance(), threading.Event(), {"A": [], "B": []}
+
+    def worker(name: str, answer) -> None:
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(back)
+        s.send_multipart([b""] + P.control_frames("ready", capacity=8, worker=name))
+        t_hb = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - t_hb > 0.1:
+                s.send_multipart([b""] + P.control_frames("heartbeat", capacity=8, worker=name))
+                t_hb = time.monotonic()
+            if not s.poll(20):
+                continue
+            env, body = P.split_envelope(s.recv_multipart(), 0)
+            h = P.parse_header(body[0])
+            if h.get("type") != "request":
+                continue
+            seen[name].append(h["id"])
+            s.send_multipart(env + answer(h["id"]))
+        s.close()
+
+    threads = [threading.Thread(target=worker, args=("A", lambda rid: P.error_frames(
+                   P.UNAVAILABLE, "worker is shutting down; retry elsewhere", rid)), daemon=True)]
+    threads[0].start()
+    with WorkerClient(front, timeout_s=20, retries=0) as c:
+        _wait_workers(c, 1)                                      # A first: the broker's first choice
+        threads.append(threading.Thread(target=worker, args=("B", lambda rid: P.reply_frames(
+            rid, np.zeros((16, 16, 3), np.uint8), worker="B")), daemon=True))
+        threads[1].start()
+        time.sleep(0.5)                                          # B joins (A stays registered)
+        try:
+            for j in range(6):
+                assert c.restore(symbols(64), 0.0, "deepjscc", request_id=f"r{j}").image.shape == (16, 16, 3)
+        finally:
+            stop.set()
+    assert len(seen["A"]) <= 1, seen          # told once, A got no more work
+    assert len(seen["B"]) == 6, seen

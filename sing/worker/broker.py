@@ -16,6 +16,8 @@ worker. A `ping` from a client is answered by the broker with its own status and
 Liveness from progress as well as from heartbeats: a worker holding requests that answers none of
 them for `--progress-timeout-s` (a hung compute thread heartbeats on) is stuck: its requests are
 re-queued elsewhere (same id) and it gets no work until it answers again or says `ready`.
+A worker that answers `unavailable` (it is shutting down, or its compute is stuck) gets no more
+work until it says `ready` again, so a request is not tried on it again and again.
 Roles: with CURVE, clients and workers have separate allow-lists (`--curve-clients`,
 `--curve-workers`): a client key is refused on the worker port and a worker key on the client port.
 SIGTERM/SIGINT: every request held is answered `unavailable` and the broker exits within 2 s.
@@ -248,6 +250,8 @@ class Broker:
             if x is not None:
                 x.inflight.discard(key)
         if h.get("type") == "error" and h.get("code") in (P.BUSY, P.UNAVAILABLE):
+            if h.get("code") == P.UNAVAILABLE and w is not None:
+                w.draining = True      # shutting down or stuck: no more work until it says `ready`
             self._requeue(key, f"worker said {h.get('code')}")          # try another worker
             return
         del self.reqs[key]
@@ -264,7 +268,7 @@ class Broker:
         r.worker = None
         if r.attempts >= self.max_attempts:
             self._fail(key, P.UNAVAILABLE, f"image {r.rid} could not be restored: {why}, "
-                                           f"{r.attempts} worker(s) tried")
+                                           f"{r.attempts} attempt(s)")
             return
         self.stats.retried += 1
         self.queue.appendleft(key)
