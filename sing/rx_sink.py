@@ -45,6 +45,8 @@ from typing import Callable
 
 import numpy as np
 
+from .worker.protocol import ENDPOINT
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RID = re.compile(r"[^A-Za-z0-9._:@/+=-]+")
 _IMG_EXT = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ppm|pgm|gif)$", re.IGNORECASE)
@@ -144,7 +146,7 @@ def hwc_uint8(a: np.ndarray) -> np.ndarray:
 @dataclass
 class RxConfig:
     """Settings of a receiver sink (the block's parameters, docs/GNURADIO.md)."""
-    endpoint: str = "tcp://127.0.0.1:5555"
+    endpoint: str = ENDPOINT
     method: str = "sing-zero"
     out_dir: str = "out/radio"
     jscc_dir: str = ""

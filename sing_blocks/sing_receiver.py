@@ -25,7 +25,7 @@ from .pdu_util import BadPDU, image_pdu, message_ports, parse_image_pdu, parse_s
 
 
 class sing_receiver(gr.basic_block):
-    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", method: str = "sing-zero",
+    def __init__(self, endpoint: str = RxConfig.endpoint, method: str = "sing-zero",
                  out_dir: str = "out/radio", **settings):
         """``settings``: the other ``sing.rx_sink.RxConfig`` fields (jscc_dir, local_fallback,
         timeout_s, retries, queue_size, drain_timeout_s, retry_after_s, assumed_snr_db, seed,

@@ -41,8 +41,8 @@ log = logging.getLogger("sing.broker")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frontend", default="tcp://127.0.0.1:5555", help="endpoint clients connect to")
-    p.add_argument("--backend", default="tcp://127.0.0.1:5556", help="endpoint workers connect to")
+    p.add_argument("--frontend", default=P.ENDPOINT, help="endpoint clients connect to")
+    p.add_argument("--backend", default=P.BROKER_BACKEND, help="endpoint workers connect to")
     p.add_argument("--heartbeat-s", type=float, default=1.0)
     p.add_argument("--liveness", type=int, default=3, help="missed heartbeats = worker dead")
     p.add_argument("--progress-timeout-s", type=float, default=30.0,

@@ -40,7 +40,7 @@ from . import protocol as P
 from .batching import Batcher
 
 log = logging.getLogger("sing.worker")
-DEFAULT_BIND = "tcp://127.0.0.1:5555"     # where a worker given neither --bind nor --connect listens
+DEFAULT_BIND = P.ENDPOINT     # where a worker given neither --bind nor --connect listens
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
