@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What moves SING-Zero's LPIPS: the null-space filling studied one lever at a time, on the *val*
+split at the headline point (natural 64×64, BCR 1/48, AWGN 0 dB, 64 images), on both DeepJSCC
+decoders. Each decoder starts from its val-chosen setting (sim/results/tune-zero-natural/ and
+tune-zero-perceptual/ choice.json) and one lever is moved while the others stay there:
+
+  eta       η, the fresh-noise fraction of each step: how stochastic the null-space filling is
+  start     the warm start t₀/T: how much of x̂ the chain re-noises (noise level of the filling)
+  sigma     σ_y scale: how far the range space may move away from x̂ (observation noise level)
+  rank      the spectral operator's threshold τ on |h(f)| (operators.Spectral): components with
+            |h| ≤ τ go to the null space, filled by the prior alone; the range fraction is reported
+  steps     DDIM steps over [0, T] (the grid's fineness at a fixed warm start: 50 → Δt = 20)
+  ensemble  the mean of K chains with K seeds (K = 1: the receiver's own seed)
+
+The channel noise and the per-image restoration seed are those of `sing eval` (K = 1 at the chosen
+setting is the tuning sweep's point). Each point is one JSON under <out>/runs/ (resumable: a point
+whose file exists is read, not run); then <out>/study.json (per point: PSNR, SSIM, LPIPS, LPIPS ratio
+to the decoder alone with a 95 % cluster-bootstrap interval over source photographs), study.md and
+study.png.
+
+    .venv/bin/python sim/null_space.py                       # both decoders, every lever (~1 h, 2 cores)
+    .venv/bin/python sim/null_space.py --decoders perceptual --levers eta rank
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "sim"))
+
+CHOICE = {"mse": "tune-zero-natural", "perceptual": "tune-zero-perceptual"}
+NAME = {"mse": "DeepJSCC (MSE decoder)", "perceptual": "perceptual DeepJSCC"}
+LEVERS = {
+    "eta": ("η (fresh noise per step)", [0.0, 0.5, 0.85, 1.0]),
+    "start": ("warm start t₀/T", [0.02, 0.05, 0.1, 0.2, 0.3]),
+    "sigma": ("σ_y scale", [0.25, 0.5, 1.0, 1.5, 2.0, 3.0]),
+    "rank": ("operator threshold τ on |h|", [0.003, 0.01, 0.03, 0.1, 0.3]),
+    "steps": ("DDIM steps over [0, T]", [50, 100, 250]),
+    "ensemble": ("chains averaged (K)", [1, 2, 4, 8]),
+}
+KEY = {"eta": "eta", "start": "start", "sigma": "sigma_scale", "rank": "tau", "steps": "steps", "ensemble": "k"}
+
+
+def chosen(decoder: str) -> dict:
+    c = json.loads((REPO / "sim" / "results" / CHOICE[decoder] / "choice.json").read_text())
+    return {"eta": c["eta"], "start": c["start"], "sigma_scale": c["sigma_scale"], "tau": 1e-2, "steps": 50, "k": 1}
+
+
+class Point:
+    """One decoder's val images through the seeded channel, decoded once; runs SING-Zero settings."""
+
+    def __init__(self, decoder: str, n: int, snr_db: float, seed: int, prior: Path | None = None):
+        import torch
+        from sing import data as D
+        from sing.channel import ChannelConfig, apply_channel, channel_generator
+        from sing.methods import load_receiver, model_dir_for, prior_dir_for
+        from sing.metrics import load_lpips
+        self.x, self.ids = D.load_split("natural", "val", n=n, progress=False)
+        self.seed, self.lp = seed, load_lpips("alex")
+        jdir = model_dir_for("natural", "1/48", decoder == "perceptual")
+        prior = Path(prior) if prior else prior_dir_for("natural")
+        self.rx = load_receiver([jdir], prior, jdir / "calibration", autocast="bf16")
+        with torch.no_grad():
+            z = self.rx.model().encode(self.x, snr_db)
+        co = apply_channel(z, ChannelConfig("awgn", snr_db), [channel_generator(seed, i) for i in self.ids])
+        self.snr = co.snr_true_db
+        self.x_hat = self.rx.decode(co.y, self.snr).cpu()
+        self.calibration = self.rx.parts_for(self.rx.model().model_id)["calibration"]
+        self.models = {"jscc": _rel(jdir), "prior": _rel(prior)}
+
+    def metrics(self, images) -> list[dict]:
+        from sing.metrics import compute_metrics
+        m = compute_metrics(images, self.x, self.lp)
+        return [{"id": i, **{k: float(v[j]) for k, v in m.items()}} for j, i in enumerate(self.ids)]
+
+    def range_fraction(self, tau: float) -> float:
+        """Fraction of spectral components with |h| > τ (the operator's range), mean over images."""
+        h = self.calibration.for_shape(tuple(self.x_hat.shape[1:])).at(self.snr, device="cpu", batch=len(self.ids)).h
+        return float((h.abs() > tau).float().mean())
+
+    def run(self, s: dict) -> list[dict]:
+        import torch
+        from sing.channel import generator_for
+        from sing.zero import sing_zero
+        outs = []
+        for k in range(int(s["k"])):   # chain k: the receiver's seed + k (k = 0: `sing eval`'s own draws)
+            gens = [generator_for(self.seed + k, f"restore:{i}") for i in self.ids]
+            outs.append(sing_zero(self.rx.prior, self.calibration, self.x_hat, self.snr, operator="spectral",
+                                  sigma_scale=s["sigma_scale"], steps=int(s["steps"]), eta=s["eta"],
+                                  start=s["start"], tau=s["tau"], generators=gens, progress=False).float().cpu())
+        return self.metrics(torch.stack(outs).mean(0).clamp(0, 1))
+
+
+def _rel(p: Path) -> str:
+    p = Path(p).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
+def summarise(per_image: list[dict], ref: list[dict]) -> dict:
+    import numpy as np
+    from compare import bootstrap
+    ids = [p["id"] for p in per_image]
+    out = {k: float(np.mean([p[k] for p in per_image])) for k in ("psnr", "ssim", "lpips")}
+    b = bootstrap(np.array([p["lpips"] for p in per_image]), np.array([p["lpips"] for p in ref]), ids)
+    d = bootstrap(np.array([p["psnr"] for p in per_image]), np.array([p["psnr"] for p in ref]), ids)
+    return {**out, "lpips_ratio": b["ratio"], "lpips_ratio_ci": b["ratio_ci"], "psnr_diff": d["diff"],
+            "psnr_diff_ci": d["diff_ci"]}
+
+
+def study(a) -> dict:
+    from tqdm import tqdm
+    from sing.commands.eval import git_commit
+    res = {"schema": "sing.null-space/1", "split": "val", "n_images": a.n, "bcr": "1/48", "channel": "awgn",
+           "snr_db": a.snr_db, "seed": a.seed, "decoders": {}}
+    for dec in a.decoders:
+        base = chosen(dec)
+        pt = Point(dec, a.n, a.snr_db, a.seed, a.prior)
+        runs = Path(a.out) / "runs" / dec / Path(pt.models["prior"]).name      # one folder per decoder and prior
+        runs.mkdir(parents=True, exist_ok=True)
+        ref = pt.metrics(pt.x_hat)
+        entry = {"decoder_alone": summarise(ref, ref), "chosen": base, **pt.models, "levers": {}}
+        todo = [(lv, v) for lv in a.levers for v in LEVERS[lv][1]]
+        for lv, v in tqdm(todo, desc=f"null space, {dec} decoder"):
+            s = {**base, KEY[lv]: v}
+            f = runs / ("_".join(f"{k}{s[k]:g}" for k in sorted(s)) + ".json")
+            if f.exists():
+                rec = json.loads(f.read_text())
+            else:
+                t0 = time.perf_counter()
+                per = pt.run(s)
+                rec = {"settings": s, "seconds_per_image": (time.perf_counter() - t0) / a.n,
+                       "commit": git_commit(), "per_image": per}
+                f.write_text(json.dumps(rec) + "\n")
+            row = {"value": v, "settings": s, **summarise(rec["per_image"], ref),
+                   "seconds_per_image": rec["seconds_per_image"], "file": _rel(f)}
+            if lv == "rank":
+                row["range_fraction"] = pt.range_fraction(v)
+            entry["levers"].setdefault(lv, []).append(row)
+        res["decoders"][dec] = entry
+    return res
+
+
+def markdown(res: dict, cmd: str) -> str:
+    L = [f"# What moves SING-Zero's LPIPS (val, {res['n_images']} images, BCR {res['bcr']}, AWGN "
+         f"{res['snr_db']:g} dB)", "", f"Generated by `{cmd}` (sim/null_space.py). One lever moved at a time "
+         "from each decoder's val-chosen setting (**bold**); ratio: SING-Zero's LPIPS over the decoder's own, "
+         "95 % cluster-bootstrap interval over source photographs.", ""]
+    for dec, e in res["decoders"].items():
+        d = e["decoder_alone"]
+        L += [f"## SING-Zero on {NAME[dec]} (alone: PSNR {d['psnr']:.2f} dB, LPIPS {d['lpips']:.4f})", "",
+              "| lever | value | PSNR (dB) | ΔPSNR | SSIM | LPIPS | LPIPS ratio [95 % CI] | s/image |",
+              "|---|---|---|---|---|---|---|---|"]
+        for lv, rows in e["levers"].items():
+            for r in rows:
+                v = f"{r['value']:g}" + (f" (range {100 * r['range_fraction']:.0f} %)" if "range_fraction" in r else "")
+                if r["value"] == e["chosen"][KEY[lv]]:
+                    v = f"**{v}**"
+                lo, hi = r["lpips_ratio_ci"]
+                L.append(f"| {LEVERS[lv][0]} | {v} | {r['psnr']:.2f} | {r['psnr_diff']:+.2f} | {r['ssim']:.4f} | "
+                         f"{r['lpips']:.4f} | {r['lpips_ratio']:.3f} [{lo:.3f}, {hi:.3f}] | {r['seconds_per_image']:.2f} |")
+        L.append("")
+    return "\n".join(L)
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    levers = [lv for lv in LEVERS if any(lv in e["levers"] for e in res["decoders"].values())]
+    cols = min(3, len(levers))
+    rows = -(-len(levers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(levers):]:
+        ax.set_visible(False)
+    for ax, lv in zip(axes.flat, levers):
+        for dec, e in res["decoders"].items():
+            rows = e["levers"].get(lv, [])
+            if not rows:
+                continue
+            v = [r["value"] for r in rows]
+            ax.errorbar(v, [r["lpips_ratio"] for r in rows],
+                        yerr=[[r["lpips_ratio"] - r["lpips_ratio_ci"][0] for r in rows],
+                              [r["lpips_ratio_ci"][1] - r["lpips_ratio"] for r in rows]],
+                        marker="o", capsize=2, label=f"on {NAME[dec]}")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel(LEVERS[lv][0])
+        if lv in ("rank", "steps", "ensemble"):
+            ax.set_xscale("log")
+            ax.set_xticks(LEVERS[lv][1], [f"{v:g}" for v in LEVERS[lv][1]])
+            ax.minorticks_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("LPIPS / decoder's own")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"SING-Zero, one lever at a time (val, BCR {res['bcr']}, AWGN {res['snr_db']:g} dB)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--decoders", nargs="+", default=list(CHOICE), choices=list(CHOICE))
+    ap.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
+    ap.add_argument("--n", type=int, default=64, help="val images")
+    ap.add_argument("--snr-db", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prior", default=None, help="prior folder (default: the shipped natural prior)")
+    ap.add_argument("--out", default=str(REPO / "sim" / "results" / "null-space"))
+    a = ap.parse_args(argv)
+    res = study(a)
+    out = Path(a.out)
+    cmd = "sim/null_space.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    res["command"] = cmd.strip()
+    (out / "study.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / "study.md").write_text(markdown(res, cmd.strip()) + "\n")
+    plot(res, out / "study.png")
+    print(f"wrote {out}/study.json, study.md, study.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
