@@ -12,6 +12,13 @@ tune-zero-perceptual/ choice.json) and one lever is moved while the others stay 
             |h| ≤ τ go to the null space, filled by the prior alone; the range fraction is reported
   steps     DDIM steps over [0, T] (the grid's fineness at a fixed warm start: 50 → Δt = 20)
   ensemble  the mean of K chains with K seeds (K = 1: the receiver's own seed)
+  alone     the steps lever with the data term off: plain DDIM from the same warm start (SDEdit),
+            i.e. what the prior alone does to x̂ at these t
+
+Besides PSNR, SSIM and LPIPS each point records each output's high-pass energy; the table's
+`detail` is their mean over the originals' (below 1: smoother than the photographs; above: more fine
+structure than they had, e.g. artefacts). With the steps lever it also draws study_steps_<decoder>.png (four val images evenly
+spaced over the split: original | decoder | SING-Zero at each steps value).
 
 The channel noise and the per-image restoration seed are those of `sing eval` (K = 1 at the chosen
 setting is the tuning sweep's point). Each point is one JSON under <out>/runs/ (resumable: a point
@@ -43,8 +50,11 @@ LEVERS = {
     "rank": ("operator threshold τ on |h|", [0.003, 0.01, 0.03, 0.1, 0.3]),
     "steps": ("DDIM steps over [0, T]", [50, 100, 250]),
     "ensemble": ("chains averaged (K)", [1, 2, 4, 8]),
+    "alone": ("DDIM steps, prior alone (no data term)", [50, 100, 250]),
 }
-KEY = {"eta": "eta", "start": "start", "sigma": "sigma_scale", "rank": "tau", "steps": "steps", "ensemble": "k"}
+KEY = {"eta": "eta", "start": "start", "sigma": "sigma_scale", "rank": "tau", "steps": "steps", "ensemble": "k",
+       "alone": "steps"}
+ALONE = {"data_term": "none"}     # the `alone` lever's settings: SDEdit from the same warm start, no correction
 
 
 def chosen(decoder: str) -> dict:
@@ -77,6 +87,7 @@ class Point:
     def metrics(self, images) -> list[dict]:
         from sing.metrics import compute_metrics
         m = compute_metrics(images, self.x, self.lp)
+        m["high_pass"] = high_pass(images)
         return [{"id": i, **{k: float(v[j]) for k, v in m.items()}} for j, i in enumerate(self.ids)]
 
     def range_fraction(self, tau: float) -> float:
@@ -84,17 +95,33 @@ class Point:
         h = self.calibration.for_shape(tuple(self.x_hat.shape[1:])).at(self.snr, device="cpu", batch=len(self.ids)).h
         return float((h.abs() > tau).float().mean())
 
-    def run(self, s: dict) -> list[dict]:
+    def restore(self, s: dict, rows: list[int] | None = None):
+        """SING-Zero with settings `s` on all images (or the given rows): images (B, C, H, W); with
+        `data_term` "none" the same chain without the range-null-space correction (SDEdit)."""
         import torch
         from sing.channel import generator_for
+        from sing.prior.ddim import sample
         from sing.zero import sing_zero
+        rows = list(range(len(self.ids))) if rows is None else rows
         outs = []
         for k in range(int(s["k"])):   # chain k: the receiver's seed + k (k = 0: `sing eval`'s own draws)
-            gens = [generator_for(self.seed + k, f"restore:{i}") for i in self.ids]
-            outs.append(sing_zero(self.rx.prior, self.calibration, self.x_hat, self.snr, operator="spectral",
-                                  sigma_scale=s["sigma_scale"], steps=int(s["steps"]), eta=s["eta"],
-                                  start=s["start"], tau=s["tau"], generators=gens, progress=False).float().cpu())
-        return self.metrics(torch.stack(outs).mean(0).clamp(0, 1))
+            gens = [generator_for(self.seed + k, f"restore:{self.ids[j]}") for j in rows]
+            if s.get("data_term") == "none":
+                x = sample(self.rx.prior, len(rows), int(s["steps"]), s["eta"], gens, None, start=s["start"],
+                           x_init=2.0 * self.x_hat[rows] - 1.0, progress=False)
+                outs.append(((x + 1.0) / 2.0).float().cpu())
+                continue
+            outs.append(sing_zero(self.rx.prior, self.calibration, self.x_hat[rows], self.snr[rows],
+                                  operator="spectral", sigma_scale=s["sigma_scale"], steps=int(s["steps"]),
+                                  eta=s["eta"], start=s["start"], tau=s["tau"], generators=gens,
+                                  progress=False).float().cpu())
+        return torch.stack(outs).mean(0).clamp(0, 1)
+
+
+def high_pass(images):
+    """Per-image detail: mean |x − box₃(x)| (the image minus its 3×3 local mean), a (B,) tensor."""
+    import torch.nn.functional as F
+    return (images - F.avg_pool2d(images, 3, 1, 1, count_include_pad=False)).abs().flatten(1).mean(1)
 
 
 def _rel(p: Path) -> str:
@@ -102,11 +129,12 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
-def summarise(per_image: list[dict], ref: list[dict]) -> dict:
+def summarise(per_image: list[dict], ref: list[dict], original_high_pass: float) -> dict:
     import numpy as np
     from compare import bootstrap
     ids = [p["id"] for p in per_image]
     out = {k: float(np.mean([p[k] for p in per_image])) for k in ("psnr", "ssim", "lpips")}
+    out["detail"] = float(np.mean([p["high_pass"] for p in per_image])) / original_high_pass
     b = bootstrap(np.array([p["lpips"] for p in per_image]), np.array([p["lpips"] for p in ref]), ids)
     d = bootstrap(np.array([p["psnr"] for p in per_image]), np.array([p["psnr"] for p in ref]), ids)
     return {**out, "lpips_ratio": b["ratio"], "lpips_ratio_ci": b["ratio_ci"], "psnr_diff": d["diff"],
@@ -124,46 +152,73 @@ def study(a) -> dict:
         runs = Path(a.out) / "runs" / dec / Path(pt.models["prior"]).name      # one folder per decoder and prior
         runs.mkdir(parents=True, exist_ok=True)
         ref = pt.metrics(pt.x_hat)
-        entry = {"decoder_alone": summarise(ref, ref), "chosen": base, **pt.models, "levers": {}}
+        hp0 = float(high_pass(pt.x).mean())
+        entry = {"decoder_alone": summarise(ref, ref, hp0), "original_high_pass": hp0, "chosen": base,
+                 **pt.models, "levers": {}}
         todo = [(lv, v) for lv in a.levers for v in LEVERS[lv][1]]
         for lv, v in tqdm(todo, desc=f"null space, {dec} decoder"):
-            s = {**base, KEY[lv]: v}
-            f = runs / ("_".join(f"{k}{s[k]:g}" for k in sorted(s)) + ".json")
-            if f.exists():
-                rec = json.loads(f.read_text())
-            else:
+            s = {**base, **(ALONE if lv == "alone" else {}), KEY[lv]: v}
+            f = runs / ("_".join(f"{k}{s[k]:g}" if not isinstance(s[k], str) else f"{k}-{s[k]}"
+                                 for k in sorted(s)) + ".json")
+            rec = json.loads(f.read_text()) if f.exists() else None
+            if rec is None or "high_pass" not in rec["per_image"][0]:     # new, or from before `high_pass`
                 t0 = time.perf_counter()
-                per = pt.run(s)
+                per = pt.metrics(pt.restore(s))
                 rec = {"settings": s, "seconds_per_image": (time.perf_counter() - t0) / a.n,
                        "commit": git_commit(), "per_image": per}
                 f.write_text(json.dumps(rec) + "\n")
-            row = {"value": v, "settings": s, **summarise(rec["per_image"], ref),
+            row = {"value": v, "settings": s, **summarise(rec["per_image"], ref, hp0),
                    "seconds_per_image": rec["seconds_per_image"], "file": _rel(f)}
             if lv == "rank":
                 row["range_fraction"] = pt.range_fraction(v)
             entry["levers"].setdefault(lv, []).append(row)
         res["decoders"][dec] = entry
+        if "steps" in a.levers:
+            steps_figure(pt, base, Path(a.out) / f"study_steps_{dec}.png")
     return res
+
+
+def steps_figure(pt: Point, base: dict, path: Path, n: int = 4) -> None:
+    """Rows: n val images evenly spaced over the split's order (a fixed rule); columns: original |
+    decoder | SING-Zero at each value of the steps lever (the same seeds as the study)."""
+    import torch
+    from PIL import Image, ImageDraw
+    from sing.prior.sample import image_grid
+    rows = [round(j * len(pt.ids) / n) for j in range(n)]
+    cols = [pt.x[rows], pt.x_hat[rows]] + [pt.restore({**base, "steps": v}, rows) for v in LEVERS["steps"][1]]
+    names = ["original", "decoder"] + [f"{v} steps" for v in LEVERS["steps"][1]]
+    grid = Image.fromarray(image_grid(torch.stack(cols, 1).flatten(0, 1), nrow=len(cols)))
+    scale, head = 2, 14
+    sheet = Image.new("RGB", (grid.width * scale, grid.height * scale + head), "white")
+    sheet.paste(grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST), (0, head))
+    draw = ImageDraw.Draw(sheet)
+    for j, name in enumerate(names):
+        draw.text((4 + j * (pt.x.shape[3] + 2) * scale, 1), name, fill="black")
+    sheet.save(path)
 
 
 def markdown(res: dict, cmd: str) -> str:
     L = [f"# What moves SING-Zero's LPIPS (val, {res['n_images']} images, BCR {res['bcr']}, AWGN "
          f"{res['snr_db']:g} dB)", "", f"Generated by `{cmd}` (sim/null_space.py). One lever moved at a time "
          "from each decoder's val-chosen setting (**bold**); ratio: SING-Zero's LPIPS over the decoder's own, "
-         "95 % cluster-bootstrap interval over source photographs.", ""]
+         "95 % cluster-bootstrap interval over source photographs; detail: the outputs' high-pass energy "
+         "(mean |x − 3×3 local mean| over all images) over the originals' (1 = as much fine structure as "
+         "the photographs; it counts structure, not whether it is right).", ""]
     for dec, e in res["decoders"].items():
         d = e["decoder_alone"]
-        L += [f"## SING-Zero on {NAME[dec]} (alone: PSNR {d['psnr']:.2f} dB, LPIPS {d['lpips']:.4f})", "",
-              "| lever | value | PSNR (dB) | ΔPSNR | SSIM | LPIPS | LPIPS ratio [95 % CI] | s/image |",
-              "|---|---|---|---|---|---|---|---|"]
+        L += [f"## SING-Zero on {NAME[dec]} (alone: PSNR {d['psnr']:.2f} dB, LPIPS {d['lpips']:.4f}, "
+              f"detail {d['detail']:.2f})", "",
+              "| lever | value | PSNR (dB) | ΔPSNR | SSIM | LPIPS | LPIPS ratio [95 % CI] | detail | s/image |",
+              "|---|---|---|---|---|---|---|---|---|"]
         for lv, rows in e["levers"].items():
             for r in rows:
                 v = f"{r['value']:g}" + (f" (range {100 * r['range_fraction']:.0f} %)" if "range_fraction" in r else "")
-                if r["value"] == e["chosen"][KEY[lv]]:
+                if r["value"] == e["chosen"][KEY[lv]] and lv != "alone":
                     v = f"**{v}**"
                 lo, hi = r["lpips_ratio_ci"]
                 L.append(f"| {LEVERS[lv][0]} | {v} | {r['psnr']:.2f} | {r['psnr_diff']:+.2f} | {r['ssim']:.4f} | "
-                         f"{r['lpips']:.4f} | {r['lpips_ratio']:.3f} [{lo:.3f}, {hi:.3f}] | {r['seconds_per_image']:.2f} |")
+                         f"{r['lpips']:.4f} | {r['lpips_ratio']:.3f} [{lo:.3f}, {hi:.3f}] | {r['detail']:.2f} | "
+                         f"{r['seconds_per_image']:.2f} |")
         L.append("")
     return "\n".join(L)
 
@@ -173,7 +228,7 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     levers = [lv for lv in LEVERS if any(lv in e["levers"] for e in res["decoders"].values())]
-    cols = min(3, len(levers))
+    cols = min(4, len(levers))
     rows = -(-len(levers) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), sharey=True, squeeze=False)
     for ax in axes.flat[len(levers):]:
@@ -191,7 +246,7 @@ def plot(res: dict, path: Path) -> None:
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.axhline(0.9, color="grey", lw=0.8, ls=":")
         ax.set_xlabel(LEVERS[lv][0])
-        if lv in ("rank", "steps", "ensemble"):
+        if lv in ("rank", "steps", "ensemble", "alone"):
             ax.set_xscale("log")
             ax.set_xticks(LEVERS[lv][1], [f"{v:g}" for v in LEVERS[lv][1]])
             ax.minorticks_off()
