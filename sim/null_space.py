@@ -17,17 +17,18 @@ tune-zero-perceptual/ choice.json) and one lever is moved while the others stay 
 
 Besides PSNR, SSIM and LPIPS each point records each output's high-pass energy; the table's
 `detail` is their mean over the originals' (below 1: smoother than the photographs; above: more fine
-structure than they had, e.g. artefacts). With the steps lever it also draws study_steps_<decoder>.png (four val images evenly
-spaced over the split: original | decoder | SING-Zero at each steps value).
+structure than they had, e.g. artefacts). With the steps lever it also draws study_steps_<decoder>.png
+(four val images evenly spaced over the split: original | decoder | SING-Zero at each steps value).
 
 The channel noise and the per-image restoration seed are those of `sing eval` (K = 1 at the chosen
-setting is the tuning sweep's point). Each point is one JSON under <out>/runs/ (resumable: a point
-whose file exists is read, not run); then <out>/study.json (per point: PSNR, SSIM, LPIPS, LPIPS ratio
+setting is the tuning sweep's point). Each point is one JSON under <out>/runs/<decoder>/<prior>/
+(resumable: a point whose file exists is read, not run); then <out>/study.json (per point: PSNR, SSIM, LPIPS, LPIPS ratio
 to the decoder alone with a 95 % cluster-bootstrap interval over source photographs), study.md and
 study.png.
 
     .venv/bin/python sim/null_space.py                       # both decoders, every lever (~1 h, 2 cores)
-    .venv/bin/python sim/null_space.py --decoders perceptual --levers eta rank
+    .venv/bin/python sim/null_space.py --decoders perceptual --levers eta rank --out /tmp/ns
+    # (study.* describe the levers of that run: a subset written to the default --out replaces the full study)
 """
 from __future__ import annotations
 
@@ -59,7 +60,10 @@ ALONE = {"data_term": "none"}     # the `alone` lever's settings: SDEdit from th
 
 def chosen(decoder: str) -> dict:
     c = json.loads((REPO / "sim" / "results" / CHOICE[decoder] / "choice.json").read_text())
-    return {"eta": c["eta"], "start": c["start"], "sigma_scale": c["sigma_scale"], "tau": 1e-2, "steps": 50, "k": 1}
+    import inspect
+    from sing.zero import sing_zero
+    tau = inspect.signature(sing_zero).parameters["tau"].default          # the receiver's own threshold
+    return {"eta": c["eta"], "start": c["start"], "sigma_scale": c["sigma_scale"], "tau": tau, "steps": 50, "k": 1}
 
 
 class Point:
