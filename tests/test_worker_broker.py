@@ -191,7 +191,7 @@ def test_worker_saying_unavailable_gets_no_more_work_until_ready(procs):
         threads.append(threading.Thread(target=worker, args=("B", lambda rid: P.reply_frames(
             rid, np.zeros((16, 16, 3), np.uint8), worker="B")), daemon=True))
         threads[1].start()
-        time.sleep(0.5)                                          # B joins (A stays registered)
+        _wait_workers(c, 2, timeout=10)                          # B joined; A still takes work
         try:
             for j in range(6):
                 assert c.restore(symbols(64), 0.0, "deepjscc", request_id=f"r{j}").image.shape == (16, 16, 3)
