@@ -90,13 +90,16 @@ def safe_name(x: Any, limit: int = MAX_NAME_LEN) -> str:
     return _NAME_BAD.sub("?", str(x)[:limit])
 
 
+# ---- default endpoints: loopback only (services bind 127.0.0.1 unless told otherwise) ----------
+ENDPOINT = "tcp://127.0.0.1:5555"          # where clients find a worker or a broker
+BROKER_BACKEND = "tcp://127.0.0.1:5556"    # where a broker listens for workers
+
+
 # ---- timeouts (docs/PROTOCOL.md, "Timeouts") ---------------------------------------------------
 # A broker answers `unavailable` for a request that no worker restored within its request timeout;
 # a client waits longer than that for each attempt, so through a broker it always gets that error
 # reply (with the reason) rather than a silent timeout of its own. Keep the two in step:
 # client timeout_s = broker --request-timeout-s + CLIENT_TIMEOUT_MARGIN_S (see client_timeout_for).
-ENDPOINT = "tcp://127.0.0.1:5555"    # where clients find a worker or broker by default (loopback only)
-BROKER_BACKEND = "tcp://127.0.0.1:5556"   # where a broker listens for workers by default
 BROKER_REQUEST_TIMEOUT_S = 60.0       # `sing broker --request-timeout-s` default
 CLIENT_TIMEOUT_MARGIN_S = 5.0         # transit + the broker's housekeeping tick, with room to spare
 CLIENT_RETRIES = 1                    # re-sends with the same id (a broker drops the duplicate)
