@@ -42,7 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "sim"))
 
-CHOICE = {"mse": "tune-zero-natural", "perceptual": "tune-zero-perceptual"}
+from compare import _rel                  # noqa: E402  (sim/ scripts: paths relative to the repo)
+from decoder_grid import zero_settings    # noqa: E402  (a decoder's val-chosen SING-Zero settings)
+from prior_data_size import DECODERS      # noqa: E402  (decoder → its SING-Zero tuning grid)
+
 NAME = {"mse": "DeepJSCC (MSE decoder)", "perceptual": "perceptual DeepJSCC"}
 LEVERS = {
     "eta": ("η (fresh noise per step)", [0.0, 0.5, 0.85, 1.0]),
@@ -59,9 +62,9 @@ ALONE = {"data_term": "none"}     # the `alone` lever's settings: SDEdit from th
 
 
 def chosen(decoder: str) -> dict:
-    c = json.loads((REPO / "sim" / "results" / CHOICE[decoder] / "choice.json").read_text())
     import inspect
     from sing.zero import sing_zero
+    c = zero_settings(DECODERS[decoder])                                  # spectral, as restore() runs
     tau = inspect.signature(sing_zero).parameters["tau"].default          # the receiver's own threshold
     return {"eta": c["eta"], "start": c["start"], "sigma_scale": c["sigma_scale"], "tau": tau, "steps": 50, "k": 1}
 
@@ -126,11 +129,6 @@ def high_pass(images):
     """Per-image detail: mean |x − box₃(x)| (the image minus its 3×3 local mean), a (B,) tensor."""
     import torch.nn.functional as F
     return (images - F.avg_pool2d(images, 3, 1, 1, count_include_pad=False)).abs().flatten(1).mean(1)
-
-
-def _rel(p: Path) -> str:
-    p = Path(p).resolve()
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
 def summarise(per_image: list[dict], ref: list[dict], original_high_pass: float) -> dict:
@@ -264,7 +262,7 @@ def plot(res: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--decoders", nargs="+", default=list(CHOICE), choices=list(CHOICE))
+    ap.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=list(DECODERS))
     ap.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
     ap.add_argument("--n", type=int, default=64, help="val images")
     ap.add_argument("--snr-db", type=float, default=0.0)

@@ -68,7 +68,8 @@ def train_gflop(cfg: dict) -> float:
 def sing_zero(prior: Path, label: str, decoder: str, n: int, out: Path) -> dict:
     """SING-Zero on val at 0 dB with the decoder's val-chosen settings: the eval result's metrics."""
     from sing.commands import eval as ev
-    c = json.loads((REPO / "sim" / "results" / DECODERS[decoder] / "choice.json").read_text())
+    from decoder_grid import zero_settings
+    c = zero_settings(DECODERS[decoder])
     f = out / f"natural_val_sing-zero_{decoder}_{label}.json"
     if not f.exists():
         p = argparse.ArgumentParser()
