@@ -107,16 +107,15 @@ class Point:
         `data_term` "none" the same chain without the range-null-space correction (SDEdit)."""
         import torch
         from sing.channel import generator_for
-        from sing.prior.ddim import sample
+        from sing.baselines import sdedit_restore
         from sing.zero import sing_zero
         rows = list(range(len(self.ids))) if rows is None else rows
         outs = []
         for k in range(int(s["k"])):   # chain k: the receiver's seed + k (k = 0: `sing eval`'s own draws)
             gens = [generator_for(self.seed + k, f"restore:{self.ids[j]}") for j in rows]
             if s.get("data_term") == "none":
-                x = sample(self.rx.prior, len(rows), int(s["steps"]), s["eta"], gens, None, start=s["start"],
-                           x_init=2.0 * self.x_hat[rows] - 1.0, progress=False)
-                outs.append(((x + 1.0) / 2.0).float().cpu())
+                outs.append(sdedit_restore(self.rx.prior, self.x_hat[rows], steps=int(s["steps"]), eta=s["eta"],
+                                           start=s["start"], generators=gens, progress=False).float().cpu())
                 continue
             outs.append(sing_zero(self.rx.prior, self.calibration, self.x_hat[rows], self.snr[rows],
                                   operator="spectral", sigma_scale=s["sigma_scale"], steps=int(s["steps"]),

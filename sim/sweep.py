@@ -31,6 +31,10 @@ sys.path.insert(0, str(REPO))
 SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0]
 
 
+# Settings are chosen on val by the lowest LPIPS among those whose PSNR is at most this many dB below
+# the decoder's own (the perceptual decoder's bound is the acceptance bound of restoring it)
+DECODER_PSNR_SLACK = {"mse": 1.0, "perceptual": 0.5}
+
 BASE_KEYS = ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source", "split")
 
 
@@ -89,7 +93,7 @@ def _tuning_rows(data: str) -> tuple[dict, list[dict], Path]:
 
 
 def _pick(ref: dict, cand: list[dict]) -> tuple[dict, bool]:
-    ok = [r for r in cand if r["metrics"]["psnr"] >= ref["metrics"]["psnr"] - 1.0]
+    ok = [r for r in cand if r["metrics"]["psnr"] >= ref["metrics"]["psnr"] - DECODER_PSNR_SLACK["mse"]]
     return min(ok or cand, key=lambda r: r["metrics"]["lpips"]), bool(ok)
 
 
@@ -98,7 +102,7 @@ def best_from_tuning(data: str) -> dict:
     whose PSNR is at most 1 dB below DeepJSCC's; if none qualifies, lowest LPIPS. The same rule picks
     the σ_y scale of each operator (`per_operator`). Written to choice.json and stated in the results."""
     ref, cand, folder = _tuning_rows(data)
-    rule = "min val LPIPS s.t. PSNR ≥ DeepJSCC − 1 dB"
+    rule = f"min val LPIPS s.t. PSNR ≥ DeepJSCC − {DECODER_PSNR_SLACK['mse']:g} dB"
     best, ok = _pick(ref, cand)
     per_op = {}
     for op in sorted({r["setup"]["method_config"]["operator"] for r in cand}):
@@ -285,14 +289,50 @@ def best_zero_perceptual() -> dict:
     cand = [r for r in rows if r["setup"]["method"] == "sing-zero"]
     if not ref or not cand:
         raise SystemExit(f"run `sim/sweep.py tune-zero-perceptual` first (no tuning results in {folder})")
-    ok = [r for r in cand if r["metrics"]["psnr"] >= ref[0]["metrics"]["psnr"] - 0.5]
+    ok = [r for r in cand if r["metrics"]["psnr"] >= ref[0]["metrics"]["psnr"] - DECODER_PSNR_SLACK["perceptual"]]
     best = min(ok or cand, key=lambda r: r["metrics"]["lpips"])
     mc = best["setup"]["method_config"]
     choice = {"operator": mc["operator"], "sigma_scale": mc["sigma_scale"], "start": mc.get("start", 1.0),
               "eta": mc.get("eta", default_eta("sing-zero")),
-              "rule": "min val LPIPS s.t. PSNR ≥ perceptual DeepJSCC − 0.5 dB"
+              "rule": f"min val LPIPS s.t. PSNR ≥ perceptual DeepJSCC − {DECODER_PSNR_SLACK['perceptual']:g} dB"
                       + ("" if ok else " (none qualified)"),
               "val_metrics": best["metrics"], "val_deepjscc_perceptual": ref[0]["metrics"]}
+    (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
+    return choice
+
+
+SDEDIT_STARTS = (0.02, 0.05, 0.1, 0.2, 0.3)
+
+
+def tune_sdedit(n: int) -> list[dict]:
+    """SDEdit's start (its one knob: later = more of the prior) chosen on the natural *val* split at
+    0 dB for each decoder, next to that decoder alone."""
+    pts = [point("natural", "deepjscc", "1/48", "awgn", 0.0, n, split="val"),
+           point("natural", "deepjscc-perceptual", "1/48", "awgn", 0.0, n, split="val")]
+    for dec in ("mse", "perceptual"):
+        pts += [point("natural", "sdedit", "1/48", "awgn", 0.0, n, split="val", start=st,
+                      **({"decoder": dec} if dec != "mse" else {})) for st in SDEDIT_STARTS]
+    return pts
+
+
+def best_sdedit() -> dict[str, dict]:
+    """Per decoder, the start with the lowest val LPIPS among tune-sdedit's points whose PSNR is at
+    most DECODER_PSNR_SLACK[decoder] dB below the decoder's own (the rule SING-Zero's settings were
+    chosen by on that decoder); written to choice.json."""
+    folder = REPO / "sim" / "results" / "tune-sdedit"
+    rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "choice.json"]
+    choice = {}
+    for dec, ref_method in (("mse", "deepjscc"), ("perceptual", "deepjscc-perceptual")):
+        ref = [r for r in rows if r["setup"]["method"] == ref_method]
+        cand = [r for r in rows if r["setup"]["method"] == "sdedit" and r["setup"].get("decoder") == dec]
+        if not ref or not cand:
+            raise SystemExit(f"run `sim/sweep.py tune-sdedit` first (no {dec} tuning results in {folder})")
+        slack = DECODER_PSNR_SLACK[dec]
+        ok = [r for r in cand if r["metrics"]["psnr"] >= ref[0]["metrics"]["psnr"] - slack]
+        best = min(ok or cand, key=lambda r: r["metrics"]["lpips"])
+        choice[dec] = {"start": best["setup"]["method_config"]["start"],
+                       "rule": f"min val LPIPS s.t. PSNR ≥ {ref_method} − {slack:g} dB" + ("" if ok else " (none qualified)"),
+                       "val_metrics": best["metrics"], "val_decoder": ref[0]["metrics"]}
     (folder / "choice.json").write_text(json.dumps(choice, indent=1) + "\n")
     return choice
 
@@ -300,7 +340,7 @@ def best_zero_perceptual() -> dict:
 def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
     """Every headline receiver on the natural test split (n_test crops) and on the unseen-source
     split `natural-unseen` (all its crops) at BCR 1/48, AWGN 0, 5 and 10 dB; DPS (the slow one)
-    last. SING-Zero runs on both decoders: on the MSE one with the settings
+    last. SING-Zero and SDEdit run on both decoders: on the MSE one with the settings
     chosen on val (tune-zero-natural), on the perceptual one with its own calibration and the
     settings chosen for it on val (tune-zero-perceptual). Every setting comes from the natural val
     split: nothing is tuned on either evaluated split."""
@@ -316,6 +356,11 @@ def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
     if (REPO / "models" / "jscc-natural64-bcr1_48-perceptual-inn" / "config.json").exists():
         # SING-INN on the perceptual decoder: its own INN, with the MSE decoder's val-chosen settings
         methods.append(("sing-inn", {**_inn_kw("natural"), "decoder": "perceptual"}))
+    # SDEdit (the prior alone, no data term) on each decoder at its val-chosen start: what the
+    # range-space correction adds is the gap to SING-Zero on the same decoder
+    sd = best_sdedit()
+    methods += [("sdedit", {"start": sd["mse"]["start"]}),
+                ("sdedit", {"start": sd["perceptual"]["start"], "decoder": "perceptual"})]
     splits = (("natural", n_test), ("natural-unseen", n_unseen))
     pts = [point(d, m, "1/48", "awgn", 0.0, nn, **extra) for d, nn in splits for m, extra in methods]
     pts += [point(d, m, "1/48", "awgn", s, nn, **extra) for s in (5.0, 10.0) for d, nn in splits
@@ -327,7 +372,7 @@ def unseen_grid(n_test: int = 64, n_unseen: int = 70) -> list[dict]:
 
 GRIDS = ("deepjscc", "tune-zero-fmnist", "zero-fmnist", "tune-zero-natural", "zero-natural",
          "tune-inn-natural", "inn-natural", "mismatch", "tune-dps-natural", "paper", "digital", "bcr",
-         "tune-zero-perceptual", "unseen")
+         "tune-zero-perceptual", "tune-sdedit", "unseen")
 
 
 def grid(name: str) -> list[dict]:
@@ -363,6 +408,8 @@ def grid(name: str) -> list[dict]:
         return bcr_grid()
     if name == "tune-zero-perceptual":
         return tune_zero_perceptual(64)
+    if name == "tune-sdedit":
+        return tune_sdedit(64)
     if name == "unseen":
         return unseen_grid()
     raise SystemExit(f"unknown grid {name!r}; known: {', '.join(GRIDS)}")

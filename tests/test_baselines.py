@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Baselines (docs/ALGORITHMS.md §6): DPS through the known JSCC, and the digital separation bound.
+"""Baselines (docs/ALGORITHMS.md §6): DPS through the known JSCC, SDEdit (the prior alone from x̂),
+and the digital separation bound.
 
 DPS runs on a random tiny prior and a random tiny DeepJSCC: the properties checked (seeded and
 deterministic, ζ = 0 is plain DDIM, guidance lowers the data term ‖y − E(x)‖, no cross-talk
@@ -14,7 +15,7 @@ import math
 import pytest
 import torch
 
-from sing.baselines import digital_separation, dps_residual, dps_restore, rate_bits
+from sing.baselines import digital_separation, dps_residual, dps_restore, rate_bits, sdedit_restore
 from sing.baselines.digital import _encode
 from sing.channel import ChannelConfig, apply_channel, channel_generator, generator_for
 from sing.errors import InputError
@@ -51,6 +52,64 @@ def link3():
 
 def _gens(seed: int, n: int = 2, start: int = 0):
     return [generator_for(seed, f"restore:{i}") for i in range(start, start + n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# SDEdit: the prior alone from x̂
+def _decoded(b: int = 2, size: int = SIZE) -> torch.Tensor:
+    return torch.rand(b, 3, size, size, generator=torch.Generator().manual_seed(7))
+
+
+def test_sdedit_is_the_range_null_space_chain_with_an_empty_range():
+    """SDEdit is SING-Zero's chain without its correction: DDNM with an operator whose range is
+    empty (every gain below τ) is the same deterministic chain (η = 0), step for step."""
+    from sing.zero.ddnm import restore
+    from sing.zero.operators import make_operator
+    prior, x_hat = tiny_prior(SIZE, 3, seed=0), _decoded()
+    ours = sdedit_restore(prior, x_hat, steps=STEPS, eta=0.0, start=0.3, generators=_gens(0), progress=False)
+    empty = make_operator("spectral", (3, SIZE, SIZE), h=torch.zeros(2, 3, SIZE, SIZE))
+    ddnm = restore(prior, empty, x_hat, 0.0, steps=STEPS, eta=0.0, start=0.3, generators=_gens(0),
+                   progress=False, x_init01=x_hat)
+    assert torch.allclose(ours, ddnm, atol=1e-5)
+    full = make_operator("identity", (3, SIZE, SIZE))       # and a full range is not the same chain
+    guided = restore(prior, full, x_hat, 0.0, steps=STEPS, eta=0.0, start=0.3, generators=_gens(0),
+                     progress=False, x_init01=x_hat)
+    assert (guided - ours).abs().mean() > 1e-3
+
+
+def test_sdedit_start_trades_faithfulness_for_the_prior():
+    """The later the start, the further the output moves from x̂ (SDEdit's one knob); seeded per image,
+    so an image's output does not depend on its batch."""
+    prior, x_hat = tiny_prior(SIZE, 3, seed=0), _decoded(3)
+    dist = [float((sdedit_restore(prior, x_hat, steps=50, start=s, generators=_gens(0, 3), progress=False)
+                   - x_hat).abs().mean()) for s in (0.02, 0.1, 0.3)]
+    assert dist[0] < dist[1] < dist[2], dist
+    both = sdedit_restore(prior, x_hat, steps=STEPS, start=0.3, generators=_gens(1, 3), progress=False)
+    again = sdedit_restore(prior, x_hat, steps=STEPS, start=0.3, generators=_gens(1, 3), progress=False)
+    last = sdedit_restore(prior, x_hat[2:], steps=STEPS, start=0.3, generators=_gens(1, 1, start=2),
+                          progress=False)
+    assert torch.equal(both, again) and torch.allclose(both[2:], last, atol=1e-6)
+    assert both.min() >= 0 and both.max() <= 1
+
+
+def test_sdedit_at_another_image_size():
+    prior = tiny_prior(SIZE, 3, seed=0)
+    out = sdedit_restore(prior, _decoded(1, 24), steps=STEPS, start=0.2, generators=_gens(0, 1), progress=False)
+    assert out.shape == (1, 3, 24, 24) and torch.isfinite(out).all()
+
+
+def test_sdedit_refuses_bad_input():
+    prior, x_hat = tiny_prior(SIZE, 3, seed=0), _decoded()
+    with pytest.raises(InputError, match="start < 1"):
+        sdedit_restore(prior, x_hat, start=1.0, progress=False)
+    with pytest.raises(InputError, match="0 < start"):
+        sdedit_restore(prior, x_hat, start=0.0, progress=False)
+    with pytest.raises(InputError, match="NaN"):
+        sdedit_restore(prior, x_hat.clone().fill_(float("nan")), progress=False)
+    with pytest.raises(InputError, match=r"\(B, C, H, W\)"):
+        sdedit_restore(prior, x_hat[0], progress=False)
+    with pytest.raises(InputError, match="x_init has shape"):
+        sdedit_restore(prior, _decoded()[:, :1], progress=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def test_registry_imports_without_torch():
 # ---- cost model ----------------------------------------------------------------------------------
 def test_costs_of_presets_and_of_the_amplification():
     assert {n: R.cost_of(n) for n in R.METHODS} == {
-        "deepjscc": 1, "deepjscc-perceptual": 1, "ddnm-avgpool": 51, "sing-zero": 7, "sing-inn": 7,
+        "deepjscc": 1, "deepjscc-perceptual": 1, "ddnm-avgpool": 51, "sing-zero": 7, "sing-inn": 7, "sdedit": 7,
         "dps": 150, "digital-jpeg": 0, "digital-webp": 0}
     assert R.cost_of("sing-zero", F4) == 1 + 1000 + 999 * 99 == 99902
     assert R.cost_of("sing-zero", {**F4, "seed": 5}) == 99902                      # seed is free
@@ -174,8 +174,11 @@ def test_receiver_methods_follow_needs(tiny_jscc_dir):
     j = load_jscc(tiny_jscc_dir)
     assert Receiver(j).methods() == ["deepjscc"]
     rx = Receiver(j, prior=tiny_prior(32, 3))
-    assert rx.methods() == ["deepjscc", "ddnm-avgpool", "dps"]
+    assert rx.methods() == ["deepjscc", "ddnm-avgpool", "sdedit", "dps"]
     y = j.encode(torch.rand(1, 3, 32, 32), 0.0).detach()
+    assert rx.restore("sdedit", y, 0.0, ["a"], steps=4, start=0.3).shape == (1, 3, 32, 32)
+    with pytest.raises(InputError, match="start < 1"):
+        rx.restore("sdedit", y, 0.0, ["a"], start=1.0)
     with pytest.raises(InputError, match="needs .*calibration"):
         rx.restore("sing-zero", y, 0.0, ["a"])
     with pytest.raises(InputError, match="unknown parameters for ddnm-avgpool"):

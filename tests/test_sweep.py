@@ -19,10 +19,10 @@ def sweep(tmp_path, monkeypatch):
     return mod
 
 
-def _result(folder: Path, name: str, method: str, psnr: float, lpips: float, **cfg):
+def _result(folder: Path, name: str, method: str, psnr: float, lpips: float, decoder: str | None = None, **cfg):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(json.dumps({
-        "schema": "sing.eval/1", "setup": {"method": method, "method_config": cfg},
+        "schema": "sing.eval/1", "setup": {"method": method, "method_config": cfg, "decoder": decoder},
         "metrics": {"psnr": psnr, "ssim": 0.5, "lpips": lpips}, "timing": {"seconds_per_image": 1.0}}))
 
 
@@ -90,6 +90,27 @@ def test_chosen_eta_travels_to_the_test_points(sweep, tmp_path):
     assert all("eta" in p for p in sweep.grid("tune-inn-natural"))
 
 
+def _sdedit_tuning(f: Path):
+    _result(f, "ref.json", "deepjscc", 20.0, 0.50, decoder="mse")
+    _result(f, "refp.json", "deepjscc-perceptual", 21.0, 0.30, decoder="perceptual")
+    _result(f, "m1.json", "sdedit", 19.2, 0.38, decoder="mse", start=0.1)
+    _result(f, "m2.json", "sdedit", 18.5, 0.36, decoder="mse", start=0.3)          # > 1 dB below DeepJSCC
+    _result(f, "p1.json", "sdedit", 20.9, 0.31, decoder="perceptual", start=0.02)
+    _result(f, "p2.json", "sdedit", 20.4, 0.29, decoder="perceptual", start=0.1)   # > 0.5 dB below
+
+
+def test_sdedit_start_is_chosen_per_decoder_on_val_by_that_decoders_rule(sweep, tmp_path):
+    assert all(q["split"] == "val" for q in sweep.grid("tune-sdedit"))
+    assert {(q["method"], q.get("decoder")) for q in sweep.grid("tune-sdedit")} == {
+        ("deepjscc", None), ("deepjscc-perceptual", None), ("sdedit", None), ("sdedit", "perceptual")}
+    with pytest.raises(SystemExit, match="tune-sdedit"):
+        sweep.best_sdedit()
+    _sdedit_tuning(tmp_path / "sim" / "results" / "tune-sdedit")
+    c = sweep.best_sdedit()
+    assert (c["mse"]["start"], c["perceptual"]["start"]) == (0.1, 0.02)
+    assert "− 1 dB" in c["mse"]["rule"] and "− 0.5 dB" in c["perceptual"]["rule"]
+
+
 def test_unseen_grid_runs_both_splits_and_both_decoders_with_val_choices(sweep, tmp_path):
     """The unseen grid: every headline receiver on the natural test split and on natural-unseen,
     SING-Zero on both decoders (the perceptual one with the setting its own val tuning chose, by the
@@ -101,6 +122,7 @@ def test_unseen_grid_runs_both_splits_and_both_decoders_with_val_choices(sweep, 
     _result(r / "tune-inn-natural", "y.json", "sing-inn", 19.0, 0.35, sigma_scale=0.25, inn_from=0.3, start=0.1,
             eta=0.0)
     _result(r / "tune-dps-natural", "z.json", "dps", 18.0, 0.45, zeta=10.0)
+    _sdedit_tuning(r / "tune-sdedit")
     p = r / "tune-zero-perceptual"
     with pytest.raises(SystemExit, match="tune-zero-perceptual"):
         sweep.grid("unseen")
@@ -117,7 +139,8 @@ def test_unseen_grid_runs_both_splits_and_both_decoders_with_val_choices(sweep, 
         got = {(q["method"], q.get("decoder"), q.get("sigma_scale"), q.get("start")) for q in head}
         assert got == {("deepjscc", None, None, None), ("deepjscc-perceptual", None, None, None),
                        ("sing-zero", None, 1.5, 0.1), ("sing-zero", "perceptual", 1.0, 0.2),
-                       ("sing-inn", None, 0.25, 0.1), ("ddnm-avgpool", None, None, None), ("dps", None, None, None)}
+                       ("sing-inn", None, 0.25, 0.1), ("ddnm-avgpool", None, None, None), ("dps", None, None, None),
+                       ("sdedit", None, None, 0.1), ("sdedit", "perceptual", None, 0.02)}
         assert {q["snr_db"] for q in pts if q["data"] == data} == {0.0, 5.0, 10.0}
     assert [q["method"] for q in pts[-2:]] == ["dps", "dps"]
     names = [sweep.filename(q) for q in pts]

@@ -171,6 +171,11 @@ def _run_inn(i: Inputs, p: dict):
                     model_id=i.model_id, **p)
 
 
+def _run_sdedit(i: Inputs, p: dict):
+    from ..baselines import sdedit_restore
+    return sdedit_restore(i.prior, i.x_hat, generators=i.generators, progress=i.progress, **p)
+
+
 def _run_dps(i: Inputs, p: dict):
     from ..baselines import dps_restore
     return dps_restore(i.prior, i.jscc, i.y, i.snr_db, generators=i.generators, progress=i.progress,
@@ -217,6 +222,10 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
                    Param("inn_from", float, 0.3, 0.0, 1.0,
                          help="INN guidance for t < inn_from·T, Haar guidance before (1 = INN throughout)"),
                    replace(START, default=0.1))),
+    Method("sdedit", "SDEdit: the prior alone from x̂ noised to start·T (start < 1), no data term (SING-Zero's chain "
+           "without its correction; Meng et al., arXiv 2108.01073)",
+           needs=("prior",), run=_run_sdedit, cost=_chain_cost, cost_doc=CHAIN,
+           params=(STEPS, ETA, replace(START, default=0.1))),
     Method("dps", "DPS through the known JSCC encoder on the symbols y (DiffCom-style)", input="symbols",
            needs=("prior",), run=_run_dps, cost_doc="steps × (UNet forward + backward) = 3 × steps",
            cost=lambda p, T: Cost(unet_forward=p["steps"], unet_backward=p["steps"]),
