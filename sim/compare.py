@@ -8,10 +8,12 @@ image. For each metric the script reports
     ratio  = mean_i m_A(i) / mean_i m_B(i)          (e.g. LPIPS(SING-INN) / LPIPS(DeepJSCC))
     diff   = mean_i m_A(i) − mean_i m_B(i)          (e.g. LPIPS(SING-INN) − LPIPS(SING-Zero))
 
-and a 95 % percentile-bootstrap interval for both. The resampling unit is the *source image*, not
-the crop: the natural splits hold several 64×64 crops of each photograph (id `file#k`), and crops of
-one photograph are not independent samples, so resampling crops would understate the spread
-(cluster bootstrap; Field & Welsh 2007). Ids without `#` are their own cluster.
+and a 95 % percentile-bootstrap interval for both, for PSNR, SSIM, LPIPS and any other LPIPS
+backbone both files carry (`sing eval --lpips-extra vgg`: `lpips_vgg`, its ratio in a column of its
+own). The resampling unit is the *source image*, not the crop: the natural splits hold several
+64×64 crops of each photograph (id `file#k`), and crops of one photograph are not independent
+samples, so resampling crops would understate the spread (cluster bootstrap; Field & Welsh 2007).
+Ids without `#` are their own cluster.
 
     .venv/bin/python sim/compare.py --grid sim/results/paper --a sing-inn --b deepjscc
     .venv/bin/python sim/compare.py --grid sim/results/inn-natural --grid sim/results/zero-natural \
@@ -152,7 +154,8 @@ def compare_grid(grid, a: str, bs: list[str], a_match: str | None = None, b_matc
             row = {"data": k[0], "split": k[1], "n_images": k[2], "bcr": k[3], "channel": k[4],
                    "snr_db": k[5], "snr_source": k[6], "snr_offset_db": k[7], "a": a, "b": b,
                    "file_a": _rel(fa), "file_b": _rel(fb), "metrics": {}}
-            for m in metrics:
+            extra = [m for m in ra["per_image"][0] if m.startswith("lpips_") and m in rb["per_image"][0]]
+            for m in (*metrics, *extra):       # + other LPIPS backbones both files carry (eval --lpips-extra)
                 va, vb, ids = paired_arrays(ra, rb, m)
                 row["metrics"][m] = bootstrap(va, vb, ids, n_boot=n_boot, seed=seed)
             rows.append(row)
@@ -169,14 +172,22 @@ def to_markdown(rows: list[dict], command: str) -> str:
              "| data | split | channel | SNR (dB) | receiver SNR | SNR error (dB) | A | B | LPIPS A | LPIPS B | LPIPS ratio [95 %] "
              "| LPIPS diff [95 %] | PSNR diff (dB) [95 %] | images / photos |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    extra = sorted({m for r in rows for m in r["metrics"] if m.startswith("lpips_")})
+    if extra:                                   # other LPIPS backbones: their ratio, one column each
+        lines[-2] = lines[-2][:-len(" images / photos |")] + "".join(
+            f" LPIPS-{m.removeprefix('lpips_').upper()} ratio [95 %] |" for m in extra) + \
+            " images / photos |"
+        lines[-1] += "---|" * len(extra)
     for r in rows:
         lp, ps = r["metrics"]["lpips"], r["metrics"]["psnr"]
+        ex = "".join(f" {r['metrics'][m]['ratio']:.3f} [{r['metrics'][m]['ratio_ci'][0]:.3f}, "
+                     f"{r['metrics'][m]['ratio_ci'][1]:.3f}] |" if m in r["metrics"] else " – |" for m in extra)
         lines.append(
             f"| {r['data']} | {r['split']} | {r['channel']} | {r['snr_db']:g} | {r['snr_source']} | {r['snr_offset_db']:+g} | "
             f"{r['a']} | {r['b']} | {lp['mean_a']:.4f} | {lp['mean_b']:.4f} | "
             f"{lp['ratio']:.3f} [{lp['ratio_ci'][0]:.3f}, {lp['ratio_ci'][1]:.3f}] | "
             f"{lp['diff']:+.4f} [{lp['diff_ci'][0]:+.4f}, {lp['diff_ci'][1]:+.4f}] | "
-            f"{ps['diff']:+.2f} [{ps['diff_ci'][0]:+.2f}, {ps['diff_ci'][1]:+.2f}] | "
+            f"{ps['diff']:+.2f} [{ps['diff_ci'][0]:+.2f}, {ps['diff_ci'][1]:+.2f}] |{ex} "
             f"{lp['n_images']} / {lp['n_clusters']} |")
     return "\n".join(lines) + "\n"
 

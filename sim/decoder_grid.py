@@ -37,11 +37,10 @@ def main(argv=None) -> int:
     ap.add_argument("--autocast", default="bf16", choices=("bf16", "fp16", "none"))
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    import numpy as np
-    import torch
     from PIL import Image, ImageDraw
     from sing import data as D
-    from sing.channel import ChannelConfig, apply_channel, channel_generator
+    from sing.channel import ChannelConfig
+    from sing.commands.eval import transmit
     from sing.methods import load_receiver, model_dir_for, prior_dir_for
     from sing.metrics import compute_metrics, load_lpips
 
@@ -52,9 +51,7 @@ def main(argv=None) -> int:
         jdir = model_dir_for(a.data, "1/48", dec == "perceptual")
         rx = load_receiver([jdir], prior_dir_for(a.data), jdir / "calibration",
                            autocast=None if a.autocast == "none" else a.autocast)
-        with torch.no_grad():
-            z = rx.model().encode(x, a.snr_db)
-        co = apply_channel(z, ChannelConfig("awgn", a.snr_db), [channel_generator(a.seed, i) for i in ids])
+        co = transmit(rx.model(), x, ids, ChannelConfig("awgn", a.snr_db), a.seed, a.snr_db)
         own = "deepjscc" if dec == "mse" else "deepjscc-perceptual"
         cols.append(rx.decode(co.y, co.snr_true_db).cpu())
         cols.append(rx.restore("sing-zero", co.y, co.snr_true_db, ids, seed=a.seed, **zero_settings(grid)).cpu())

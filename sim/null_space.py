@@ -73,9 +73,9 @@ class Point:
     """One decoder's val images through the seeded channel, decoded once; runs SING-Zero settings."""
 
     def __init__(self, decoder: str, n: int, snr_db: float, seed: int, prior: Path | None = None):
-        import torch
         from sing import data as D
-        from sing.channel import ChannelConfig, apply_channel, channel_generator
+        from sing.channel import ChannelConfig
+        from sing.commands.eval import transmit
         from sing.methods import load_receiver, model_dir_for, prior_dir_for
         from sing.metrics import load_lpips
         self.x, self.ids = D.load_split("natural", "val", n=n, progress=False)
@@ -83,9 +83,7 @@ class Point:
         jdir = model_dir_for("natural", "1/48", decoder == "perceptual")
         prior = Path(prior) if prior else prior_dir_for("natural")
         self.rx = load_receiver([jdir], prior, jdir / "calibration", autocast="bf16")
-        with torch.no_grad():
-            z = self.rx.model().encode(self.x, snr_db)
-        co = apply_channel(z, ChannelConfig("awgn", snr_db), [channel_generator(seed, i) for i in self.ids])
+        co = transmit(self.rx.model(), self.x, self.ids, ChannelConfig("awgn", snr_db), seed, snr_db)
         self.snr = co.snr_true_db
         self.x_hat = self.rx.decode(co.y, self.snr).cpu()
         self.calibration = self.rx.parts_for(self.rx.model().model_id)["calibration"]

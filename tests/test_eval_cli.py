@@ -3,10 +3,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from sing.cli import COMMANDS, main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _eval(tiny_jscc_dir, tmp_path, *extra):
@@ -46,6 +49,36 @@ def test_eval_result_file_schema(tiny_jscc_dir, img_folder):
     assert json.loads(out2.read_text())["metrics"] == r["metrics"]
     rc, out3 = _eval(tiny_jscc_dir, img_folder, "--channel", "rayleigh", "--snr-source", "estimated", "--seed", "1")
     assert json.loads(out3.read_text())["metrics"] != r["metrics"]
+
+
+def test_eval_scores_another_lpips_backbone_on_request_and_compare_pairs_it(tiny_jscc_dir, img_folder):
+    """--lpips-extra vgg adds LPIPS-VGG per image and as a mean, leaves the other metrics as they
+    were, and sim/compare.py reports its ratio next to LPIPS-Alex's."""
+    import importlib.util
+    from sing.metrics import load_lpips
+    rc, plain = _eval(tiny_jscc_dir, img_folder)
+    r0 = json.loads(plain.read_text())
+    out = img_folder / "vgg.json"
+    assert main(["eval", "--method", "deepjscc", "--data", f"folder@32:{img_folder / 'imgs'}", "--split", "all",
+                 "--bcr", "1/12", "--jscc", str(tiny_jscc_dir), "--n-images", "4", "--out", str(out),
+                 "--no-progress", "--lpips-extra", "vgg"]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["metrics"]) == {"psnr", "ssim", "lpips", "lpips_vgg"}
+    assert {k: r["metrics"][k] for k in r0["metrics"]} == r0["metrics"]
+    assert all(0 < p["lpips_vgg"] < 1.5 for p in r["per_image"])
+    assert r["metrics"]["lpips_vgg"] != r["metrics"]["lpips"]          # another network, another number
+    assert load_lpips("vgg") is not load_lpips("alex")
+    spec = importlib.util.spec_from_file_location("compare_under_test", REPO / "sim" / "compare.py")
+    cmp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cmp)
+    (img_folder / "g").mkdir()
+    other = dict(r, setup={**r["setup"], "method": "sdedit"},
+                 per_image=[{**p, "lpips_vgg": 2 * p["lpips_vgg"]} for p in r["per_image"]])
+    (img_folder / "g" / "a.json").write_text(json.dumps(other))
+    (img_folder / "g" / "b.json").write_text(json.dumps(r))
+    rows = cmp.compare_grid(img_folder / "g", "sdedit", ["deepjscc"], n_boot=200)
+    assert abs(rows[0]["metrics"]["lpips_vgg"]["ratio"] - 2.0) < 1e-9 and rows[0]["metrics"]["lpips"]["ratio"] == 1.0
+    assert "LPIPS-VGG ratio" in cmp.to_markdown(rows, "cmd")
 
 
 def test_eval_refuses_bad_names_and_mismatched_models(tiny_jscc_dir, tmp_path, capsys):

@@ -68,6 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "AVX512-BF16; recorded in the result's setup)")
     p.add_argument("--out", required=True, help="result JSON path")
     p.add_argument("--save-images", default=None, help="folder for restored PNGs (optional)")
+    p.add_argument("--lpips-extra", default=None, choices=("vgg",),
+                   help="also score LPIPS with this backbone (per image and mean, as lpips_<net>): a perceptual "
+                   "metric nothing here was trained on (the perceptual DeepJSCC's loss is LPIPS-Alex, the "
+                   "`lpips` column)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -186,11 +190,20 @@ def method_params(args, method) -> dict:
     return params
 
 
+def transmit(jscc, x: torch.Tensor, ids, ch, seed: int, snr_db: float, device: str = "cpu"):
+    """The images x through the transmitter (the JSCC encoder at its nominal `snr_db`) and the channel
+    `ch`, image i with its own seeded channel draw (`channel_generator(seed, ids[i])`): the same
+    received symbols for an image whatever its batch. Returns the channel's output (symbols y, SNRs)."""
+    from ..channel import apply_channel, channel_generator
+    with torch.no_grad():
+        z = jscc.encode(x.to(device), snr_db).cpu()
+    return apply_channel(z, ch, [channel_generator(seed, i) for i in ids])
+
+
 def restore_all(args, method, jscc, rx, client, ch, x, ids, params) -> tuple[torch.Tensor, torch.Tensor, float, list]:
     """Encode, pass the channel `ch` and restore every image, batch by batch: (restored images, the
     SNR given to the receiver per image, restoration seconds, per-image bound info)."""
     from tqdm import tqdm
-    from ..channel import apply_channel, channel_generator
     from ..methods import bound
     # the DPS data term encodes x0 at the transmitter's nominal SNR (a system constant)
     extra = {"encoder_snr_db": args.snr_db} if "encoder_snr_db" in {p.name for p in method.params} else {}
@@ -202,9 +215,7 @@ def restore_all(args, method, jscc, rx, client, ch, x, ids, params) -> tuple[tor
     bar = tqdm(total=len(x), desc=f"eval {method.name} {args.channel} {args.snr_db:g} dB", disable=args.no_progress)
     for i in range(0, len(x), args.batch):
         xb, ib = x[i:i + args.batch], ids[i:i + args.batch]
-        with torch.no_grad():
-            z = jscc.encode(xb.to(args.device), args.snr_db).cpu()
-        co = apply_channel(z, ch, [channel_generator(args.seed, j) for j in ib])
+        co = transmit(jscc, xb, ib, ch, args.seed, args.snr_db, args.device)
         snr_rx = (co.snr_db if args.snr_source == "estimated" else co.snr_true_db) + args.snr_offset_db
         t0 = time.perf_counter()
         if method.input == "original":
@@ -260,6 +271,8 @@ def evaluate(args) -> dict:
         if client is not None:
             client.close()
     m = compute_metrics(xr, x, lp)
+    if args.lpips_extra:
+        m[f"lpips_{args.lpips_extra}"] = load_lpips(args.lpips_extra, device=args.device)(xr, x).float().cpu()
     if args.save_images:
         save_images(args.save_images, xr, ids)
     # the prior's own schedule when loaded (else restored in a worker: T = 1000)
