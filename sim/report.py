@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # result folders whose table.md another command writes (with paired bootstrap CIs): left alone here
-OWN_TABLES = {"size": "sim/size_eval.py table"}
+OWN_TABLES = {"size": "sim/size_eval.py table", "prior-data-size": "sim/prior_data_size.py"}
 
 
 def load(folder: Path) -> list[dict]:
