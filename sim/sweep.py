@@ -36,6 +36,8 @@ SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0]
 DECODER_PSNR_SLACK = {"mse": 1.0, "perceptual": 0.5}
 
 BASE_KEYS = ("data", "method", "bcr", "channel", "snr_db", "n_images", "snr_source", "split")
+# point keys that are `sing eval` options, not method parameters (every other extra key is a parameter)
+EVAL_OPTIONS = ("snr_offset_db", "decoder", "lpips_extra")
 
 
 def default_eta(method: str) -> float:

@@ -157,8 +157,7 @@ def test_every_shipped_setting_is_within_the_default_budget(tmp_path):
     n = 0
     for g in sweep.GRIDS:
         for p in sweep.grid(g):
-            params = {k: v for k, v in p.items()          # decoder: which model decodes, not a parameter
-                      if k not in sweep.BASE_KEYS and k not in ("snr_offset_db", "decoder")}
+            params = {k: v for k, v in p.items() if k not in sweep.BASE_KEYS + sweep.EVAL_OPTIONS}
             assert R.cost_of(p["method"], params) <= R.DEFAULT_MAX_COST, (g, p)
             n += 1
     assert n > 300
