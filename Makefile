@@ -25,7 +25,7 @@ report: setup
 # Re-run the experiment grids (resumable: points with a result file are skipped; `--list` on any
 # grid prints what is left and the estimated time). WORKER=tcp://host:port fans out over a broker.
 GRIDS ?= tune-zero-natural zero-natural tune-inn-natural inn-natural mismatch tune-dps-natural paper digital bcr \
-	tune-zero-perceptual tune-sdedit unseen
+	tune-zero-perceptual tune-sdedit unseen held-out-metric
 experiments: setup
 	for g in $(GRIDS); do $(PY) sim/sweep.py $$g $(if $(WORKER),--worker $(WORKER)) $(if $(AUTOCAST),--autocast $(AUTOCAST)) || exit 1; done
 	$(MAKE) --no-print-directory report
