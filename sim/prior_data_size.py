@@ -15,7 +15,12 @@ the *val* split at the headline point (BCR 1/48, AWGN 0 dB) by
         --export runs/curve/s600/prior-P-fF
     # the base priors continued from their 600-step checkpoints (same --out) to 1200 steps:
     sing train-prior … --steps 1200 --out runs/curve/run-base-fF --export runs/curve/s1200/prior-base-fF
-    .venv/bin/python sim/prior_data_size.py --priors runs/curve/s600 runs/curve/s1200 [--n 64]
+    # the wide UNet on all sources, one run exported at each stage (S in 600 1200 3000; 2 processes):
+    sing train-prior --data natural --unet-preset wide --steps S --batch 16 --lr 0.0002 --ema-decay 0.999 \
+        --threads 1 --num-processes 2 --mixed-precision bf16 --seed 0 --sample-every 100000 \
+        --out runs/wide/run --export runs/wide/sS/prior-wide-f1.0
+    .venv/bin/python sim/prior_data_size.py --priors runs/curve/s600 runs/curve/s1200 \
+        runs/wide/s600 runs/wide/s1200 runs/wide/s3000 [--n 64]
 
 Every `prior-<preset>-f<fraction>/` exported prior under the --priors folders is one point (the shipped
 models/prior-natural-64 is added as the longest-trained base point). Writes one sing.eval/1 file per
@@ -100,7 +105,7 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     series = sorted({(r["preset"], r["steps"]) for r in res["points"]})
     sources = sorted({r["train_sources"] for r in res["points"]})
 
@@ -122,12 +127,26 @@ def plot(res: dict, path: Path) -> None:
     draw(axes[2], lambda r: r["denoise_psnr"]["200"])
     axes[2].set_title("the prior alone: one-step x̂₀ at t = 200 on noisy val")
     axes[2].set_ylabel("x̂₀ PSNR (dB) ↑")
-    for ax in axes:
+    for ax in axes[:3]:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sources, [str(s) for s in sources])
         ax.set_xlabel("train source photographs (log scale)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    # the length and size axes, on all the train sources: the perceptual-decoder ratio against steps per UNet
+    ax, ref, most = axes[3], res["reference"]["perceptual"]["lpips"], max(sources)
+    for preset in sorted({r["preset"] for r in res["points"]}):
+        pts = sorted((r["steps"], r["lpips_perceptual"] / ref) for r in res["points"]
+                     if r["preset"] == preset and r["train_sources"] == most)
+        ax.plot(*zip(*pts), marker="o", label=f"{preset} prior ({r_params(res, preset)})")
+    ax.axhline(1.0, color="k", ls="--", label="the perceptual decoder alone")
+    ax.axhline(0.9, color="g", ls=":", label="target: 0.90×")
+    ax.set_xscale("log")
+    ax.set_xlabel("training steps, batch 16 (log scale)")
+    ax.set_ylabel("SING-Zero LPIPS ÷ the perceptual decoder's ↓")
+    ax.set_title(f"length and size ({most} train sources)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.suptitle(f"prior training data, size and length vs SING-Zero, natural val ({res['n_images']} images), "
                  "BCR 1/48, AWGN 0 dB")
     fig.tight_layout()
