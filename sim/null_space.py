@@ -14,6 +14,11 @@ tune-zero-perceptual/ choice.json) and one lever is moved while the others stay 
   ensemble  the mean of K chains with K seeds (K = 1: the receiver's own seed)
   alone     the steps lever with the data term off: plain DDIM from the same warm start (SDEdit),
             i.e. what the prior alone does to x̂ at these t
+  fine, alone-fine
+            η at 1000 DDIM steps (Δt = 1: every t below the warm start is a step), with and without
+            the data term. At 50 steps the chain jumps from t = 20 to the end in one step, so its
+            output is the UNet's x̂₀ there, a posterior mean; at Δt = 1 with η = 0 it follows the
+            probability-flow ODE to t = 0 and keeps what that mean averages away
 
 Besides PSNR, SSIM and LPIPS each point records each output's high-pass energy; the table's
 `detail` is their mean over the originals' (below 1: smoother than the photographs; above: more fine
@@ -55,10 +60,14 @@ LEVERS = {
     "steps": ("DDIM steps over [0, T]", [50, 100, 250]),
     "ensemble": ("chains averaged (K)", [1, 2, 4, 8]),
     "alone": ("DDIM steps, prior alone (no data term)", [50, 100, 250]),
+    "fine": ("η at 1000 DDIM steps (Δt = 1)", [0.0, 0.5, 0.85]),
+    "alone-fine": ("η at 1000 DDIM steps (Δt = 1), prior alone", [0.0, 0.5, 0.85]),
 }
 KEY = {"eta": "eta", "start": "start", "sigma": "sigma_scale", "rank": "tau", "steps": "steps", "ensemble": "k",
-       "alone": "steps"}
+       "alone": "steps", "fine": "eta", "alone-fine": "eta"}
 ALONE = {"data_term": "none"}     # the `alone` lever's settings: SDEdit from the same warm start, no correction
+# what a lever fixes besides the value it moves (its rows are not the chosen setting, whatever the value)
+FIXED = {"alone": ALONE, "fine": {"steps": 1000}, "alone-fine": {**ALONE, "steps": 1000}}
 
 
 def chosen(decoder: str) -> dict:
@@ -156,7 +165,7 @@ def study(a) -> dict:
                  **pt.models, "levers": {}}
         todo = [(lv, v) for lv in a.levers for v in LEVERS[lv][1]]
         for lv, v in tqdm(todo, desc=f"null space, {dec} decoder"):
-            s = {**base, **(ALONE if lv == "alone" else {}), KEY[lv]: v}
+            s = {**base, **FIXED.get(lv, {}), KEY[lv]: v}
             f = runs / ("_".join(f"{k}{s[k]:g}" if not isinstance(s[k], str) else f"{k}-{s[k]}"
                                  for k in sorted(s)) + ".json")
             rec = json.loads(f.read_text()) if f.exists() else None
@@ -212,7 +221,7 @@ def markdown(res: dict, cmd: str) -> str:
         for lv, rows in e["levers"].items():
             for r in rows:
                 v = f"{r['value']:g}" + (f" (range {100 * r['range_fraction']:.0f} %)" if "range_fraction" in r else "")
-                if r["value"] == e["chosen"][KEY[lv]] and lv != "alone":
+                if r["value"] == e["chosen"][KEY[lv]] and lv not in FIXED:
                     v = f"**{v}**"
                 lo, hi = r["lpips_ratio_ci"]
                 L.append(f"| {LEVERS[lv][0]} | {v} | {r['psnr']:.2f} | {r['psnr_diff']:+.2f} | {r['ssim']:.4f} | "
