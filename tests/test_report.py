@@ -8,11 +8,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _report():
-    spec = importlib.util.spec_from_file_location("sim_report", REPO / "sim" / "report.py")
+def _sim(name: str):
+    """sim/<name>.py as a module (sim/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"sim_{name}", REPO / "sim" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _report():
+    return _sim("report")
 
 
 def _result(folder: Path, method: str, lpips: float, **extra) -> None:
@@ -57,4 +62,4 @@ def test_remeasured_grid_stays_out_of_the_headline(tmp_path):
         _result(tmp_path / g, "deepjscc", 0.5)
     all_rows = {g: R.load(tmp_path / g) for g in ("held-out-metric", "unseen")}
     assert [r["grid"] for r in R._headline(all_rows, "natural")] == ["unseen"]
-    assert set(R.REMEASURED) <= set(__import__("sim.sweep", fromlist=["GRIDS"]).GRIDS)
+    assert R.REMEASURED <= set(_sim("sweep").GRIDS)
